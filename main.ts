@@ -1,0 +1,281 @@
+/**
+ * The `shark` command: configuration from a file, `SHARK_CONFIG` or embedded
+ * defaults, CLI overrides, logging, `Deno.serve`, the Prometheus listener and
+ * signals. Deno wiring only; the engine lives in `src/`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  configure,
+  dispose,
+  getLogger,
+  getStreamSink,
+  getTextFormatter,
+  jsonLinesFormatter,
+  type LogLevel,
+} from "@logtape/logtape";
+import denoJson from "./deno.json" with { type: "json" };
+import {
+  ConfigError,
+  defaultPubSub,
+  loadConfig,
+  type PubSub,
+  Shark,
+  type SharkConfig,
+} from "./mod.ts";
+
+const HELP =
+  `Shark ${denoJson.version}: a WebSocket message router, wire-compatible with SocketShark.
+
+Usage: deno run -A main.ts [options]
+
+Options:
+  --config PATH       shark.json to load (else the SHARK_CONFIG environment
+                      variable as JSON text, else embedded defaults)
+  --host HOST         server.host
+  --port PORT         server.port (0 picks a free port)
+  --adapter NAME      pubsub.adapter: memory, broadcast_channel or redis
+  --redis-url URL     pubsub.redis.url
+  --log-level LEVEL   log.level: trace, debug, info, warning, error, fatal
+  --workers N         run N isolates on the same port (needs a cross-isolate
+                      adapter: broadcast_channel or redis)
+  --check             validate the configuration and exit (0 valid, 2 invalid)
+  --help              show this help
+  --version           print the version
+
+Exit codes: 0 clean exit, 1 start-up failure (e.g. Redis unreachable),
+2 invalid configuration or arguments.
+`;
+
+/** A start-up problem reported on one line, with the exit code it gets. */
+class StartupError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
+interface Loaded {
+  readonly config: SharkConfig;
+  readonly source: string;
+}
+
+function parseCli(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string" },
+        host: { type: "string" },
+        port: { type: "string" },
+        adapter: { type: "string" },
+        "redis-url": { type: "string" },
+        "log-level": { type: "string" },
+        workers: { type: "string" },
+        check: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+        version: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (error) {
+    throw new StartupError(`${(error as Error).message}\nRun with --help for usage.`, 2);
+  }
+}
+
+type CliValues = ReturnType<typeof parseCli>;
+
+async function readRawConfig(values: CliValues): Promise<{ raw: unknown; source: string }> {
+  if (values.config !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(values.config);
+    } catch (error) {
+      throw new StartupError(
+        `cannot read --config ${values.config}: ${(error as Error).message}`,
+        2,
+      );
+    }
+    try {
+      return { raw: JSON.parse(text), source: values.config };
+    } catch (error) {
+      throw new StartupError(`${values.config} is not valid JSON: ${(error as Error).message}`, 2);
+    }
+  }
+  const fromEnv = Deno.env.get("SHARK_CONFIG");
+  if (fromEnv !== undefined && fromEnv.trim() !== "") {
+    try {
+      return { raw: JSON.parse(fromEnv), source: "SHARK_CONFIG" };
+    } catch (error) {
+      throw new StartupError(`SHARK_CONFIG is not valid JSON: ${(error as Error).message}`, 2);
+    }
+  }
+  return { raw: {}, source: "embedded defaults" };
+}
+
+/** Sets `raw[path]` to `value`, creating objects on the way; CLI flags win over the file. */
+function override(raw: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = raw;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]] = value;
+}
+
+function cliNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isInteger(value)) {
+    throw new StartupError(`--${flag}: expected an integer, got ${JSON.stringify(text)}`, 2);
+  }
+  return value;
+}
+
+async function loadFromCli(values: CliValues): Promise<Loaded> {
+  const { raw, source } = await readRawConfig(values);
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
+    const record = raw as Record<string, unknown>;
+    if (values.host !== undefined) override(record, ["server", "host"], values.host);
+    if (values.port !== undefined) {
+      override(record, ["server", "port"], cliNumber("port", values.port));
+    }
+    if (values.adapter !== undefined) override(record, ["pubsub", "adapter"], values.adapter);
+    if (values["redis-url"] !== undefined) {
+      override(record, ["pubsub", "redis", "url"], values["redis-url"]);
+    }
+    if (values["log-level"] !== undefined) {
+      override(record, ["log", "level"], values["log-level"]);
+    }
+  }
+  try {
+    return { config: loadConfig(raw, (name) => Deno.env.get(name)), source };
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new StartupError(`${source}: ${error.message}`, 2);
+  }
+}
+
+async function setUpLogging(config: SharkConfig): Promise<void> {
+  const formatter = config.log.format === "json"
+    ? jsonLinesFormatter
+    : getTextFormatter({ timestamp: "date-time-timezone" });
+  await configure({
+    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter, nonBlocking: true }) },
+    loggers: [
+      { category: ["shark"], lowestLevel: config.log.level as LogLevel, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}
+
+async function createPubSub(config: SharkConfig): Promise<PubSub> {
+  if (config.pubsub.adapter !== "redis") return defaultPubSub(config);
+  const { RedisPubSub } = await import("./adapters/redis.ts");
+  return new RedisPubSub(config.pubsub);
+}
+
+async function readTls(config: SharkConfig): Promise<{ cert: string; key: string } | undefined> {
+  const tls = config.server.tls;
+  if (!tls) return undefined;
+  try {
+    return { cert: await Deno.readTextFile(tls.cert), key: await Deno.readTextFile(tls.key) };
+  } catch (error) {
+    throw new StartupError(`server.tls: ${(error as Error).message}`, 2);
+  }
+}
+
+function serveMetrics(shark: Shark, config: SharkConfig): Deno.HttpServer | undefined {
+  const { host, port } = config.metrics.prometheus;
+  if (port === null) return undefined;
+  const log = getLogger(["shark"]);
+  return Deno.serve({
+    hostname: host,
+    port,
+    onListen: (address) => log.info("metrics on http://{host}:{port}/metrics", address),
+  }, (request) => {
+    if (new URL(request.url).pathname !== "/metrics") {
+      return new Response("Not found.\n", { status: 404 });
+    }
+    return new Response(shark.metrics.prometheus(), {
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
+  });
+}
+
+async function run(args: string[]): Promise<number> {
+  const values = parseCli(args);
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values.version) {
+    console.log(`shark ${denoJson.version} (deno ${Deno.version.deno})`);
+    return 0;
+  }
+  const { config, source } = await loadFromCli(values);
+  if (values.check) {
+    console.log(`${source}: configuration is valid`);
+    return 0;
+  }
+  if (values.workers !== undefined) {
+    throw new StartupError("--workers is not available in this build", 2);
+  }
+  const tls = await readTls(config);
+  await setUpLogging(config);
+  const log = getLogger(["shark"]);
+  log.info(
+    source === "embedded defaults"
+      ? "Shark {version} starting on embedded defaults (memory adapter, no services): pass --config shark.json"
+      : "Shark {version} starting with configuration from {source}",
+    { version: denoJson.version, source, adapter: config.pubsub.adapter },
+  );
+  const pubsub = await createPubSub(config);
+  const shark = new Shark(config, { pubsub });
+  try {
+    await shark.started;
+  } catch (error) {
+    throw new StartupError(
+      `pub/sub adapter ${config.pubsub.adapter} could not start: ${(error as Error).message}`,
+      1,
+    );
+  }
+  const server = Deno.serve({
+    hostname: config.server.host,
+    port: config.server.port,
+    ...tls,
+    onListen: ({ hostname, port }) =>
+      log.info("listening on {scheme}://{hostname}:{port}", {
+        scheme: tls ? "wss" : "ws",
+        hostname,
+        port,
+      }),
+  }, (request, info) => {
+    const remote = info.remoteAddr as Deno.NetAddr;
+    return shark.handle(request, { remote: `${remote.hostname}:${remote.port}` });
+  });
+  const metricsServer = serveMetrics(shark, config);
+  const { promise: stopSignal, resolve: stop } = Promise.withResolvers<string>();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => stop(signal));
+  }
+  const signal = await stopSignal;
+  log.info("{signal} received: shutting down", { signal });
+  await shark.shutdown();
+  await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
+  return 0;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await run(Deno.args);
+  } catch (error) {
+    if (!(error instanceof StartupError)) throw error;
+    console.error(`shark: ${error.message}`);
+    code = error.exitCode;
+  }
+  await dispose();
+  Deno.exit(code);
+}

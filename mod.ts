@@ -1,0 +1,120 @@
+/**
+ * Shark: a WebSocket message router for Deno, wire-compatible with
+ * SocketShark. Clients hold one WebSocket; services stay plain HTTP.
+ *
+ * ```ts
+ * import { MemoryPubSub, Shark } from "./mod.ts";
+ *
+ * const shark = new Shark({
+ *   services: { books: { require_authentication: false } },
+ *   publish_api: { secret: "change me" },
+ * }, { pubsub: new MemoryPubSub() });
+ * Deno.serve({ port: 9000 }, (request) => shark.handle(request));
+ * ```
+ *
+ * The Redis adapter has its own entry point (`./adapters/redis.ts`, exported
+ * as `@shark/shark/redis`) so that programs using the other adapters never
+ * load a Redis client.
+ *
+ * @module
+ */
+import { BroadcastChannelPubSub } from "./adapters/broadcast_channel.ts";
+import { MemoryPubSub } from "./adapters/memory.ts";
+import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config.ts";
+import { Engine, type UpgradeWebSocket } from "./src/engine.ts";
+import type { PubSub } from "./src/pubsub.ts";
+import type { Logger } from "@logtape/logtape";
+
+export {
+  type BroadcastChannelOptions,
+  BroadcastChannelPubSub,
+} from "./adapters/broadcast_channel.ts";
+export { MemoryPubSub } from "./adapters/memory.ts";
+export {
+  type CallbackName,
+  ConfigError,
+  configJsonSchema,
+  configSchema,
+  type EnvLookup,
+  loadConfig,
+  redactUrl,
+  type ServiceConfig,
+  type SharkConfig,
+  type SharkConfigInput,
+} from "./src/config.ts";
+export {
+  Engine,
+  type EngineOptions,
+  MAX_PUBLISH_BYTES,
+  type RequestInfo,
+  type UpgradeWebSocket,
+} from "./src/engine.ts";
+export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
+export { type DropReason, Metrics, type RejectReason } from "./src/metrics.ts";
+export { ClientEvent, CloseReason, ErrorText } from "./src/protocol.ts";
+export type { PubSub, PubSubListener } from "./src/pubsub.ts";
+
+/** Options of a {@link Shark}; every one has a Deno default. */
+export interface SharkOptions {
+  /**
+   * The pub/sub adapter. Defaults to the configured `pubsub.adapter` when it
+   * is `memory` or `broadcast_channel`; for `redis`, pass a `RedisPubSub`
+   * from `./adapters/redis.ts`.
+   */
+  readonly pubsub?: PubSub;
+  /** Defaults to `Deno.upgradeWebSocket`. */
+  readonly upgradeWebSocket?: UpgradeWebSocket;
+  /** Resolves `{"env": "NAME"}` secrets; defaults to `Deno.env.get`. */
+  readonly env?: EnvLookup;
+  /** Defaults to LogTape's `["shark"]` category; configure LogTape to see it. */
+  readonly logger?: Logger;
+}
+
+/**
+ * Picks the adapter a configuration names, for the adapters that need no
+ * extra import.
+ *
+ * @example
+ * ```ts
+ * const pubsub = defaultPubSub(loadConfig({ pubsub: { adapter: "broadcast_channel" } }));
+ * ```
+ */
+export function defaultPubSub(config: ReturnType<typeof loadConfig>): PubSub {
+  switch (config.pubsub.adapter) {
+    case "memory":
+      return new MemoryPubSub();
+    case "broadcast_channel":
+      return new BroadcastChannelPubSub({ name: config.pubsub.broadcast_channel.name });
+    case "redis":
+      throw new Error(
+        'pubsub.adapter "redis": pass options.pubsub = new RedisPubSub(config.pubsub) from ./adapters/redis.ts',
+      );
+  }
+}
+
+/**
+ * The Shark engine bound to Deno: `Deno.upgradeWebSocket` for upgrades and
+ * `Deno.env` for secrets.
+ *
+ * @example
+ * ```ts
+ * const shark = new Shark({ services: { books: { require_authentication: false } } });
+ * const server = Deno.serve({ port: 9000 }, (request) => shark.handle(request));
+ * Deno.addSignalListener("SIGTERM", async () => {
+ *   await shark.shutdown();
+ *   await server.shutdown();
+ * });
+ * ```
+ */
+export class Shark extends Engine {
+  constructor(config: SharkConfigInput = {}, options: SharkOptions = {}) {
+    const env = options.env ?? ((name: string) => Deno.env.get(name));
+    super(config, {
+      pubsub: options.pubsub ?? defaultPubSub(loadConfig(config, env)),
+      upgradeWebSocket: options.upgradeWebSocket ??
+        ((request, upgrade) => Deno.upgradeWebSocket(request, upgrade)),
+      env,
+      logger: options.logger,
+    });
+  }
+}

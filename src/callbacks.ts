@@ -1,0 +1,65 @@
+/**
+ * A subscription's service callbacks (SPEC section 2): who gets called with
+ * which body, and authorization with its authorizer fields.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { CallbackName } from "./config.ts";
+import type { ServiceClient, ServiceReply } from "./service_client.ts";
+import type { Subscription } from "./subscription.ts";
+import { jsonEqual, type JsonObject, pick } from "./util.ts";
+
+const OK: ServiceReply = Object.freeze({ status: "ok" });
+
+/** Whether a service reply means success. */
+export function succeeded(reply: ServiceReply): boolean {
+  return reply.status === "ok";
+}
+
+/**
+ * Calls the callbacks configured for a subscription's service.
+ *
+ * @example
+ * ```ts
+ * const reply = await callbacks.call(subscription, "before_subscribe", session.log);
+ * ```
+ */
+export class Callbacks {
+  readonly #client: ServiceClient;
+
+  constructor(client: ServiceClient) {
+    this.#client = client;
+  }
+
+  /**
+   * POSTs the subscription's callback body (plus `more`) to its `name`
+   * callback; a callback the service does not configure succeeds at once.
+   */
+  call(
+    subscription: Subscription,
+    name: CallbackName,
+    log: Logger,
+    more?: JsonObject,
+  ): Promise<ServiceReply> {
+    const url = subscription.service[name];
+    if (!url) return Promise.resolve(OK);
+    return this.#client.post(name, url, subscription.callbackBody(more), log);
+  }
+
+  /**
+   * Calls the authorizer and keeps its authorizer fields; when they change on
+   * a renewal, calls `on_authorization_change` with the new ones.
+   */
+  async authorize(subscription: Subscription, log: Logger): Promise<ServiceReply> {
+    const reply = await this.call(subscription, "authorizer", log);
+    if (!succeeded(reply) || !subscription.service.authorizer) return reply;
+    const fields = pick(reply, subscription.service.authorizer_fields);
+    const previous = subscription.authorizerData;
+    subscription.authorizerData = fields;
+    if (previous !== null && !jsonEqual(previous, fields) && subscription.active) {
+      await this.call(subscription, "on_authorization_change", log);
+    }
+    return reply;
+  }
+}

@@ -1,0 +1,356 @@
+/**
+ * The Shark engine: accepts WebSocket sessions and HTTP requests, wires
+ * sessions, events, services, the hub and the pub/sub adapter together, and
+ * runs start-up, pub/sub loss and graceful shutdown (SPEC sections 3, 5, 7).
+ *
+ * Web-standard APIs only: the WebSocket upgrade is injected, so the engine
+ * runs in any isolate that can upgrade a `Request`.
+ *
+ * @module
+ */
+import { getLogger, type Logger } from "@logtape/logtape";
+import { Callbacks } from "./callbacks.ts";
+import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
+import { envelopeProblem, InvalidEnvelope } from "./envelope.ts";
+import { EventHandler } from "./events.ts";
+import { Hub } from "./hub.ts";
+import { Lifecycle } from "./lifecycle.ts";
+import { Metrics } from "./metrics.ts";
+import { CloseReason } from "./protocol.ts";
+import type { PubSub } from "./pubsub.ts";
+import { ServiceClient } from "./service_client.ts";
+import { type ClientFrame, Session, type SessionHost } from "./session.ts";
+import { BodyTooLarge, constantTimeEqual, delay, type JsonObject, readLimited } from "./util.ts";
+
+/** The largest `POST /publish` body accepted. */
+export const MAX_PUBLISH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does.
+ * `idleTimeout` (seconds, 0 = off): ping after half of it without traffic from
+ * the client, close when the pong does not come within the other half.
+ */
+export type UpgradeWebSocket = (
+  request: Request,
+  options: { idleTimeout: number },
+) => { socket: WebSocket; response: Response };
+
+/** What an {@link Engine} is built from besides its configuration. */
+export interface EngineOptions {
+  /** The pub/sub adapter carrying published envelopes. */
+  readonly pubsub: PubSub;
+  /** The runtime's WebSocket upgrade. */
+  readonly upgradeWebSocket: UpgradeWebSocket;
+  /** Resolves `{"env": "NAME"}` secrets in the configuration. */
+  readonly env?: EnvLookup;
+  /** The logger to use; defaults to LogTape's `["shark"]` category. */
+  readonly logger?: Logger;
+}
+
+/** Connection details of a request, for logs. */
+export interface RequestInfo {
+  /** The client's address, `host:port`. */
+  readonly remote?: string;
+}
+
+type State = "starting" | "ready" | "degraded" | "failed" | "stopping";
+
+function json(status: number, body: JsonObject, headers?: HeadersInit): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+/**
+ * A Shark engine. Starts its pub/sub adapter on construction; `started`
+ * settles once it is ready (or could not start).
+ *
+ * @example
+ * ```ts
+ * const engine = new Engine({ services: {} }, {
+ *   pubsub: new MemoryPubSub(),
+ *   upgradeWebSocket: (request, options) => Deno.upgradeWebSocket(request, options),
+ * });
+ * Deno.serve((request) => engine.handle(request));
+ * ```
+ */
+export class Engine {
+  /** The validated configuration. */
+  readonly config: SharkConfig;
+  /** The engine's counters, also served by the Prometheus listener. */
+  readonly metrics: Metrics = new Metrics();
+  /** The pub/sub adapter. */
+  readonly pubsub: PubSub;
+  /** Settles when the adapter is connected; rejects when it cannot be. */
+  readonly started: Promise<void>;
+  readonly #log: Logger;
+  readonly #upgrade: UpgradeWebSocket;
+  readonly #client: ServiceClient;
+  readonly #hub: Hub;
+  readonly #events: EventHandler;
+  readonly #lifecycle: Lifecycle;
+  readonly #sessions = new Set<Session>();
+  readonly #sessionHost: SessionHost;
+  #state: State = "starting";
+  #stopped: Promise<void> | undefined;
+  #metricsTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(config: SharkConfigInput, options: EngineOptions) {
+    this.config = loadConfig(config, options.env);
+    this.pubsub = options.pubsub;
+    this.#upgrade = options.upgradeWebSocket;
+    this.#log = options.logger ?? getLogger(["shark"]);
+    this.#client = new ServiceClient(this.config.http, this.metrics, this.#log);
+    this.#hub = new Hub(this.pubsub, this.metrics, this.#log, {
+      metadata: this.config.delivery.metadata,
+    });
+    const callbacks = new Callbacks(this.#client);
+    this.#lifecycle = new Lifecycle(callbacks, this.#hub, this.metrics);
+    this.#events = new EventHandler({
+      config: this.config,
+      client: this.#client,
+      callbacks,
+      hub: this.#hub,
+      lifecycle: this.#lifecycle,
+      metrics: this.metrics,
+    });
+    this.#sessionHost = {
+      metrics: this.metrics,
+      limits: {
+        maxMessageBytes: this.config.server.max_message_bytes,
+        maxBufferedBytes: this.config.server.max_buffered_bytes,
+      },
+      handleEvent: (session: Session, frame: ClientFrame) => this.#events.handle(session, frame),
+      sessionClosed: (session: Session) => this.#sessionClosed(session),
+    };
+    this.started = this.#start();
+    this.started.catch(() => {});
+  }
+
+  /** Whether the engine accepts connections: started, pub/sub healthy, not stopping. */
+  get ready(): boolean {
+    return this.#state === "ready";
+  }
+
+  /** Sessions open now. */
+  get connections(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Serves one HTTP request: a WebSocket upgrade (any path), `GET /healthz`,
+   * `POST /publish`; anything else gets a JSON 404 (426 for `GET /`).
+   */
+  handle(request: Request, info: RequestInfo = {}): Response | Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+      return this.#accept(request, info);
+    }
+    const path = new URL(request.url).pathname;
+    if (path === "/healthz" && (request.method === "GET" || request.method === "HEAD")) {
+      return this.#health();
+    }
+    if (path === "/publish") {
+      if (request.method === "POST") return this.#publishRequest(request);
+      return json(405, { status: "error", error: "Use POST." }, { allow: "POST" });
+    }
+    if (path === "/" && request.method === "GET") {
+      return json(426, { status: "error", error: "Connect with a WebSocket." }, {
+        upgrade: "websocket",
+      });
+    }
+    return json(404, { status: "error", error: "Not found." });
+  }
+
+  /**
+   * Publishes one envelope or an array of envelopes through the adapter, as
+   * `POST /publish` does. Throws an {@link InvalidEnvelope} naming the first invalid
+   * envelope; then nothing is published.
+   *
+   * @returns the number of envelopes published.
+   */
+  async publish(envelopes: unknown): Promise<number> {
+    const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
+    list.forEach((envelope, index) => {
+      const problem = envelopeProblem(envelope);
+      if (problem) {
+        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${problem}` : problem);
+      }
+    });
+    await Promise.all(list.map((envelope) => {
+      const topic = (envelope as JsonObject).subscription as string;
+      return this.pubsub.publish(topic, JSON.stringify(envelope));
+    }));
+    this.metrics.published += list.length;
+    return list.length;
+  }
+
+  /**
+   * Graceful shutdown: refuses new connections, closes every session with
+   * 1001, waits for their unsubscribe callbacks (at most
+   * `server.shutdown_timeout`), then closes the adapter.
+   */
+  shutdown(): Promise<void> {
+    this.#stopped ??= this.#shutdown();
+    return this.#stopped;
+  }
+
+  async #start(): Promise<void> {
+    const adapter = this.pubsub.name;
+    try {
+      await this.pubsub.start({
+        message: (topic, payload) => this.#hub.receive(topic, payload),
+        health: (healthy, reason) => this.#pubsubHealth(healthy, reason),
+      });
+    } catch (error) {
+      this.#state = "failed";
+      this.#log.fatal("pub/sub adapter {adapter} could not start: {error}", {
+        adapter,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      throw error;
+    }
+    if (this.#state !== "starting") return;
+    this.#setState("ready");
+    const interval = this.config.metrics.log.interval;
+    if (interval !== null) {
+      this.#metricsTimer = setInterval(
+        () => this.#log.info("metrics", this.metrics.snapshot()),
+        interval * 1000,
+      );
+    }
+  }
+
+  #setState(state: State): void {
+    this.#state = state;
+    this.metrics.ready = state === "ready" ? 1 : 0;
+  }
+
+  #pubsubHealth(healthy: boolean, reason?: string): void {
+    if (this.#state === "stopping" || this.#state === "failed" || this.#state === "starting") {
+      return;
+    }
+    if (healthy) {
+      if (this.#state === "degraded") {
+        this.#log.info("pub/sub {adapter} is back: accepting connections", {
+          adapter: this.pubsub.name,
+        });
+        this.#setState("ready");
+      }
+      return;
+    }
+    if (this.#state === "degraded") return;
+    this.#setState("degraded");
+    this.#log.error("pub/sub {adapter} lost ({reason}): closing {count} connections with 1012", {
+      adapter: this.pubsub.name,
+      reason: reason ?? "unknown",
+      count: this.#sessions.size,
+    });
+    for (const session of this.#sessions) {
+      session.close(CloseReason.pubsubLost, { afterCleanup: true });
+    }
+  }
+
+  #accept(request: Request, info: RequestInfo): Response {
+    if (!this.ready) {
+      this.metrics.rejected("not_ready");
+      return json(503, { status: "error", error: "Not ready." });
+    }
+    const allowed = this.config.server.allowed_origins;
+    const origin = request.headers.get("origin");
+    if (allowed && origin !== null && !allowed.includes(origin)) {
+      this.metrics.rejected("origin");
+      return json(403, { status: "error", error: "Origin not allowed." });
+    }
+    const max = this.config.server.max_connections;
+    if (max !== null && this.#sessions.size >= max) {
+      this.metrics.rejected("max_connections");
+      return json(503, { status: "error", error: "Too many connections." });
+    }
+    const { interval, timeout } = this.config.ws_ping;
+    let upgraded: ReturnType<UpgradeWebSocket>;
+    try {
+      upgraded = this.#upgrade(request, { idleTimeout: interval > 0 ? interval + timeout : 0 });
+    } catch (error) {
+      return json(400, { status: "error", error: `Bad WebSocket upgrade: ${error}` });
+    }
+    const session = new Session(upgraded.socket, this.#sessionHost, this.#log);
+    this.#sessions.add(session);
+    this.metrics.connectionsOpen++;
+    this.metrics.connectionsTotal++;
+    session.log.info("connection opened", { remote: info.remote, origin });
+    return upgraded.response;
+  }
+
+  async #sessionClosed(session: Session): Promise<void> {
+    if (this.#sessions.delete(session)) this.metrics.connectionsOpen--;
+    await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+  }
+
+  #health(): Response {
+    const ready = this.ready;
+    return json(ready ? 200 : 503, {
+      status: ready ? "ok" : "unavailable",
+      state: this.#state,
+      adapter: this.pubsub.name,
+      pubsub: this.pubsub.healthy ? "ok" : "down",
+      connections: this.#sessions.size,
+      subscriptions: this.metrics.subscriptionsOpen,
+      topics: this.metrics.topicsOpen,
+    });
+  }
+
+  async #publishRequest(request: Request): Promise<Response> {
+    const secret = this.config.publish_api.secret;
+    if (secret === null) return json(404, { status: "error", error: "Not found." });
+    if (!constantTimeEqual(request.headers.get("authorization") ?? "", `Bearer ${secret}`)) {
+      await request.body?.cancel();
+      return json(401, { status: "error", error: "Bad or missing bearer secret." }, {
+        "www-authenticate": "Bearer",
+      });
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES));
+    } catch (error) {
+      if (error instanceof BodyTooLarge) {
+        return json(413, { status: "error", error: `Body exceeds ${MAX_PUBLISH_BYTES} bytes.` });
+      }
+      return json(400, { status: "error", error: "Body is not JSON." });
+    }
+    if (Array.isArray(body) && body.length === 0) {
+      return json(400, { status: "error", error: "No envelope to publish." });
+    }
+    try {
+      const published = await this.publish(body);
+      return json(200, { status: "ok", published });
+    } catch (error) {
+      if (error instanceof InvalidEnvelope) {
+        return json(400, { status: "error", error: error.message });
+      }
+      this.#log.error("publish failed: {error}", { error: String(error) });
+      return json(503, { status: "error", error: "Pub/sub unavailable." });
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#setState("stopping");
+    clearInterval(this.#metricsTimer);
+    const sessions = [...this.#sessions];
+    this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
+    const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));
+    const limit = new AbortController();
+    const finished = await Promise.race([
+      closed.then(() => true),
+      delay(this.config.server.shutdown_timeout * 1000, limit.signal).then(() => false),
+    ]);
+    limit.abort();
+    if (!finished) {
+      this.#log.warn("shutdown timeout: unsubscribe callbacks still running were abandoned");
+    }
+    this.#client.close();
+    this.#hub.close();
+    await this.pubsub.close();
+    this.#log.info("shutdown complete");
+  }
+}

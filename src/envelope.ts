@@ -1,0 +1,171 @@
+/**
+ * Published envelopes (SPEC section 3): validation, delivery options and the
+ * frames sent to subscribers. An envelope is parsed once; each distinct
+ * outgoing frame is serialized once per fan-out, however many subscribers
+ * receive it.
+ *
+ * @module
+ */
+import { isObject, type JsonObject, parseNumber } from "./util.ts";
+
+/** An envelope given to `publish()` or `POST /publish` is not valid. */
+export class InvalidEnvelope extends TypeError {
+  override readonly name = "InvalidEnvelope";
+}
+
+/** Why an envelope cannot be published, or `undefined` when it can. */
+export function envelopeProblem(value: unknown): string | undefined {
+  if (!isObject(value)) return "an envelope must be a JSON object";
+  const name = value.subscription;
+  if (typeof name !== "string") return 'an envelope needs a "subscription" string';
+  const dot = name.indexOf(".");
+  if (dot <= 0 || dot === name.length - 1) {
+    return `subscription ${JSON.stringify(name.slice(0, 200))} is not "SERVICE.TOPIC"`;
+  }
+  if (!Object.hasOwn(value, "data")) return 'an envelope needs a "data" field';
+  if (value.options !== undefined && !isObject(value.options)) {
+    return '"options" must be a JSON object';
+  }
+}
+
+const TIMESTAMP =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+/**
+ * Normalizes an ISO-8601 timestamp to UTC with millisecond precision; a value
+ * without an offset is taken as UTC. `undefined` for anything unparsable.
+ *
+ * @example
+ * ```ts
+ * normalizeTimestamp("2024-05-01T12:00:00.123456+02:00"); // "2024-05-01T10:00:00.123Z"
+ * ```
+ */
+export function normalizeTimestamp(value: unknown): string | undefined {
+  if (typeof value !== "string" || value.length > 64) return undefined;
+  const match = TIMESTAMP.exec(value.trim());
+  if (!match) return undefined;
+  const [, year, month, day, hour = "0", minute = "0", second = "0", fraction = "", zone] = match;
+  const [y, mo, d, h, mi, sec] = [year, month, day, hour, minute, second].map(Number);
+  if (h > 23 || mi > 59 || sec > 59) return undefined;
+  const millis = Math.floor(Number(`0.${fraction || "0"}`) * 1000);
+  const date = new Date(Date.UTC(y, mo - 1, d, h, mi, sec, millis));
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) {
+    return undefined;
+  }
+  let time = date.getTime();
+  if (zone && zone.toUpperCase() !== "Z") {
+    const digits = zone.slice(1).replace(":", "");
+    const offset = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || "0");
+    time -= (zone[0] === "-" ? -1 : 1) * offset * 60_000;
+  }
+  return Number.isFinite(time) ? new Date(time).toISOString() : undefined;
+}
+
+/** Turns an `order_key`/`throttle_key` into a Map key; absent keys share one bucket. */
+export function bucketOf(key: unknown): unknown {
+  if (key === undefined || key === null) return null;
+  return typeof key === "object" ? `json:${JSON.stringify(key)}` : key;
+}
+
+/**
+ * One envelope on its way to the subscribers of its topic, with everything
+ * that is the same for all of them computed once.
+ */
+export class Delivery {
+  /** The subscription name (`SERVICE.TOPIC`) this envelope is for. */
+  readonly topic: string;
+  /** The parsed envelope. */
+  readonly envelope: JsonObject;
+  /** `options.order` when it parses as a number. */
+  readonly order: number | undefined;
+  /** The order bucket (`options.order_key`). */
+  readonly orderKey: unknown;
+  /** `options.throttle` in seconds when it parses as a number. */
+  readonly throttle: number | undefined;
+  /** The throttle bucket (`options.throttle_key`). */
+  readonly throttleKey: unknown;
+  readonly #metadata: DeliveryMetadata | undefined;
+  readonly #metadataJson: string | undefined;
+  #head: string | undefined;
+  #frame: string | undefined;
+  #frames: Map<string, string> | undefined;
+  #filterFields: readonly string[] | undefined;
+  #filters: [string, unknown][] | undefined;
+
+  /**
+   * @param metadata the delivery metadata for frames sent now, or `undefined`
+   *   when `delivery.metadata` is off.
+   */
+  constructor(topic: string, envelope: JsonObject, metadata: DeliveryMetadata | undefined) {
+    this.topic = topic;
+    this.envelope = envelope;
+    const options = envelope.options as JsonObject | undefined;
+    this.order = options ? parseNumber(options.order) : undefined;
+    this.orderKey = this.order === undefined ? null : bucketOf(options!.order_key);
+    this.throttle = options ? parseNumber(options.throttle) : undefined;
+    this.throttleKey = this.throttle === undefined ? null : bucketOf(options!.throttle_key);
+    this.#metadata = metadata;
+    this.#metadataJson = metadata && metadataJson(metadata, new Date().toISOString());
+  }
+
+  /**
+   * The filter fields of `fields` present in the envelope, as pairs. Every
+   * subscriber of a topic belongs to the same service, so this is computed
+   * once per envelope.
+   */
+  filters(fields: readonly string[]): [string, unknown][] {
+    if (this.#filterFields !== fields) {
+      this.#filterFields = fields;
+      this.#filters = [];
+      for (const field of fields) {
+        if (Object.hasOwn(this.envelope, field)) this.#filters.push([field, this.envelope[field]]);
+      }
+    }
+    return this.#filters!;
+  }
+
+  /**
+   * The message frame for a subscription whose extra fields serialize to
+   * `extra` (`""` or `,"key":value...`), built once per distinct `extra`.
+   */
+  frame(extra: string): string {
+    if (extra === "") return this.#frame ??= this.#build("", this.#metadataJson);
+    this.#frames ??= new Map();
+    let frame = this.#frames.get(extra);
+    if (frame === undefined) {
+      this.#frames.set(extra, frame = this.#build(extra, this.#metadataJson));
+    }
+    return frame;
+  }
+
+  /**
+   * A frame for a message sent later than its fan-out (held during subscribe
+   * or released by a throttle): `sent_at` is now.
+   */
+  lateFrame(extra: string): string {
+    const metadata = this.#metadata;
+    return this.#build(extra, metadata && metadataJson(metadata, new Date().toISOString()));
+  }
+
+  #build(extra: string, metadata: string | undefined): string {
+    this.#head ??= `{"event":"message","subscription":${JSON.stringify(this.topic)},"data":${
+      JSON.stringify(this.envelope.data) ?? "null"
+    }`;
+    return `${this.#head}${extra}${metadata ?? ""}}`;
+  }
+}
+
+/** The per-envelope delivery metadata of SPEC section 3. */
+export interface DeliveryMetadata {
+  /** The publisher's `published_at`, normalized, if valid. */
+  readonly publishedAt: string | undefined;
+  /** When this process took the envelope from pub/sub. */
+  readonly receivedAt: string;
+  /** Envelopes waiting behind this one in this process. */
+  readonly queueSize: number;
+}
+
+function metadataJson(metadata: DeliveryMetadata, sentAt: string): string {
+  const published = metadata.publishedAt ? `,"published_at":"${metadata.publishedAt}"` : "";
+  return `${published},"received_at":"${metadata.receivedAt}","sent_at":"${sentAt}","queue_size":${metadata.queueSize}`;
+}

@@ -1,0 +1,281 @@
+/**
+ * The five client events of SPEC section 1: parsing, the checks in their
+ * order, the service callbacks they trigger and the replies, with extra
+ * fields echoed as SocketShark does.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { type Callbacks, succeeded } from "./callbacks.ts";
+import type { SharkConfig } from "./config.ts";
+import { type Hub, PubSubUnavailable } from "./hub.ts";
+import { errorOf, type Lifecycle } from "./lifecycle.ts";
+import type { Metrics } from "./metrics.ts";
+import {
+  ClientEvent,
+  CloseReason,
+  DEFAULT_AUTH_METHOD,
+  ErrorText,
+  MAX_EVENT_NAME_LENGTH,
+  MAX_JSON_DEPTH,
+  MAX_PING_DATA_LENGTH,
+} from "./protocol.ts";
+import type { ServiceClient } from "./service_client.ts";
+import type { ClientFrame, Session } from "./session.ts";
+import { Subscription } from "./subscription.ts";
+import { isObject, type JsonObject, nestsDeeperThan, pick } from "./util.ts";
+
+/** An event failed in a way the client is told about; the connection stays. */
+class EventError extends Error {
+  readonly error: unknown;
+  readonly data: unknown;
+
+  constructor(error: unknown, data?: unknown) {
+    super(String(error));
+    this.error = error;
+    this.data = data;
+  }
+}
+
+/** What every reply to one event carries besides its status. */
+interface ReplyContext {
+  readonly event: string;
+  subscription?: string;
+  extra: JsonObject;
+}
+
+/** Python truthiness, as SocketShark tests `ticket`. */
+function truthy(value: unknown): boolean {
+  if (Array.isArray(value)) return value.length > 0;
+  if (isObject(value)) return Object.keys(value).length > 0;
+  return Boolean(value);
+}
+
+/** Cuts a string to `max` characters without splitting a surrogate pair. */
+function cut(text: string, max: number): string {
+  return text.length <= max ? text : [...text].slice(0, max).join("");
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The parts of the engine event handling talks to. */
+export interface EventDependencies {
+  readonly config: SharkConfig;
+  readonly client: ServiceClient;
+  readonly callbacks: Callbacks;
+  readonly hub: Hub;
+  readonly lifecycle: Lifecycle;
+  readonly metrics: Metrics;
+}
+
+/**
+ * Handles client events.
+ *
+ * @example
+ * ```ts
+ * const events = new EventHandler({ config, client, callbacks, hub, lifecycle, metrics });
+ * await events.handle(session, '{"event":"ping","data":"x"}');
+ * ```
+ */
+export class EventHandler {
+  readonly #deps: EventDependencies;
+
+  constructor(dependencies: EventDependencies) {
+    this.#deps = dependencies;
+  }
+
+  /** Handles one frame of a session; never rejects. */
+  async handle(session: Session, frame: ClientFrame): Promise<void> {
+    const request = this.#parse(session, frame);
+    if (!request) return;
+    const event = request.event as string;
+    const context: ReplyContext = { event, extra: {} };
+    const label = Object.hasOwn(ClientEvent, event) ? event : "unknown";
+    try {
+      await this.#dispatch(session, request, context);
+      this.#deps.metrics.event(label, "ok");
+    } catch (error) {
+      this.#deps.metrics.event(label, "error");
+      if (error instanceof EventError) {
+        this.#reply(session, context, "error", error.data, error.error);
+        return;
+      }
+      session.log.error("unhandled exception in {event}: {error}", {
+        event,
+        error: error instanceof Error ? error.stack : String(error),
+      });
+      this.#reply(session, context, "error", undefined, ErrorText.unhandledException);
+      session.close(CloseReason.internalError);
+    }
+  }
+
+  #parse(session: Session, frame: ClientFrame): JsonObject | undefined {
+    let request: unknown;
+    let text: string;
+    try {
+      text = typeof frame === "string" ? frame : strictUtf8.decode(frame);
+      request = JSON.parse(text);
+    } catch {
+      return this.#malformed(session, ErrorText.invalidEvent);
+    }
+    if (text.length > 2 * MAX_JSON_DEPTH && nestsDeeperThan(request, MAX_JSON_DEPTH)) {
+      return this.#malformed(session, ErrorText.tooDeeplyNested);
+    }
+    if (!isObject(request) || typeof request.event !== "string") {
+      return this.#malformed(session, ErrorText.invalidEvent);
+    }
+    const event = request.event;
+    if (event.length > MAX_EVENT_NAME_LENGTH && [...event].length > MAX_EVENT_NAME_LENGTH) {
+      return this.#malformed(session, ErrorText.invalidEvent);
+    }
+    return request;
+  }
+
+  #malformed(session: Session, error: string): undefined {
+    this.#deps.metrics.event("invalid", "error");
+    session.send({ status: "error", error });
+    return undefined;
+  }
+
+  #dispatch(session: Session, request: JsonObject, context: ReplyContext): Promise<void> | void {
+    switch (context.event) {
+      case ClientEvent.ping: {
+        const data = request.data;
+        session.send({
+          event: "pong",
+          data: typeof data === "string" ? cut(data, MAX_PING_DATA_LENGTH) : null,
+        });
+        return;
+      }
+      case ClientEvent.auth:
+        return this.#auth(session, request, context);
+      case ClientEvent.subscribe:
+        return this.#subscribe(session, request, context);
+      case ClientEvent.message:
+        return this.#message(session, request, context);
+      case ClientEvent.unsubscribe:
+        return this.#unsubscribe(session, request, context);
+      default:
+        throw new EventError(ErrorText.eventNotFound);
+    }
+  }
+
+  /** Replies as SocketShark does: extra fields may not override `data` or `subscription`. */
+  #reply(
+    session: Session,
+    context: ReplyContext,
+    status: "ok" | "error",
+    data?: unknown,
+    error?: unknown,
+  ): void {
+    const reply: JsonObject = status === "ok"
+      ? { event: context.event, status }
+      : { event: context.event, status, error };
+    Object.assign(reply, context.extra);
+    if (data !== undefined && data !== null) reply.data = data;
+    if (context.subscription) reply.subscription = context.subscription;
+    session.send(reply);
+  }
+
+  async #auth(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
+    const method = Object.hasOwn(request, "method") ? request.method : DEFAULT_AUTH_METHOD;
+    const ticketAuth = this.#deps.config.authentication.ticket;
+    if (method !== DEFAULT_AUTH_METHOD || !ticketAuth) {
+      throw new EventError(ErrorText.authUnsupported);
+    }
+    if (!truthy(request.ticket)) throw new EventError(ErrorText.needsTicket);
+    const reply = await this.#deps.client.post(
+      "auth",
+      ticketAuth.validation_url,
+      { ticket: request.ticket },
+      session.log,
+    );
+    if (!succeeded(reply)) throw new EventError(errorOf(reply, ErrorText.authFailed));
+    session.authInfo = pick(reply, ticketAuth.auth_fields);
+    session.authenticated = true;
+    this.#reply(session, context, "ok");
+  }
+
+  /** Subscribe checks 1 and 2, shared by subscribe, message and unsubscribe. */
+  #target(request: JsonObject, context: ReplyContext) {
+    const name = typeof request.subscription === "string" ? request.subscription : "";
+    if (name) context.subscription = name;
+    const dot = name.indexOf(".");
+    if (dot <= 0 || dot === name.length - 1) {
+      throw new EventError(ErrorText.invalidSubscriptionFormat);
+    }
+    const services = this.#deps.config.services;
+    const serviceName = name.slice(0, dot);
+    if (!Object.hasOwn(services, serviceName)) throw new EventError(ErrorText.invalidService);
+    const service = services[serviceName];
+    context.extra = pick(request, service.extra_fields);
+    return { name, service };
+  }
+
+  async #subscribe(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
+    const { name, service } = this.#target(request, context);
+    if (service.require_authentication && !session.authenticated) {
+      throw new EventError(ErrorText.authRequired);
+    }
+    if (session.subscriptions.has(name)) throw new EventError(ErrorText.alreadySubscribed);
+    const { callbacks, hub, lifecycle, metrics } = this.#deps;
+    const log: Logger = session.log;
+    const subscription = new Subscription(session, name, service, context.extra, metrics);
+    const authorized = await callbacks.authorize(subscription, log);
+    if (!succeeded(authorized)) throw new EventError(errorOf(authorized, ErrorText.unauthorized));
+    if (session.closed) return;
+    try {
+      await hub.join(subscription);
+    } catch (error) {
+      if (!(error instanceof PubSubUnavailable)) throw error;
+      log.warn("{error}", { error: error.message });
+      throw new EventError(ErrorText.serviceUnavailable);
+    }
+    const before = await callbacks.call(subscription, "before_subscribe", log);
+    if (!succeeded(before)) {
+      hub.leave(subscription);
+      throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
+    }
+    if (session.closed) {
+      // The service saw a successful before_subscribe: balance it.
+      await lifecycle.end(session, subscription);
+      return;
+    }
+    subscription.seedOrder(before.options);
+    lifecycle.begin(session, subscription);
+    this.#reply(session, context, "ok", before.data);
+    subscription.release();
+    await callbacks.call(subscription, "on_subscribe", log);
+  }
+
+  async #message(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
+    const { name } = this.#target(request, context);
+    const subscription = session.subscriptions.get(name);
+    if (!subscription) throw new EventError(ErrorText.subscriptionNotFound);
+    context.extra = subscription.extra;
+    const reply = await this.#deps.callbacks.call(subscription, "on_message", session.log, {
+      data: request.data ?? null,
+    });
+    if (!succeeded(reply)) {
+      throw new EventError(errorOf(reply, ErrorText.unhandledException), reply.data);
+    }
+    if (Object.hasOwn(reply, "data")) this.#reply(session, context, "ok", reply.data);
+  }
+
+  async #unsubscribe(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
+    const { name } = this.#target(request, context);
+    const subscription = session.subscriptions.get(name);
+    if (!subscription) throw new EventError(ErrorText.subscriptionNotFound);
+    context.extra = subscription.extra;
+    const { callbacks, lifecycle } = this.#deps;
+    const before = await callbacks.call(subscription, "before_unsubscribe", session.log);
+    if (!succeeded(before)) {
+      throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
+    }
+    if (!lifecycle.detach(session, subscription)) {
+      throw new EventError(ErrorText.subscriptionNotFound);
+    }
+    this.#reply(session, context, "ok", before.data);
+    await callbacks.call(subscription, "on_unsubscribe", session.log);
+  }
+}

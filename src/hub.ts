@@ -1,0 +1,230 @@
+/**
+ * The hub: which subscriptions listen to which topic, which topics the
+ * pub/sub adapter must carry, and the fan-out of each published envelope to
+ * the subscribers of its topic.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import {
+  Delivery,
+  type DeliveryMetadata,
+  envelopeProblem,
+  normalizeTimestamp,
+} from "./envelope.ts";
+import type { Metrics } from "./metrics.ts";
+import type { PubSub } from "./pubsub.ts";
+import type { Subscription } from "./subscription.ts";
+import type { JsonObject } from "./util.ts";
+
+/**
+ * The fan-out runs at most this long before it lets the event loop write
+ * what it has queued: under a burst the first subscribers hear the first
+ * message at once, not after the whole burst.
+ */
+const FANOUT_SLICE_MS = 4;
+
+/** Invalid envelopes are logged at most once per this period (all are counted). */
+const INVALID_LOG_PERIOD_MS = 10_000;
+
+/** The topic could not be subscribed on the pub/sub backend. */
+export class PubSubUnavailable extends Error {
+  override readonly name = "PubSubUnavailable";
+}
+
+interface Topic {
+  readonly subscribers: Set<Subscription>;
+  ready: Promise<void>;
+}
+
+interface Inbound {
+  readonly topic: string;
+  readonly payload: string;
+  readonly receivedAt: number;
+}
+
+/** Options of a {@link Hub}. */
+export interface HubOptions {
+  /** Whether frames carry `published_at`, `received_at`, `sent_at` and `queue_size`. */
+  readonly metadata: boolean;
+}
+
+/**
+ * Indexes subscriptions by topic and fans published envelopes out to them.
+ *
+ * @example
+ * ```ts
+ * const hub = new Hub(pubsub, metrics, logger, { metadata: true });
+ * await pubsub.start({ message: (topic, payload) => hub.receive(topic, payload), health() {} });
+ * ```
+ */
+export class Hub {
+  readonly #topics = new Map<string, Topic>();
+  readonly #pubsub: PubSub;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #metadata: boolean;
+  #queue: (Inbound | undefined)[] = [];
+  #head = 0;
+  #draining = false;
+  #yielder: MessageChannel | undefined;
+  #invalidLoggedAt = -Infinity;
+  #invalidSuppressed = 0;
+
+  constructor(pubsub: PubSub, metrics: Metrics, log: Logger, options: HubOptions) {
+    this.#pubsub = pubsub;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.#metadata = options.metadata;
+  }
+
+  /**
+   * Adds a subscription to its topic, subscribing the topic on the adapter
+   * when it is the first. Resolves once messages published from now on will
+   * reach it (held until {@link Subscription.release}).
+   */
+  async join(subscription: Subscription): Promise<void> {
+    const name = subscription.name;
+    let topic = this.#topics.get(name);
+    if (!topic) {
+      const created: Topic = { subscribers: new Set(), ready: Promise.resolve() };
+      created.ready = this.#pubsub.subscribe(name).catch((error) => {
+        if (this.#topics.get(name) === created) this.#forget(name);
+        throw error;
+      });
+      this.#topics.set(name, topic = created);
+      this.#metrics.topicsOpen++;
+    }
+    topic.subscribers.add(subscription);
+    try {
+      await topic.ready;
+    } catch (error) {
+      topic.subscribers.delete(subscription);
+      throw new PubSubUnavailable(`cannot subscribe ${name}: ${error}`);
+    }
+  }
+
+  /** Removes a subscription; the last one of a topic unsubscribes it on the adapter. */
+  leave(subscription: Subscription): void {
+    const topic = this.#topics.get(subscription.name);
+    if (!topic || !topic.subscribers.delete(subscription)) return;
+    if (topic.subscribers.size === 0) {
+      this.#forget(subscription.name);
+      this.#pubsub.unsubscribe(subscription.name).catch((error) =>
+        this.#log.warn("pub/sub unsubscribe of {topic} failed: {error}", {
+          topic: subscription.name,
+          error: String(error),
+        })
+      );
+    }
+  }
+
+  /** Takes a payload from the pub/sub adapter; fan-out happens in a later microtask. */
+  receive(topic: string, payload: string): void {
+    this.#metrics.received++;
+    if (!this.#topics.has(topic)) return;
+    this.#queue.push({ topic, payload, receivedAt: Date.now() });
+    this.#metrics.queued++;
+    if (!this.#draining) {
+      this.#draining = true;
+      queueMicrotask(() => this.#drain());
+    }
+  }
+
+  /** Stops the fan-out loop and releases its resources. */
+  close(): void {
+    this.#yielder?.port1.close();
+    this.#yielder = undefined;
+    this.#metrics.queued -= this.#queue.length - this.#head;
+    this.#queue = [];
+    this.#head = 0;
+  }
+
+  #forget(name: string): void {
+    this.#topics.delete(name);
+    this.#metrics.topicsOpen--;
+  }
+
+  #drain(): void {
+    const started = performance.now();
+    const queue = this.#queue;
+    while (this.#head < queue.length) {
+      const inbound = queue[this.#head]!;
+      queue[this.#head++] = undefined;
+      this.#metrics.queued--;
+      this.#fanOut(inbound, queue.length - this.#head);
+      if (this.#head < queue.length && performance.now() - started >= FANOUT_SLICE_MS) {
+        if (this.#head > 4096) {
+          this.#queue = queue.slice(this.#head);
+          this.#head = 0;
+        }
+        this.#yieldThenDrain();
+        return;
+      }
+    }
+    this.#queue = [];
+    this.#head = 0;
+    this.#draining = false;
+  }
+
+  /** Continues the fan-out in a new macrotask, after pending socket writes ran. */
+  #yieldThenDrain(): void {
+    if (!this.#yielder) {
+      this.#yielder = new MessageChannel();
+      this.#yielder.port1.onmessage = () => this.#drain();
+    }
+    this.#yielder.port2.postMessage(null);
+  }
+
+  #fanOut(inbound: Inbound, behind: number): void {
+    const topic = this.#topics.get(inbound.topic);
+    if (!topic) return;
+    let envelope: unknown;
+    try {
+      envelope = JSON.parse(inbound.payload);
+    } catch {
+      return this.#invalid(inbound, "not JSON");
+    }
+    const problem = envelopeProblem(envelope) ??
+      ((envelope as JsonObject).subscription !== inbound.topic
+        ? "its subscription does not match the channel"
+        : undefined);
+    if (problem) return this.#invalid(inbound, problem);
+    const published = (envelope as JsonObject).published_at;
+    const metadata: DeliveryMetadata | undefined = this.#metadata
+      ? {
+        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
+        receivedAt: new Date(inbound.receivedAt).toISOString(),
+        queueSize: behind,
+      }
+      : undefined;
+    const delivery = new Delivery(inbound.topic, envelope as JsonObject, metadata);
+    for (const subscription of topic.subscribers) {
+      try {
+        subscription.offer(delivery);
+      } catch (error) {
+        this.#log.error("delivery to a subscriber of {topic} failed: {error}", {
+          topic: inbound.topic,
+          error: String(error),
+        });
+      }
+    }
+  }
+
+  #invalid(inbound: Inbound, reason: string): void {
+    this.#metrics.dropped("invalid");
+    const now = performance.now();
+    if (now - this.#invalidLoggedAt < INVALID_LOG_PERIOD_MS) {
+      this.#invalidSuppressed++;
+      return;
+    }
+    this.#log.warn("invalid envelope on {topic} dropped: {reason}", {
+      topic: inbound.topic,
+      reason,
+      payload: inbound.payload.slice(0, 200),
+      suppressedSinceLast: this.#invalidSuppressed,
+    });
+    this.#invalidLoggedAt = now;
+    this.#invalidSuppressed = 0;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * What happens to a subscription over time (SPEC section 5): it is
+ * registered, renewed by its authorizer, kept warm by heartbeats, and ended
+ * by the client, by a failed renewal or by the connection closing.
+ *
+ * @module
+ */
+import { type Callbacks, succeeded } from "./callbacks.ts";
+import type { Hub } from "./hub.ts";
+import type { Metrics } from "./metrics.ts";
+import { ClientEvent, ErrorText } from "./protocol.ts";
+import type { ServiceReply } from "./service_client.ts";
+import type { Session } from "./session.ts";
+import type { Subscription } from "./subscription.ts";
+
+/** The reply's `error` when the service gave one, else `fallback`. */
+export function errorOf(reply: ServiceReply, fallback: string): unknown {
+  return reply.error ?? fallback;
+}
+
+/**
+ * Registers, renews and ends subscriptions.
+ *
+ * @example
+ * ```ts
+ * lifecycle.begin(session, subscription);
+ * await lifecycle.endAll(session);
+ * ```
+ */
+export class Lifecycle {
+  readonly #callbacks: Callbacks;
+  readonly #hub: Hub;
+  readonly #metrics: Metrics;
+
+  constructor(callbacks: Callbacks, hub: Hub, metrics: Metrics) {
+    this.#callbacks = callbacks;
+    this.#hub = hub;
+    this.#metrics = metrics;
+  }
+
+  /** Registers a confirmed subscription with its session and starts its timers. */
+  begin(session: Session, subscription: Subscription): void {
+    session.subscriptions.set(subscription.name, subscription);
+    this.#metrics.subscriptionsOpen++;
+    const service = subscription.service;
+    if (service.authorization_renewal_period !== null) {
+      this.#scheduleRenewal(session, subscription);
+    }
+    if (service.heartbeat_period !== null) {
+      this.#schedule(subscription, Math.random() * service.heartbeat_period, async () => {
+        await this.#heartbeat(session, subscription);
+      });
+    }
+  }
+
+  /**
+   * Takes a subscription out of its session and topic and stops its timers.
+   * Idempotent; false when it had already ended.
+   */
+  detach(session: Session, subscription: Subscription): boolean {
+    const wasActive = subscription.active;
+    subscription.stop();
+    this.#hub.leave(subscription);
+    if (session.subscriptions.get(subscription.name) === subscription) {
+      session.subscriptions.delete(subscription.name);
+      this.#metrics.subscriptionsOpen--;
+    }
+    return wasActive;
+  }
+
+  /**
+   * Ends a subscription without asking the client: `before_unsubscribe`
+   * (result ignored but for its `data`) and `on_unsubscribe`. With `error`,
+   * the client is told with an `unsubscribe` message carrying it.
+   */
+  async end(session: Session, subscription: Subscription, error?: unknown): Promise<void> {
+    if (!this.detach(session, subscription)) return;
+    const log = session.log;
+    const before = await this.#callbacks.call(subscription, "before_unsubscribe", log);
+    await this.#callbacks.call(subscription, "on_unsubscribe", log);
+    if (error === undefined) return;
+    session.send({
+      event: ClientEvent.unsubscribe,
+      subscription: subscription.name,
+      ...(before.data !== undefined ? { data: before.data } : {}),
+      error,
+      ...subscription.extra,
+    });
+  }
+
+  /** Ends every subscription of a closed session, their callbacks in parallel. */
+  async endAll(session: Session): Promise<void> {
+    const subscriptions = [...session.subscriptions.values()];
+    await Promise.all(subscriptions.map((subscription) => this.end(session, subscription)));
+  }
+
+  #schedule(subscription: Subscription, seconds: number, task: () => Promise<void>): void {
+    const timer = setTimeout(() => {
+      subscription.timers.delete(timer);
+      if (!subscription.active) return;
+      task().catch((error) =>
+        subscription.session.log.error("timer of {subscription} failed: {error}", {
+          subscription: subscription.name,
+          error: String(error),
+        })
+      );
+    }, seconds * 1000);
+    subscription.timers.add(timer);
+  }
+
+  #scheduleRenewal(session: Session, subscription: Subscription): void {
+    const { authorization_renewal_period: period, authorization_renewal_jitter: jitter } =
+      subscription.service;
+    this.#schedule(subscription, period! - Math.random() * jitter, async () => {
+      const reply = await this.#callbacks.authorize(subscription, session.log);
+      if (!subscription.active) return;
+      if (succeeded(reply)) return this.#scheduleRenewal(session, subscription);
+      session.log.info("authorization of {subscription} expired: {error}", {
+        subscription: subscription.name,
+        error: errorOf(reply, ErrorText.unauthorized),
+      });
+      await this.end(session, subscription, errorOf(reply, ErrorText.unauthorized));
+    });
+  }
+
+  async #heartbeat(session: Session, subscription: Subscription): Promise<void> {
+    const reply = await this.#callbacks.call(subscription, "on_heartbeat", session.log);
+    if (!succeeded(reply)) {
+      session.log.warn("heartbeat of {subscription} failed: {error}", {
+        subscription: subscription.name,
+        error: reply.error,
+      });
+    }
+    if (subscription.active) {
+      this.#schedule(
+        subscription,
+        subscription.service.heartbeat_period!,
+        () => this.#heartbeat(session, subscription),
+      );
+    }
+  }
+}

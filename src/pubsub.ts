@@ -1,0 +1,56 @@
+/**
+ * The one small interface every pub/sub backend implements (SPEC section 9).
+ *
+ * @module
+ */
+
+/** What an adapter reports to the engine that started it. */
+export interface PubSubListener {
+  /**
+   * A payload (envelope JSON text) arrived for `topic`, a subscription name
+   * (`SERVICE.TOPIC`) with any channel prefix already removed.
+   */
+  message(topic: string, payload: string): void;
+  /**
+   * The backend was lost (`healthy: false`, with a reason) or is back and
+   * every subscribed topic is subscribed again (`healthy: true`).
+   */
+  health(healthy: boolean, reason?: string): void;
+}
+
+/**
+ * A pub/sub backend.
+ *
+ * Guarantees an adapter gives the engine:
+ * - at-most-once delivery of each published payload to each process that has
+ *   subscribed the topic, in publish order per topic;
+ * - `subscribe` resolves only once payloads published afterwards will be
+ *   received (the engine's no-gap guarantee relies on it);
+ * - `subscribe` and `unsubscribe` calls take effect in call order;
+ * - a lost backend is reported through `health(false)` and never as a
+ *   silent stall.
+ *
+ * @example
+ * ```ts
+ * const pubsub: PubSub = new MemoryPubSub();
+ * await pubsub.start({ message: (topic, payload) => console.log(topic, payload), health() {} });
+ * await pubsub.subscribe("books.book_1");
+ * await pubsub.publish("books.book_1", '{"subscription":"books.book_1","data":{}}');
+ * ```
+ */
+export interface PubSub {
+  /** A short name for logs and `/healthz` (`memory`, `redis`, ...). */
+  readonly name: string;
+  /** Whether the backend is connected and subscriptions are live. */
+  readonly healthy: boolean;
+  /** Connects; rejects with a clear message when the backend is unreachable. */
+  start(listener: PubSubListener): Promise<void>;
+  /** Starts receiving payloads published to `topic`. */
+  subscribe(topic: string): Promise<void>;
+  /** Stops receiving payloads for `topic`. */
+  unsubscribe(topic: string): Promise<void>;
+  /** Publishes a payload to every process subscribed to `topic`. */
+  publish(topic: string, payload: string): Promise<void>;
+  /** Disconnects and releases every resource. */
+  close(): Promise<void>;
+}

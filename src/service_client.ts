@@ -1,0 +1,155 @@
+/**
+ * The HTTP client for service callbacks (SPEC section 2): JSON POSTs over
+ * `fetch` with a timeout per try, retries, 429 handling and credentials kept
+ * out of logs.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { redactUrl, type SharkConfig } from "./config.ts";
+import type { Metrics } from "./metrics.ts";
+import { ErrorText } from "./protocol.ts";
+import { delay, isObject, readLimited } from "./util.ts";
+
+/** A service's JSON reply; `status: "ok"` means success. */
+export type ServiceReply = Record<string, unknown>;
+
+/** A service reply is refused past this size: a service cannot exhaust memory. */
+export const MAX_SERVICE_REPLY_BYTES = 4 * 1024 * 1024;
+
+/** The longest wait a 429 reset header may ask for, in seconds. */
+const MAX_RATE_LIMIT_WAIT = 3600;
+
+const UNAVAILABLE: ServiceReply = Object.freeze({
+  status: "error",
+  error: ErrorText.serviceUnavailable,
+});
+
+interface Target {
+  /** The URL without credentials: `fetch` refuses URLs that carry them. */
+  readonly url: string;
+  /** The URL as it may appear in logs. */
+  readonly shown: string;
+  readonly headers: HeadersInit;
+}
+
+function targetOf(text: string): Target {
+  const url = new URL(text);
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (url.username || url.password) {
+    const user = decodeURIComponent(url.username);
+    const password = decodeURIComponent(url.password);
+    const bytes = new TextEncoder().encode(`${user}:${password}`);
+    headers.authorization = `Basic ${btoa(String.fromCharCode(...bytes))}`;
+    url.username = "";
+    url.password = "";
+  }
+  return { url: url.href, shown: redactUrl(text), headers };
+}
+
+/**
+ * Posts callbacks to services. One instance is shared by every session, so
+ * `fetch` keeps connections to each service alive and reuses them.
+ *
+ * @example
+ * ```ts
+ * const client = new ServiceClient(config.http, metrics, logger);
+ * const reply = await client.post("authorizer", "http://127.0.0.1:8000/auth", { subscription: "books.1" });
+ * ```
+ */
+export class ServiceClient {
+  readonly #http: SharkConfig["http"];
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #targets = new Map<string, Target>();
+  readonly #stop = new AbortController();
+
+  constructor(http: SharkConfig["http"], metrics: Metrics, log: Logger) {
+    this.#http = http;
+    this.#metrics = metrics;
+    this.#log = log;
+  }
+
+  /** Aborts every request and wait in progress; later posts fail at once. */
+  close(): void {
+    this.#stop.abort();
+  }
+
+  /**
+   * POSTs `body` as JSON to `url` and returns the service's reply, or
+   * `{"status":"error","error":"Service unavailable."}` after the last failed try.
+   */
+  async post(
+    callback: string,
+    url: string,
+    body: Record<string, unknown>,
+    log: Logger = this.#log,
+  ): Promise<ServiceReply> {
+    let target = this.#targets.get(url);
+    if (!target) this.#targets.set(url, target = targetOf(url));
+    const text = JSON.stringify(body);
+    const started = performance.now();
+    const { tries, timeout } = this.#http;
+    let wait = this.#http.wait;
+    for (let attempt = 1; attempt <= tries && !this.#stop.signal.aborted; attempt++) {
+      if (attempt > 1 && wait > 0) await delay(wait * 1000, this.#stop.signal);
+      wait = this.#http.wait;
+      const tryStarted = performance.now();
+      const context = { callback, url: target.shown, attempt };
+      try {
+        const response = await fetch(target.url, {
+          method: "POST",
+          headers: target.headers,
+          body: text,
+          signal: AbortSignal.any([AbortSignal.timeout(timeout * 1000), this.#stop.signal]),
+        });
+        if (response.status === 429) {
+          await response.body?.cancel();
+          wait = this.#rateLimitWait(response.headers, log);
+          log.warn("service rate limited {callback}, waiting {wait}s", { ...context, wait });
+          continue;
+        }
+        if (!response.ok) {
+          await response.body?.cancel();
+          log.warn("service answered {status} to {callback}", {
+            ...context,
+            status: response.status,
+          });
+          continue;
+        }
+        const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
+        if (!isObject(reply)) {
+          log.warn("service reply to {callback} is not a JSON object", context);
+          continue;
+        }
+        const seconds = (performance.now() - started) / 1000;
+        this.#metrics.callback(callback, reply.status === "ok" ? "ok" : "error", seconds);
+        log.debug("service {callback} answered in {ms} ms", {
+          ...context,
+          ms: Math.round(performance.now() - tryStarted),
+          status: reply.status,
+        });
+        return reply;
+      } catch (error) {
+        log.warn("service {callback} failed: {error}", {
+          ...context,
+          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        });
+      }
+    }
+    this.#metrics.callback(callback, "unavailable", (performance.now() - started) / 1000);
+    return UNAVAILABLE;
+  }
+
+  #rateLimitWait(headers: Headers, log: Logger): number {
+    for (const name of this.#http.rate_limit_reset_header_names) {
+      const value = headers.get(name);
+      if (value === null) continue;
+      const seconds = Number(value.trim());
+      if (value.trim() !== "" && seconds >= 0 && seconds <= MAX_RATE_LIMIT_WAIT) return seconds;
+      log.warn("invalid rate limit reset header {name}: {value}", { name, value });
+      return this.#http.wait;
+    }
+    return this.#http.wait;
+  }
+}

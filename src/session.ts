@@ -1,0 +1,168 @@
+/**
+ * A client session: one WebSocket, its auth info and subscriptions, the queue
+ * of its events (handled one at a time, in arrival order) and its output,
+ * guarded against slow consumers.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Metrics } from "./metrics.ts";
+import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
+import type { Subscriber, Subscription } from "./subscription.ts";
+import { type JsonObject, randomId } from "./util.ts";
+
+/** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
+export type ClientFrame = string | ArrayBuffer;
+
+/** What a session needs of the engine that accepted it. */
+export interface SessionHost {
+  readonly metrics: Metrics;
+  /** `server.max_message_bytes` and `server.max_buffered_bytes`. */
+  readonly limits: { readonly maxMessageBytes: number; readonly maxBufferedBytes: number };
+  /** Handles one client event; never rejects. */
+  handleEvent(session: Session, frame: ClientFrame): Promise<void>;
+  /** Ends the subscriptions of a closed session, running their callbacks. */
+  sessionClosed(session: Session): Promise<void>;
+}
+
+const OPEN = 1;
+
+/** The UTF-8 size of `text` if it may exceed `limit`, else a cheap lower bound. */
+function utf8Size(text: string, limit: number): number {
+  if (text.length * 3 <= limit) return text.length;
+  return new TextEncoder().encode(text).byteLength;
+}
+
+/**
+ * One client connection.
+ *
+ * @example
+ * ```ts
+ * const { socket, response } = Deno.upgradeWebSocket(request);
+ * new Session(socket, host, logger);
+ * return response;
+ * ```
+ */
+export class Session implements Subscriber {
+  /** A random id, on every log line of this session. */
+  readonly id: string = randomId();
+  /** The session's logger, carrying its id. */
+  readonly log: Logger;
+  /** Whether an `auth` event succeeded (even one that returned no auth fields). */
+  authenticated = false;
+  /** The auth fields of the last successful `auth`. */
+  authInfo: JsonObject = {};
+  /** Confirmed subscriptions by name. */
+  readonly subscriptions: Map<string, Subscription> = new Map();
+  /** Resolves once the session is closed and its unsubscribe callbacks are done. */
+  readonly finished: Promise<void>;
+  readonly #socket: WebSocket;
+  readonly #host: SessionHost;
+  readonly #pending: ClientFrame[] = [];
+  #handling: Promise<void> | undefined;
+  #closed = false;
+  #finish!: () => void;
+
+  constructor(socket: WebSocket, host: SessionHost, log: Logger) {
+    this.#socket = socket;
+    this.#host = host;
+    this.log = log.with({ session: this.id });
+    this.finished = new Promise((resolve) => this.#finish = resolve);
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("message", (event) => this.#onFrame(event.data));
+    socket.addEventListener("close", (event) => {
+      if (!this.#closed) {
+        this.log.info("connection closed by client ({code})", { code: event.code });
+      }
+      this.#end();
+    });
+    socket.addEventListener("error", () => this.#end());
+  }
+
+  /** Whether the session has ended; its pending work checks this after each await. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Resolves when no event of this session is being handled. */
+  async idle(): Promise<void> {
+    while (this.#handling) await this.#handling;
+  }
+
+  /** Sends a reply or notice to the client. */
+  send(message: JsonObject): boolean {
+    return this.#write(JSON.stringify(message));
+  }
+
+  /** Sends a published message frame to the client, counted as delivered. */
+  deliver(frame: string): boolean {
+    if (!this.#write(frame)) return false;
+    this.#host.metrics.delivered++;
+    return true;
+  }
+
+  /**
+   * Closes the connection. With `afterCleanup`, the unsubscribe callbacks run
+   * first and the socket closes once they are done (so a client reconnecting
+   * finds the services already told); otherwise the socket closes at once.
+   */
+  close(reason: CloseReason, options: { afterCleanup?: boolean } = {}): Promise<void> {
+    if (this.#closed) return this.finished;
+    this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
+    const closeSocket = () => {
+      try {
+        this.#socket.close(reason.code, reason.reason);
+      } catch (error) {
+        this.log.debug("socket close failed: {error}", { error: String(error) });
+      }
+    };
+    if (options.afterCleanup) this.finished.then(closeSocket);
+    else closeSocket();
+    this.#end();
+    return this.finished;
+  }
+
+  #write(frame: string): boolean {
+    const socket = this.#socket;
+    if (this.#closed || socket.readyState !== OPEN) return false;
+    if (socket.bufferedAmount > this.#host.limits.maxBufferedBytes) {
+      this.#host.metrics.dropped("slow_consumer");
+      this.close(CloseReason.slowConsumer);
+      return false;
+    }
+    socket.send(frame);
+    return true;
+  }
+
+  #onFrame(frame: ClientFrame): void {
+    if (this.#closed) return;
+    const { maxMessageBytes } = this.#host.limits;
+    const size = typeof frame === "string" ? utf8Size(frame, maxMessageBytes) : frame.byteLength;
+    if (size > maxMessageBytes) {
+      this.close(CloseReason.messageTooBig);
+      return;
+    }
+    if (this.#pending.length >= MAX_PENDING_EVENTS) {
+      this.close(CloseReason.tooManyEvents);
+      return;
+    }
+    this.#pending.push(frame);
+    this.#handling ??= this.#handlePending();
+  }
+
+  async #handlePending(): Promise<void> {
+    while (this.#pending.length > 0 && !this.#closed) {
+      await this.#host.handleEvent(this, this.#pending.shift()!);
+    }
+    this.#pending.length = 0;
+    this.#handling = undefined;
+  }
+
+  #end(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#host.sessionClosed(this).catch((error) =>
+      this.log.error("closing session failed: {error}", { error: String(error) })
+    ).finally(() => this.#finish());
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * One session's subscription to one topic: its fields, its timers and the
+ * delivery rules of SPEC section 4 (filter fields, order, throttle). State
+ * for order and throttle is only allocated when a publisher uses them.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { ServiceConfig } from "./config.ts";
+import { bucketOf, type Delivery } from "./envelope.ts";
+import type { Metrics } from "./metrics.ts";
+import { isObject, jsonEqual, type JsonObject, parseNumber } from "./util.ts";
+
+/** Messages held for a subscription while its `before_subscribe` runs. */
+export const MAX_HELD_MESSAGES = 10_000;
+
+/** What a subscription needs of the session that holds it. */
+export interface Subscriber {
+  /** The session's logger. */
+  readonly log: Logger;
+  /** The session's auth info (auth fields of the last successful `auth`). */
+  readonly authInfo: JsonObject;
+  /** Sends a message frame to the client; `false` when it could not. */
+  deliver(frame: string): boolean;
+}
+
+interface ThrottleState {
+  lastSent: number;
+  pending: Delivery | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * A subscription. Created when a `subscribe` event passes its first checks;
+ * it holds published messages until {@link Subscription.release} confirms it.
+ */
+export class Subscription {
+  /** The subscription name, `SERVICE.TOPIC`. */
+  readonly name: string;
+  /** The service's configuration. */
+  readonly service: ServiceConfig;
+  /** The session holding it. */
+  readonly session: Subscriber;
+  /** The request's values for the service's `extra_fields`. */
+  readonly extra: JsonObject;
+  /** {@link extra} serialized as `,"key":value...`, spliced into shared frames. */
+  readonly extraJson: string;
+  /** The authorizer fields last returned, `null` before the first authorization. */
+  authorizerData: JsonObject | null = null;
+  /** False once the subscription has ended; pending work checks it after each await. */
+  active = true;
+  /** Renewal and heartbeat timers, cleared by {@link stop}. */
+  readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  #held: Delivery[] | undefined = [];
+  #order: Map<unknown, number> | undefined;
+  #throttles: Map<unknown, ThrottleState> | undefined;
+  readonly #metrics: Metrics;
+
+  constructor(
+    session: Subscriber,
+    name: string,
+    service: ServiceConfig,
+    extra: JsonObject,
+    metrics: Metrics,
+  ) {
+    this.session = session;
+    this.name = name;
+    this.service = service;
+    this.extra = extra;
+    this.extraJson = Object.entries(extra)
+      .map(([key, value]) => `,${JSON.stringify(key)}:${JSON.stringify(value)}`)
+      .join("");
+    this.#metrics = metrics;
+  }
+
+  /**
+   * The body of a service callback: the subscription name, extra fields,
+   * authorizer fields and auth info (auth info wins), plus `more`.
+   */
+  callbackBody(more?: JsonObject): JsonObject {
+    return {
+      subscription: this.name,
+      ...this.extra,
+      ...this.authorizerData,
+      ...this.session.authInfo,
+      ...more,
+    };
+  }
+
+  /** Applies the delivery rules to a published message and sends it if they pass. */
+  offer(delivery: Delivery): void {
+    if (this.#held) {
+      if (this.#held.length < MAX_HELD_MESSAGES) this.#held.push(delivery);
+      else this.#metrics.dropped("held_overflow");
+      return;
+    }
+    if (this.#passes(delivery)) this.session.deliver(delivery.frame(this.extraJson));
+  }
+
+  /** Seeds the order state from `before_subscribe`'s `options.order`. */
+  seedOrder(options: unknown): void {
+    if (!isObject(options)) return;
+    const order = parseNumber(options.order);
+    if (order !== undefined) this.#inOrder(bucketOf(options.order_key), order);
+  }
+
+  /**
+   * Confirms the subscription: messages held since the topic was subscribed
+   * go out now, through the same rules, and later ones flow directly.
+   */
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (!held) return;
+    for (const delivery of held) {
+      if (!this.active) return;
+      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson));
+    }
+  }
+
+  /** Ends the subscription's timers and pending throttled messages. */
+  stop(): void {
+    this.active = false;
+    this.#held = undefined;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    if (this.#throttles) {
+      for (const state of this.#throttles.values()) clearTimeout(state.timer);
+      this.#throttles = undefined;
+    }
+  }
+
+  /** The rules of SPEC section 4, in order: filter fields, order, throttle. */
+  #passes(delivery: Delivery): boolean {
+    const filterFields = this.service.filter_fields;
+    if (filterFields.length > 0 && !this.#matchesFilters(delivery.filters(filterFields))) {
+      this.#metrics.dropped("filter");
+      return false;
+    }
+    if (delivery.order !== undefined && !this.#inOrder(delivery.orderKey, delivery.order)) {
+      this.#metrics.dropped("order");
+      return false;
+    }
+    return delivery.throttle === undefined || this.#throttleAllows(delivery);
+  }
+
+  #matchesFilters(filters: [string, unknown][]): boolean {
+    for (const [field, value] of filters) {
+      const own = this.service.extra_fields.includes(field)
+        ? this.extra[field]
+        : this.session.authInfo[field];
+      if (!jsonEqual(own ?? null, value)) return false;
+    }
+    return true;
+  }
+
+  #inOrder(key: unknown, order: number): boolean {
+    this.#order ??= new Map();
+    const last = this.#order.get(key);
+    if (last !== undefined && order <= last) return false;
+    this.#order.set(key, order);
+    return true;
+  }
+
+  /** SocketShark's throttle: first at once, then one per period, the last always. */
+  #throttleAllows(delivery: Delivery): boolean {
+    this.#throttles ??= new Map();
+    const now = performance.now();
+    const state = this.#throttles.get(delivery.throttleKey);
+    if (!state) {
+      this.#throttles.set(delivery.throttleKey, {
+        lastSent: now,
+        pending: undefined,
+        timer: undefined,
+      });
+      return true;
+    }
+    if (state.timer !== undefined) {
+      if (state.pending) this.#metrics.dropped("throttle_replaced");
+      state.pending = delivery;
+      return false;
+    }
+    const period = delivery.throttle! * 1000;
+    if (now - state.lastSent < period) {
+      state.pending = delivery;
+      state.timer = setTimeout(() => {
+        state.timer = undefined;
+        const pending = state.pending;
+        state.pending = undefined;
+        if (!pending || !this.active) return;
+        state.lastSent = performance.now();
+        this.session.deliver(pending.lateFrame(this.extraJson));
+      }, state.lastSent + period - now);
+      return false;
+    }
+    state.lastSent = now;
+    return true;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Small helpers shared by the engine.
+ *
+ * @module
+ */
+
+/** A JSON object (not an array, not null). */
+export type JsonObject = Record<string, unknown>;
+
+/** Whether `value` is a plain JSON object. */
+export function isObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Resolves after `ms` milliseconds, or at once when `signal` aborts. */
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * Whether parsed JSON nests deeper than `limit` arrays/objects. Iterative, so
+ * that a hostile value cannot exhaust the stack of the check itself.
+ */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item !== "object" || item === null) continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) {
+      if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+/** Equality of JSON values, as Python's `==` compares decoded JSON. */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keysA = Object.keys(a);
+  const keysB = Object.keys(b);
+  if (keysA.length !== keysB.length) return false;
+  const recordA = a as JsonObject;
+  const recordB = b as JsonObject;
+  return keysA.every((key) => Object.hasOwn(recordB, key) && jsonEqual(recordA[key], recordB[key]));
+}
+
+/**
+ * Reads a number the way SocketShark's `float()` does for `order` and
+ * `throttle`: a finite number or a numeric string; anything else is `undefined`.
+ */
+export function parseNumber(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
+  if (typeof value !== "string" || value.trim() === "") return undefined;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : undefined;
+}
+
+/** Picks the keys of `fields` present in `source`, in the order of `fields`. */
+export function pick(source: JsonObject, fields: readonly string[]): JsonObject {
+  const picked: JsonObject = {};
+  for (const field of fields) {
+    if (Object.hasOwn(source, field)) picked[field] = source[field];
+  }
+  return picked;
+}
+
+/** A random id for a session, short enough to read in logs. */
+export function randomId(): string {
+  return crypto.randomUUID().slice(0, 13).replace("-", "");
+}
+
+/** The body of `message` was larger than allowed. */
+export class BodyTooLarge extends Error {
+  override readonly name = "BodyTooLarge";
+}
+
+/** Reads a request or response body as text, refusing more than `limit` bytes. */
+export async function readLimited(message: Request | Response, limit: number): Promise<string> {
+  const declared = Number(message.headers.get("content-length"));
+  if (declared > limit) {
+    await message.body?.cancel();
+    throw new BodyTooLarge(`body of ${declared} bytes exceeds ${limit}`);
+  }
+  if (!message.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of message.body) {
+    size += chunk.byteLength;
+    if (size > limit) throw new BodyTooLarge(`body exceeds ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** Compares two strings in time independent of where they differ. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) {
+    difference |= (a.charCodeAt(i % (a.length || 1)) || 0) ^ b.charCodeAt(i);
+  }
+  return difference === 0;
+}
