@@ -142,6 +142,8 @@ function serviceSchema(env: EnvLookup) {
  */
 export function configSchema(env: EnvLookup) {
   return z.strictObject({
+    /** Lets editors find `shark.schema.json`; ignored by Shark. */
+    $schema: z.string().optional(),
     server: z.strictObject({
       host: z.string().min(1).default("127.0.0.1"),
       port: z.int().min(0).max(65535).default(9000),

@@ -168,10 +168,10 @@ export class EventHandler {
     data?: unknown,
     error?: unknown,
   ): void {
+    // Spread, not Object.assign: a client's "__proto__" extra field stays a plain key.
     const reply: JsonObject = status === "ok"
-      ? { event: context.event, status }
-      : { event: context.event, status, error };
-    Object.assign(reply, context.extra);
+      ? { event: context.event, status, ...context.extra }
+      : { event: context.event, status, error, ...context.extra };
     if (data !== undefined && data !== null) reply.data = data;
     if (context.subscription) reply.subscription = context.subscription;
     session.send(reply);

@@ -78,6 +78,7 @@ export class Metrics {
   readonly #events = new Map<string, number>();
   readonly #dropped = new Map<string, number>();
   readonly #rejected = new Map<string, number>();
+  readonly #closed = new Map<string, number>();
   readonly #callbacks = new Map<string, number>();
   readonly #latency = new Map<string, LatencyHistogram>();
 
@@ -94,6 +95,11 @@ export class Metrics {
   /** Counts a refused upgrade, by reason. */
   rejected(reason: RejectReason): void {
     labelled(this.#rejected, reason);
+  }
+
+  /** Counts a connection closed by Shark, by reason. */
+  closed(reason: string): void {
+    labelled(this.#closed, reason);
   }
 
   /** Counts one service callback with its outcome and duration. */
@@ -138,6 +144,12 @@ export class Metrics {
       "Upgrades refused",
       ["reason"],
       this.#rejected,
+    );
+    byLabels(
+      "shark_connections_closed_total",
+      "Connections closed by Shark, by reason",
+      ["reason"],
+      this.#closed,
     );
     byLabels(
       "shark_events_total",
@@ -199,6 +211,7 @@ export class Metrics {
     add("events", this.#events);
     add("dropped", this.#dropped);
     add("rejected", this.#rejected);
+    add("closed", this.#closed);
     add("callbacks", this.#callbacks);
     return flat;
   }

@@ -50,20 +50,20 @@ export const MAX_JSON_DEPTH = 64;
  */
 export const MAX_PENDING_EVENTS = 256;
 
-/** Why Shark closes a connection, with the close code it uses. */
+/** Why Shark closes a connection: the close code and reason sent, and a metrics label. */
 export const CloseReason = {
   /** Shark is shutting down. */
-  shutdown: { code: 1001, reason: "server shutting down" },
+  shutdown: { code: 1001, reason: "server shutting down", name: "shutdown" },
   /** The client stopped reading: too much output is buffered for it. */
-  slowConsumer: { code: 1008, reason: "slow consumer" },
+  slowConsumer: { code: 1008, reason: "slow consumer", name: "slow_consumer" },
   /** The client sent events faster than they can be handled. */
-  tooManyEvents: { code: 1008, reason: "too many pending events" },
+  tooManyEvents: { code: 1008, reason: "too many pending events", name: "too_many_events" },
   /** A frame exceeded `server.max_message_bytes`. */
-  messageTooBig: { code: 1009, reason: "message too big" },
+  messageTooBig: { code: 1009, reason: "message too big", name: "message_too_big" },
   /** An unexpected failure while handling an event. */
-  internalError: { code: 1011, reason: "internal error" },
+  internalError: { code: 1011, reason: "internal error", name: "internal_error" },
   /** The pub/sub backend was lost: reconnect and subscribe again. */
-  pubsubLost: { code: 1012, reason: "pub/sub connection lost" },
+  pubsubLost: { code: 1012, reason: "pub/sub connection lost", name: "pubsub_lost" },
 } as const;
 
 /** A reason for closing a connection. */

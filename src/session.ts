@@ -109,6 +109,7 @@ export class Session implements Subscriber {
   close(reason: CloseReason, options: { afterCleanup?: boolean } = {}): Promise<void> {
     if (this.#closed) return this.finished;
     this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
+    this.#host.metrics.closed(reason.name);
     const closeSocket = () => {
       try {
         this.#socket.close(reason.code, reason.reason);

@@ -71,7 +71,15 @@ export function parseNumber(value: unknown): number | undefined {
 export function pick(source: JsonObject, fields: readonly string[]): JsonObject {
   const picked: JsonObject = {};
   for (const field of fields) {
-    if (Object.hasOwn(source, field)) picked[field] = source[field];
+    if (Object.hasOwn(source, field)) {
+      // defineProperty, not assignment: "__proto__" must stay a plain key.
+      Object.defineProperty(picked, field, {
+        value: source[field],
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
   }
   return picked;
 }

@@ -11,6 +11,8 @@ export interface Call {
   readonly body: Record<string, unknown>;
   readonly headers: Headers;
   readonly at: number;
+  /** The client's port: equal ports mean a reused (kept-alive) connection. */
+  readonly remotePort: number;
 }
 
 /** How the service answers a path: a JSON body, or a full `Response`. */
@@ -32,7 +34,7 @@ export class TestService {
     for (const [path, answer] of Object.entries(answers)) this.#answers.set(path, answer);
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
-      async (request) => {
+      async (request, info) => {
         const path = new URL(request.url).pathname;
         const text = await request.text();
         let body: Record<string, unknown>;
@@ -41,7 +43,13 @@ export class TestService {
         } catch {
           body = { unparsable: text };
         }
-        const call: Call = { path, body, headers: request.headers, at: performance.now() };
+        const call: Call = {
+          path,
+          body,
+          headers: request.headers,
+          at: performance.now(),
+          remotePort: info.remoteAddr.port,
+        };
         this.calls.push(call);
         for (const waiter of this.#waiters) waiter();
         const answer = this.#answers.get(path) ?? { status: "ok" };

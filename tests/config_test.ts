@@ -1,0 +1,316 @@
+/**
+ * SPEC sections 6 and 7 (CLI): `shark.json` validation with key paths and
+ * exit code 2, secrets from the environment, `SHARK_CONFIG`, CLI overrides,
+ * `--check`, `--help`, `--version`, the shipped schema and example.
+ */
+import assert from "node:assert/strict";
+import { ConfigError, configJsonSchema, loadConfig } from "../mod.ts";
+import denoJson from "../deno.json" with { type: "json" };
+import { TestClient } from "./helpers/client.ts";
+import { ROOT, runMain, SharkProcess } from "./helpers/process.ts";
+
+async function withConfigFile<T>(config: unknown, body: (path: string) => Promise<T>): Promise<T> {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(path, typeof config === "string" ? config : JSON.stringify(config));
+  try {
+    return await body(path);
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+function problems(config: unknown, env: Record<string, string> = {}): readonly string[] {
+  try {
+    loadConfig(config, (name) => env[name]);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return error.problems;
+  }
+  assert.fail("the configuration was accepted");
+}
+
+Deno.test("defaults are the ones SPEC section 6 lists", () => {
+  const config = loadConfig({});
+  assert.deepEqual(config.server, {
+    host: "127.0.0.1",
+    port: 9000,
+    tls: null,
+    allowed_origins: null,
+    max_connections: null,
+    max_message_bytes: 65536,
+    max_buffered_bytes: 4194304,
+    shutdown_timeout: 30,
+  });
+  assert.deepEqual(config.ws_ping, { interval: 15, timeout: 15 });
+  assert.equal(config.pubsub.adapter, "memory");
+  assert.equal(config.pubsub.redis.url, "redis://127.0.0.1:6379/0");
+  assert.deepEqual(config.http, {
+    timeout: 15,
+    tries: 3,
+    wait: 3,
+    rate_limit_reset_header_names: ["X-Rate-Limit-Reset"],
+  });
+  assert.deepEqual(config.authentication, {});
+  assert.deepEqual(config.publish_api, { secret: null });
+  assert.deepEqual(config.log, { level: "info", format: "json" });
+  const books = loadConfig({ services: { books: {} } }).services.books;
+  assert.equal(books.require_authentication, true);
+  assert.equal(books.authorizer, null);
+  assert.deepEqual(books.extra_fields, []);
+  assert.equal(books.authorization_renewal_jitter, 0);
+});
+
+Deno.test("invalid configurations are rejected with the key path of every problem", () => {
+  assert.deepEqual(problems({ server: { port: "9000", bogus: true } }), [
+    "server.port: Invalid input: expected number, received string",
+    "server.bogus: unknown key",
+  ]);
+  assert.deepEqual(problems({ services: { books: { authorizer: "ftp://x/y" } } }), [
+    'services.books.authorizer: expected an http:// or https:// URL, got "ftp://x/y"',
+  ]);
+  assert.deepEqual(problems({ pubsub: { redis: { url: "http://127.0.0.1:6379" } } }), [
+    'pubsub.redis.url: expected a redis:// or rediss:// URL, got "http://127.0.0.1:6379"',
+  ]);
+  assert.match(problems({ services: { "a.b": {} } })[0], /^services\["a.b"\]: .*no '.'/);
+  assert.match(problems({ http: { tries: 0 } })[0], /^http\.tries: /);
+  assert.match(problems({ pubsub: { adapter: "kafka" } })[0], /^pubsub\.adapter: /);
+  assert.match(problems({ log: { level: "loud" } })[0], /^log\.level: /);
+  assert.match(problems([])[0], /^\(top level\): /);
+});
+
+Deno.test("contradictions are rejected with the key path", () => {
+  const service = (fields: Record<string, unknown>) => problems({ services: { books: fields } });
+  assert.match(
+    service({ authorization_renewal_period: 60 })[0],
+    /authorization_renewal_period: needs an authorizer/,
+  );
+  assert.match(
+    service({
+      authorizer: "http://a/",
+      authorization_renewal_period: 10,
+      authorization_renewal_jitter: 10,
+    })[0],
+    /authorization_renewal_jitter: must be less/,
+  );
+  // The missing half is named.
+  assert.match(service({ heartbeat_period: 5 })[0], /services\.books\.on_heartbeat: .* together/);
+  assert.match(
+    service({ on_heartbeat: "http://a/" })[0],
+    /services\.books\.heartbeat_period: .* together/,
+  );
+  assert.match(
+    service({ authorizer_fields: ["role"] })[0],
+    /authorizer_fields: needs an authorizer/,
+  );
+  assert.match(
+    problems({ pubsub: { redis_alt: { url: "redis://127.0.0.1:6380" } } })[0],
+    /^pubsub\.redis_alt: is only used with the redis adapter/,
+  );
+  assert.match(
+    problems({ server: { port: 9000 }, metrics: { prometheus: { port: 9000 } } })[0],
+    /^metrics\.prometheus\.port: must differ/,
+  );
+});
+
+Deno.test('secrets given as {"env": NAME} are read from the environment; a missing one names key and variable', () => {
+  const config = loadConfig(
+    {
+      publish_api: { secret: { env: "PUBLISH_SECRET" } },
+      pubsub: { redis: { url: { env: "REDIS_URL" } } },
+      authentication: { ticket: { validation_url: { env: "TICKET_URL" } } },
+      services: { books: { authorizer: { env: "AUTHORIZER_URL" } } },
+    },
+    (name) =>
+      ({
+        PUBLISH_SECRET: "s3cret",
+        REDIS_URL: "redis://10.0.0.1:6379/2",
+        TICKET_URL: "http://auth/ticket",
+        AUTHORIZER_URL: "http://auth/authorize",
+      })[name],
+  );
+  assert.equal(config.publish_api.secret, "s3cret");
+  assert.equal(config.pubsub.redis.url, "redis://10.0.0.1:6379/2");
+  assert.equal(config.authentication.ticket?.validation_url, "http://auth/ticket");
+  assert.equal(config.services.books.authorizer, "http://auth/authorize");
+  assert.deepEqual(problems({ publish_api: { secret: { env: "NOT_SET" } } }), [
+    "publish_api.secret: environment variable NOT_SET is not set",
+  ]);
+  assert.deepEqual(problems({ pubsub: { redis: { url: { env: "BAD" } } } }, { BAD: "nope" }), [
+    'pubsub.redis.url: expected a redis:// or rediss:// URL, got "nope"',
+  ]);
+});
+
+Deno.test("a bad URL's password is redacted in the error", () => {
+  const [problem] = problems({ services: { books: { on_message: "ftp://user:hunter2@host/" } } });
+  assert.ok(!problem.includes("hunter2"), problem);
+});
+
+Deno.test("--check on a broken config exits 2 naming the key; on a valid one exits 0", async () => {
+  await withConfigFile(
+    { server: { port: -1 }, services: { books: { extra_field: [] } } },
+    async (path) => {
+      const { code, stderr } = await runMain(["--config", path, "--check"]);
+      assert.equal(code, 2);
+      assert.match(stderr, /server\.port: /);
+      assert.match(stderr, /services\.books\.extra_field: unknown key/);
+    },
+  );
+  await withConfigFile("{ not json", async (path) => {
+    const { code, stderr } = await runMain(["--config", path, "--check"]);
+    assert.equal(code, 2);
+    assert.match(stderr, /is not valid JSON/);
+  });
+  const missing = await runMain(["--config", "/nonexistent/shark.json", "--check"]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /cannot read --config/);
+  const valid = await runMain(["--config", `${ROOT}shark.example.json`, "--check"], {
+    SHARK_REDIS_URL: "redis://127.0.0.1:6379/0",
+    SHARK_PUBLISH_SECRET: "x",
+    SHARK_BOOKS_HEARTBEAT_URL: "http://books.internal/heartbeat",
+  });
+  assert.equal(valid.code, 0, valid.stderr);
+  assert.match(valid.stdout, /configuration is valid/);
+});
+
+Deno.test("an invalid config at start exits 2 with the key path, before listening", async () => {
+  await withConfigFile({ ws_ping: { interval: "often" } }, async (path) => {
+    const { code, stderr } = await runMain(["--config", path]);
+    assert.equal(code, 2);
+    assert.match(stderr, /ws_ping\.interval: /);
+  });
+});
+
+Deno.test("--help, --version, and an unknown flag (exit 2)", async () => {
+  const help = await runMain(["--help"]);
+  assert.equal(help.code, 0);
+  for (
+    const flag of [
+      "--config",
+      "--host",
+      "--port",
+      "--adapter",
+      "--redis-url",
+      "--log-level",
+      "--workers",
+      "--check",
+    ]
+  ) {
+    assert.ok(help.stdout.includes(flag), `--help mentions ${flag}`);
+  }
+  const version = await runMain(["--version"]);
+  assert.equal(version.code, 0);
+  assert.ok(version.stdout.includes(denoJson.version));
+  const unknown = await runMain(["--colour", "blue"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /colour/);
+  const badPort = await runMain(["--port", "high", "--check"]);
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.stderr, /--port/);
+});
+
+Deno.test("without --config Shark runs on embedded defaults and says so first", async () => {
+  const shark = SharkProcess.spawn(["--port", "0"]);
+  try {
+    const port = await shark.listeningPort();
+    const [first] = shark.logs();
+    assert.match(String(first.message), /embedded defaults/);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal((await health.json()).adapter, "memory");
+  } finally {
+    shark.child.kill("SIGTERM");
+    assert.equal((await shark.exit()).code, 0);
+  }
+});
+
+Deno.test("SHARK_CONFIG is used without --config; --config wins over it; flags win over both", async () => {
+  const secret = "from-env-config";
+  const env = {
+    SHARK_CONFIG: JSON.stringify({
+      server: { port: 1 },
+      publish_api: { secret: { env: "SECRET_FOR_TEST" } },
+      log: { level: "error" },
+    }),
+    SECRET_FOR_TEST: secret,
+  };
+  // SHARK_CONFIG alone, with --port and --log-level overriding it.
+  const fromEnv = SharkProcess.spawn(["--port", "0", "--log-level", "info"], env);
+  try {
+    const port = await fromEnv.listeningPort();
+    const publish = await fetch(`http://127.0.0.1:${port}/publish`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${secret}` },
+      body: JSON.stringify({ subscription: "a.b", data: {} }),
+    });
+    assert.equal(publish.status, 200);
+    await publish.body?.cancel();
+  } finally {
+    fromEnv.child.kill("SIGTERM");
+    await fromEnv.exit();
+  }
+  // --config wins over SHARK_CONFIG: no publish secret there, so /publish is 404.
+  await withConfigFile({ server: { port: 0 } }, async (path) => {
+    const fromFile = SharkProcess.spawn(["--config", path], env);
+    try {
+      const port = await fromFile.listeningPort();
+      const publish = await fetch(`http://127.0.0.1:${port}/publish`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}` },
+        body: "{}",
+      });
+      assert.equal(publish.status, 404);
+      await publish.body?.cancel();
+    } finally {
+      fromFile.child.kill("SIGTERM");
+      await fromFile.exit();
+    }
+  });
+});
+
+Deno.test("every session log line carries the session id", async () => {
+  const shark = SharkProcess.spawn(["--port", "0", "--log-level", "debug"]);
+  try {
+    const port = await shark.listeningPort();
+    const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+    await client.request({ event: "ping" });
+    await client.close();
+    const closed = await shark.waitForLog((line) =>
+      String(line.message).startsWith("connection closed")
+    );
+    const opened = shark.logs().find((line) => line.message === "connection opened")!;
+    assert.ok(opened.properties?.session, "opened line has a session id");
+    assert.equal(closed.properties?.session, opened.properties?.session);
+  } finally {
+    shark.child.kill("SIGTERM");
+    await shark.exit();
+  }
+});
+
+Deno.test("shark.schema.json is generated from the schema Shark validates with", async () => {
+  const committed = JSON.parse(await Deno.readTextFile(`${ROOT}shark.schema.json`));
+  assert.deepEqual(committed, configJsonSchema(), "run `deno task schema` to regenerate it");
+});
+
+Deno.test("shark.example.json is valid and sets every option of the schema", async () => {
+  const example = JSON.parse(await Deno.readTextFile(`${ROOT}shark.example.json`));
+  loadConfig(example, (name) => name === "SHARK_REDIS_URL" ? "redis://127.0.0.1/0" : "http://x/");
+  const missing: string[] = [];
+  // deno-lint-ignore no-explicit-any
+  const walk = (schema: any, value: any, path: string) => {
+    const objectSchema =
+      schema.anyOf?.find((option: { type?: string }) => option.type === "object") ??
+        schema;
+    const properties = objectSchema.properties ?? {};
+    const additional = objectSchema.additionalProperties;
+    if (typeof additional === "object" && value && typeof value === "object") {
+      for (const [key, child] of Object.entries(value)) walk(additional, child, `${path}.${key}`);
+    }
+    for (const [key, child] of Object.entries(properties)) {
+      if (key === "$schema" || key === "env") continue;
+      if (!value || typeof value !== "object" || !(key in value)) missing.push(`${path}.${key}`);
+      else walk(child, value[key], `${path}.${key}`);
+    }
+  };
+  walk(configJsonSchema(), example, "");
+  assert.deepEqual(missing, []);
+});
