@@ -6,24 +6,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  configure,
-  dispose,
-  getLogger,
-  getStreamSink,
-  getTextFormatter,
-  jsonLinesFormatter,
-  type LogLevel,
-} from "@logtape/logtape";
+import { dispose, getLogger } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
-import {
-  ConfigError,
-  defaultPubSub,
-  loadConfig,
-  type PubSub,
-  Shark,
-  type SharkConfig,
-} from "./mod.ts";
+import { ConfigError, loadConfig, type SharkConfig } from "./mod.ts";
+import { serve, serveMetrics, setUpLogging, StartupError } from "./cli/serve.ts";
+import { WorkerPool } from "./cli/workers.ts";
 
 const HELP =
   `Shark ${denoJson.version}: a WebSocket message router, wire-compatible with SocketShark.
@@ -47,13 +34,6 @@ Options:
 Exit codes: 0 clean exit, 1 start-up failure (e.g. Redis unreachable),
 2 invalid configuration or arguments.
 `;
-
-/** A start-up problem reported on one line, with the exit code it gets. */
-class StartupError extends Error {
-  constructor(message: string, readonly exitCode: number) {
-    super(message);
-  }
-}
 
 interface Loaded {
   readonly config: SharkConfig;
@@ -157,51 +137,49 @@ async function loadFromCli(values: CliValues): Promise<Loaded> {
   }
 }
 
-async function setUpLogging(config: SharkConfig): Promise<void> {
-  const formatter = config.log.format === "json"
-    ? jsonLinesFormatter
-    : getTextFormatter({ timestamp: "date-time-timezone" });
-  await configure({
-    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter, nonBlocking: true }) },
-    loggers: [
-      { category: ["shark"], lowestLevel: config.log.level as LogLevel, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
-}
-
-async function createPubSub(config: SharkConfig): Promise<PubSub> {
-  if (config.pubsub.adapter !== "redis") return defaultPubSub(config);
-  const { RedisPubSub } = await import("./adapters/redis.ts");
-  return new RedisPubSub(config.pubsub);
-}
-
-async function readTls(config: SharkConfig): Promise<{ cert: string; key: string } | undefined> {
-  const tls = config.server.tls;
-  if (!tls) return undefined;
-  try {
-    return { cert: await Deno.readTextFile(tls.cert), key: await Deno.readTextFile(tls.key) };
-  } catch (error) {
-    throw new StartupError(`server.tls: ${(error as Error).message}`, 2);
+function parseWorkers(text: string | undefined): number {
+  if (text === undefined) return 1;
+  const count = cliNumber("workers", text);
+  if (count < 1 || count > 64) {
+    throw new StartupError(`--workers: expected 1 to 64, got ${count}`, 2);
   }
+  return count;
 }
 
-function serveMetrics(shark: Shark, config: SharkConfig): Deno.HttpServer | undefined {
-  const { host, port } = config.metrics.prometheus;
-  if (port === null) return undefined;
+/** Resolves with the first SIGINT or SIGTERM. */
+function stopSignal(): Promise<string> {
+  const { promise, resolve } = Promise.withResolvers<string>();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => resolve(signal));
+  }
+  return promise;
+}
+
+async function runOne(config: SharkConfig): Promise<number> {
+  const { shark, server, log } = await serve(config);
+  const metricsServer = serveMetrics(config, () => shark.metrics.prometheus());
+  const signal = await stopSignal();
+  log.info("{signal} received: shutting down", { signal });
+  await shark.shutdown();
+  await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
+  return 0;
+}
+
+async function runWorkers(config: SharkConfig, count: number): Promise<number> {
   const log = getLogger(["shark"]);
-  return Deno.serve({
-    hostname: host,
-    port,
-    onListen: (address) => log.info("metrics on http://{host}:{port}/metrics", address),
-  }, (request) => {
-    if (new URL(request.url).pathname !== "/metrics") {
-      return new Response("Not found.\n", { status: 404 });
-    }
-    return new Response(shark.metrics.prometheus(), {
-      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-    });
-  });
+  const { promise: crashed, resolve: crash } = Promise.withResolvers<string>();
+  const { pool, port } = await WorkerPool.start(
+    config,
+    count,
+    (index, error) => crash(`worker ${index} crashed: ${error}`),
+  );
+  log.info("{count} workers listening on port {port}", { count, port });
+  const metricsServer = serveMetrics(config, () => pool.metrics());
+  const reason = await Promise.race([stopSignal(), crashed]);
+  log.info("{reason}: shutting down", { reason });
+  await pool.shutdown((config.server.shutdown_timeout + 5) * 1000);
+  await metricsServer?.shutdown();
+  return reason.startsWith("SIG") ? 0 : 1;
 }
 
 async function run(args: string[]): Promise<number> {
@@ -214,57 +192,26 @@ async function run(args: string[]): Promise<number> {
     console.log(`shark ${denoJson.version} (deno ${Deno.version.deno})`);
     return 0;
   }
+  const workers = parseWorkers(values.workers);
   const { config, source } = await loadFromCli(values);
+  if (workers > 1 && config.pubsub.adapter === "memory") {
+    throw new StartupError(
+      "--workers needs an adapter that crosses isolates: set pubsub.adapter to broadcast_channel or redis (memory reaches one isolate only)",
+      2,
+    );
+  }
   if (values.check) {
     console.log(`${source}: configuration is valid`);
     return 0;
   }
-  if (values.workers !== undefined) {
-    throw new StartupError("--workers is not available in this build", 2);
-  }
-  const tls = await readTls(config);
   await setUpLogging(config);
-  const log = getLogger(["shark"]);
-  log.info(
+  getLogger(["shark"]).info(
     source === "embedded defaults"
       ? "Shark {version} starting on embedded defaults (memory adapter, no services): pass --config shark.json"
       : "Shark {version} starting with configuration from {source}",
-    { version: denoJson.version, source, adapter: config.pubsub.adapter },
+    { version: denoJson.version, source, adapter: config.pubsub.adapter, workers },
   );
-  const pubsub = await createPubSub(config);
-  const shark = new Shark(config, { pubsub });
-  try {
-    await shark.started;
-  } catch (error) {
-    throw new StartupError(
-      `pub/sub adapter ${config.pubsub.adapter} could not start: ${(error as Error).message}`,
-      1,
-    );
-  }
-  const server = Deno.serve({
-    hostname: config.server.host,
-    port: config.server.port,
-    ...tls,
-    onListen: ({ hostname, port }) =>
-      log.info("listening on {scheme}://{hostname}:{port}", {
-        scheme: tls ? "wss" : "ws",
-        hostname,
-        port,
-      }),
-  }, (request, info) => {
-    const remote = info.remoteAddr as Deno.NetAddr;
-    return shark.handle(request, { remote: `${remote.hostname}:${remote.port}` });
-  });
-  const metricsServer = serveMetrics(shark, config);
-  const { promise: stopSignal, resolve: stop } = Promise.withResolvers<string>();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => stop(signal));
-  }
-  const signal = await stopSignal;
-  log.info("{signal} received: shutting down", { signal });
-  await shark.shutdown();
-  await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
-  return 0;
+  return workers > 1 ? await runWorkers(config, workers) : await runOne(config);
 }
 
 if (import.meta.main) {

@@ -1,0 +1,135 @@
+/**
+ * Serving one Shark engine in this isolate: logging, the pub/sub adapter the
+ * configuration names, TLS, `Deno.serve` and the Prometheus listener. Used by
+ * `main.ts` directly and by each `--workers` isolate.
+ *
+ * @module
+ */
+import {
+  configure,
+  getLogger,
+  getStreamSink,
+  getTextFormatter,
+  jsonLinesFormatter,
+  type Logger,
+  type LogLevel,
+} from "@logtape/logtape";
+import { defaultPubSub, type PubSub, Shark, type SharkConfig } from "../mod.ts";
+
+/** A start-up problem reported on one line, with the exit code it gets. */
+export class StartupError extends Error {
+  /** 1 for a start-up failure, 2 for a bad configuration or argument. */
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+/** Configures LogTape to write the `shark` category to stderr in the configured format. */
+export async function setUpLogging(config: SharkConfig): Promise<void> {
+  const formatter = config.log.format === "json"
+    ? jsonLinesFormatter
+    : getTextFormatter({ timestamp: "date-time-timezone" });
+  await configure({
+    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter, nonBlocking: true }) },
+    loggers: [
+      { category: ["shark"], lowestLevel: config.log.level as LogLevel, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}
+
+async function createPubSub(config: SharkConfig): Promise<PubSub> {
+  if (config.pubsub.adapter !== "redis") return defaultPubSub(config);
+  // Loaded only when used: the other adapters never download a Redis client.
+  const { RedisPubSub } = await import("../adapters/redis.ts");
+  return new RedisPubSub(config.pubsub);
+}
+
+async function readTls(config: SharkConfig): Promise<{ cert: string; key: string } | undefined> {
+  const tls = config.server.tls;
+  if (!tls) return undefined;
+  try {
+    return { cert: await Deno.readTextFile(tls.cert), key: await Deno.readTextFile(tls.key) };
+  } catch (error) {
+    throw new StartupError(`server.tls: ${(error as Error).message}`, 2);
+  }
+}
+
+/** A Shark engine serving on its port. */
+export interface Served {
+  readonly shark: Shark;
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly log: Logger;
+}
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** Share the port with other isolates (`--workers`). */
+  readonly reusePort?: boolean;
+  /** Fields added to every log line of this isolate, e.g. `{ worker: 2 }`. */
+  readonly logContext?: Record<string, unknown>;
+}
+
+/**
+ * Starts the adapter and the engine, then listens. Throws a
+ * {@link StartupError} when the adapter cannot start (exit 1) or TLS files
+ * cannot be read (exit 2).
+ */
+export async function serve(config: SharkConfig, options: ServeOptions = {}): Promise<Served> {
+  const log = getLogger(["shark"]).with(options.logContext ?? {});
+  const tls = await readTls(config);
+  const shark = new Shark(config, { pubsub: await createPubSub(config), logger: log });
+  try {
+    await shark.started;
+  } catch (error) {
+    throw new StartupError(
+      `pub/sub adapter ${config.pubsub.adapter} could not start: ${(error as Error).message}`,
+      1,
+    );
+  }
+  const server = Deno.serve({
+    hostname: config.server.host,
+    port: config.server.port,
+    reusePort: options.reusePort,
+    ...tls,
+    onListen: ({ hostname, port }) =>
+      log.info("listening on {scheme}://{hostname}:{port}", {
+        scheme: tls ? "wss" : "ws",
+        hostname,
+        port,
+      }),
+  }, (request, info) => {
+    const remote = info.remoteAddr as Deno.NetAddr;
+    return shark.handle(request, { remote: `${remote.hostname}:${remote.port}` });
+  });
+  return { shark, server, log };
+}
+
+/**
+ * Serves `GET /metrics` on `metrics.prometheus` when a port is set.
+ * `render` produces the exposition text.
+ */
+export function serveMetrics(
+  config: SharkConfig,
+  render: () => string | Promise<string>,
+): Deno.HttpServer | undefined {
+  const { host, port } = config.metrics.prometheus;
+  if (port === null) return undefined;
+  const log = getLogger(["shark"]);
+  return Deno.serve({
+    hostname: host,
+    port,
+    onListen: ({ hostname, port }) =>
+      log.info("metrics on http://{hostname}:{port}/metrics", { hostname, port }),
+  }, async (request) => {
+    if (new URL(request.url).pathname !== "/metrics") {
+      return new Response("Not found.\n", { status: 404 });
+    }
+    return new Response(await render(), {
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
+  });
+}
