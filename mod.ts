@@ -34,7 +34,6 @@ export {
   type CallbackName,
   ConfigError,
   configJsonSchema,
-  configSchema,
   type EnvLookup,
   loadConfig,
   redactUrl,

@@ -140,7 +140,7 @@ function serviceSchema(env: EnvLookup) {
  * const config = schema.parse({ server: { port: 9100 } });
  * ```
  */
-export function configSchema(env: EnvLookup) {
+export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
   return z.strictObject({
     /** Lets editors find `shark.schema.json`; ignored by Shark. */
     $schema: z.string().optional(),
@@ -220,14 +220,139 @@ export function configSchema(env: EnvLookup) {
   });
 }
 
-/** The configuration as written in `shark.json`: every key optional. */
-export type SharkConfigInput = z.input<ReturnType<typeof configSchema>>;
+/** A string, or `{"env": "NAME"}` to read it from the environment at start. */
+export type Secret = string | { readonly env: string };
+
+/** `server`: the client listener. */
+export interface ServerConfig {
+  /** Address to listen on. Default `"127.0.0.1"`. */
+  readonly host: string;
+  /** Port to listen on; 0 picks a free one. Default 9000. */
+  readonly port: number;
+  /** PEM files to serve `wss://`. Default `null` (plain `ws://`). */
+  readonly tls: { readonly cert: string; readonly key: string } | null;
+  /** Browser origins allowed to connect; `null` allows any. Default `null`. */
+  readonly allowed_origins: readonly string[] | null;
+  /** Upgrades beyond this many open connections get 503. Default `null` (no limit). */
+  readonly max_connections: number | null;
+  /** Larger client frames close the connection with 1009. Default 65536. */
+  readonly max_message_bytes: number;
+  /** A client with more unsent output is closed with 1008. Default 4194304. */
+  readonly max_buffered_bytes: number;
+  /** Seconds graceful shutdown waits for unsubscribe callbacks. Default 30. */
+  readonly shutdown_timeout: number;
+}
+
+/** A Redis server of `pubsub`. */
+export interface RedisConfig {
+  /** `redis://` or `rediss://` URL with optional credentials and db. Default `"redis://127.0.0.1:6379/0"`. */
+  readonly url: string;
+  /** Seconds between health pings. Default 10. */
+  readonly ping_interval: number;
+  /** Seconds a ping may take before Redis counts as lost. Default 5. */
+  readonly ping_timeout: number;
+}
+
+/** `pubsub`: how published envelopes reach this process. */
+export interface PubSubConfig {
+  /** Default `"memory"`. */
+  readonly adapter: "memory" | "broadcast_channel" | "redis";
+  /** Prefix of Redis channel names. Default `""`. */
+  readonly channel_prefix: string;
+  readonly redis: RedisConfig;
+  /** A second Redis subscribed in parallel, with its own prefix. Default `null`. */
+  readonly redis_alt: (RedisConfig & { readonly channel_prefix: string }) | null;
+  readonly broadcast_channel: {
+    /** The channel name shared by the isolates of one deployment. Default `"shark"`. */
+    readonly name: string;
+  };
+}
+
+/** `http`: the transport of service callbacks. */
+export interface HttpConfig {
+  /** Seconds per try. Default 15. */
+  readonly timeout: number;
+  /** Tries before `Service unavailable.`. Default 3. */
+  readonly tries: number;
+  /** Seconds between tries. Default 3. */
+  readonly wait: number;
+  /** Headers giving a 429's wait in seconds, first present wins. Default `["X-Rate-Limit-Reset"]`. */
+  readonly rate_limit_reset_header_names: readonly string[];
+}
+
+/** One service under `services`. Callback URLs default to `null` (not called). */
+export interface ServiceConfig {
+  /** Subscribing needs a successful `auth`. Default `true`. */
+  readonly require_authentication: boolean;
+  readonly authorizer: string | null;
+  /** Keys of the authorizer's reply kept and sent with later callbacks. Default `[]`. */
+  readonly authorizer_fields: readonly string[];
+  /** Seconds between re-authorizations. Default `null` (never). */
+  readonly authorization_renewal_period: number | null;
+  /** Up to this many seconds are taken off each renewal period at random. Default 0. */
+  readonly authorization_renewal_jitter: number;
+  /** Subscribe request keys kept with the subscription and echoed. Default `[]`. */
+  readonly extra_fields: readonly string[];
+  /** Envelope keys that must match the subscription or session. Default `[]`. */
+  readonly filter_fields: readonly string[];
+  readonly before_subscribe: string | null;
+  readonly on_subscribe: string | null;
+  readonly on_message: string | null;
+  readonly before_unsubscribe: string | null;
+  readonly on_unsubscribe: string | null;
+  readonly on_authorization_change: string | null;
+  /** Seconds between `on_heartbeat` calls. Default `null` (never). */
+  readonly heartbeat_period: number | null;
+  readonly on_heartbeat: string | null;
+}
 
 /** A validated configuration with every default filled in and secrets resolved. */
-export type SharkConfig = z.output<ReturnType<typeof configSchema>>;
+export interface SharkConfig {
+  readonly $schema?: string;
+  readonly server: ServerConfig;
+  /** WebSocket keep-alive: seconds between pings and to wait for the pong. Default 15 and 15. */
+  readonly ws_ping: { readonly interval: number; readonly timeout: number };
+  readonly pubsub: PubSubConfig;
+  readonly http: HttpConfig;
+  /** Default `{}`: no method configured. */
+  readonly authentication: {
+    readonly ticket?: {
+      readonly validation_url: string;
+      /** Keys of the validation reply kept as the session's auth info. Default `[]`. */
+      readonly auth_fields: readonly string[];
+    };
+  };
+  /** Services by name (the part of a subscription before the first `.`). Default `{}`. */
+  readonly services: Readonly<Record<string, ServiceConfig>>;
+  /** Whether messages carry `published_at`, `received_at`, `sent_at`, `queue_size`. Default `true`. */
+  readonly delivery: { readonly metadata: boolean };
+  /** Bearer secret of `POST /publish`; `null` disables it. Default `null`. */
+  readonly publish_api: { readonly secret: string | null };
+  readonly metrics: {
+    /** The Prometheus listener; `port: null` (default) disables it. */
+    readonly prometheus: { readonly host: string; readonly port: number | null };
+    /** Seconds between metrics log lines; `null` (default) disables them. */
+    readonly log: { readonly interval: number | null };
+  };
+  readonly log: {
+    /** Default `"info"`. */
+    readonly level: "trace" | "debug" | "info" | "warning" | "error" | "fatal";
+    /** Default `"json"`. */
+    readonly format: "json" | "text";
+  };
+}
 
-/** One service's configuration, as found under `services`. */
-export type ServiceConfig = SharkConfig["services"][string];
+type Input<T> = T extends readonly (infer U)[] ? readonly Input<U>[]
+  : T extends string ? T | Secret
+  : T extends object ? { -readonly [K in keyof T]?: Input<T[K]> | null }
+  : T;
+
+/**
+ * The configuration as written in `shark.json`: every key optional, secrets
+ * and URLs may be `{"env": "NAME"}`. Validation is at run time, by
+ * {@link loadConfig}.
+ */
+export type SharkConfigInput = Input<SharkConfig>;
 
 /** Callback names of a service, in the order SPEC section 2 lists them. */
 export type CallbackName =

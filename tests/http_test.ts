@@ -44,7 +44,7 @@ Deno.test("a WebSocket upgrade works on any path", async () => {
   });
 });
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -56,7 +56,7 @@ Deno.test("Prometheus metrics on their own listener cover the SPEC list", async 
     "/authorizer": ({ body }) =>
       body.subscription === "books.no" ? { status: "error" } : { status: "ok" },
   });
-  const metricsPort = await freePort();
+  const metricsPort = freePort();
   const file = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(
     file,
