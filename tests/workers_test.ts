@@ -1,0 +1,105 @@
+/**
+ * `--workers N` with the broadcast_channel adapter: N isolates behind one
+ * port behave as one Shark (issue 3; SPEC sections 3 and 6 `pubsub`).
+ */
+import assert from "node:assert/strict";
+import { TestClient } from "./helpers/client.ts";
+import { runMain, SharkProcess } from "./helpers/process.ts";
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Per-worker values of one sample of the merged exposition. */
+function perWorker(text: string, metric: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const match = new RegExp(`^${metric}\\{worker="(\\d+)"\\} (\\S+)$`).exec(line);
+    if (match) values.set(match[1], Number(match[2]));
+  }
+  return values;
+}
+
+Deno.test("--workers 2: clients on both isolates get every message, whichever isolate takes the POST", async () => {
+  const metricsPort = freePort();
+  const file = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      server: { port: 0 },
+      pubsub: { adapter: "broadcast_channel", broadcast_channel: { name: crypto.randomUUID() } },
+      publish_api: { secret: "s" },
+      metrics: { prometheus: { port: metricsPort } },
+      delivery: { metadata: false },
+      services: { news: { require_authentication: false } },
+    }),
+  );
+  const shark = SharkProcess.spawn(["--config", file, "--workers", "2"]);
+  const clients: TestClient[] = [];
+  try {
+    const started = await shark.waitForLog((line) =>
+      /workers listening/.test(String(line.message))
+    );
+    const port = Number(started.properties?.port);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal((await health.json()).adapter, "broadcast_channel");
+    // Connect until both isolates hold clients (the kernel spreads connections).
+    const workersWithClients = () =>
+      new Set(
+        shark.logs().filter((line) => line.message === "connection opened").map((line) =>
+          line.properties?.worker
+        ),
+      );
+    for (let i = 0; i < 40 && (clients.length < 4 || workersWithClients().size < 2); i++) {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+      await client.request({ event: "subscribe", subscription: "news.today" });
+      clients.push(client);
+    }
+    assert.deepEqual([...workersWithClients()].sort(), [0, 1]);
+    // Publish over fresh connections until both isolates took POSTs.
+    const metrics = () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+    const bothTookPosts = async () => {
+      const counts = perWorker(await metrics(), "shark_published_total");
+      return counts.size === 2 && [...counts.values()].every((count) => count > 0);
+    };
+    let published = 0;
+    for (let i = 0; i < 40 && (published < 4 || !(await bothTookPosts())); i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/publish`, {
+        method: "POST",
+        headers: { authorization: "Bearer s", connection: "close" },
+        body: JSON.stringify({ subscription: "news.today", data: { n: published } }),
+      });
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+      published++;
+    }
+    assert.ok(await bothTookPosts(), "both isolates took POSTs");
+    for (const client of clients) {
+      const received = (await client.take(published)).map((message) =>
+        (message.data as { n: number }).n
+      );
+      assert.deepEqual(received.sort((a, b) => a - b), [...Array(published).keys()]);
+    }
+    const delivered = perWorker(await metrics(), "shark_messages_delivered_total");
+    assert.equal([...delivered.values()].reduce((a, b) => a + b, 0), published * clients.length);
+  } finally {
+    for (const client of clients) await client.close();
+    shark.child.kill("SIGTERM");
+    const { code } = await shark.exit();
+    assert.equal(code, 0);
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("--workers with the memory adapter refuses to start with a clear message", async () => {
+  const { code, stderr } = await runMain(["--workers", "2", "--port", "0"]);
+  assert.equal(code, 2);
+  assert.match(stderr, /--workers needs an adapter that crosses isolates/);
+  const bad = await runMain(["--workers", "zero"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--workers/);
+});
