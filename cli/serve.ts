@@ -41,11 +41,14 @@ export async function setUpLogging(config: SharkConfig): Promise<void> {
   });
 }
 
-async function createPubSub(config: SharkConfig): Promise<PubSub> {
+async function createPubSub(
+  config: SharkConfig,
+  logContext: Record<string, unknown>,
+): Promise<PubSub> {
   if (config.pubsub.adapter !== "redis") return defaultPubSub(config);
   // Loaded only when used: the other adapters never download a Redis client.
   const { RedisPubSub } = await import("../adapters/redis.ts");
-  return new RedisPubSub(config.pubsub);
+  return new RedisPubSub(config.pubsub, { logger: getLogger(["shark", "redis"]).with(logContext) });
 }
 
 async function readTls(config: SharkConfig): Promise<{ cert: string; key: string } | undefined> {
@@ -79,9 +82,10 @@ export interface ServeOptions {
  * cannot be read (exit 2).
  */
 export async function serve(config: SharkConfig, options: ServeOptions = {}): Promise<Served> {
-  const log = getLogger(["shark"]).with(options.logContext ?? {});
+  const logContext = options.logContext ?? {};
+  const log = getLogger(["shark"]).with(logContext);
   const tls = await readTls(config);
-  const shark = new Shark(config, { pubsub: await createPubSub(config), logger: log });
+  const shark = new Shark(config, { pubsub: await createPubSub(config, logContext), logger: log });
   try {
     await shark.started;
   } catch (error) {

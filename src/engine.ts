@@ -211,7 +211,8 @@ export class Engine {
       throw error;
     }
     if (this.#state !== "starting") return;
-    this.#setState("ready");
+    // An adapter may already have lost its backend again while starting.
+    this.#setState(this.pubsub.healthy ? "ready" : "degraded");
     const interval = this.config.metrics.log.interval;
     if (interval !== null) {
       this.#metricsTimer = setInterval(

@@ -39,7 +39,10 @@ Deno.test("other plain HTTP requests get JSON 404, GET / gets 426", async () => 
 Deno.test("a WebSocket upgrade works on any path", async () => {
   await withShark({}, async (shark) => {
     const client = await TestClient.connect(`ws://127.0.0.1:${shark.port}/any/path?x=1`);
-    assert.deepEqual(await client.request({ event: "ping", data: "p" }), { event: "pong", data: "p" });
+    assert.deepEqual(await client.request({ event: "ping", data: "p" }), {
+      event: "pong",
+      data: "p",
+    });
     await client.close();
   });
 });

@@ -1,0 +1,325 @@
+/**
+ * A real `redis-server` on a free loopback port, for the Redis adapter tests:
+ * start, wait until it answers PING, stop (SIGTERM, then SIGKILL), restart on
+ * the same port; plus `redis-cli` for what a SocketShark publisher would do.
+ *
+ * @module
+ */
+
+/** How long a server may take to answer PING after it was spawned. */
+const READY_TIMEOUT_MS = 5000;
+/** How long a stopped server may take to exit before it is killed. */
+const STOP_TIMEOUT_MS = 3000;
+
+async function installed(command: string, versionFlag = "--version"): Promise<boolean> {
+  try {
+    const output = await new Deno.Command(command, {
+      args: [versionFlag],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return output.success;
+  } catch {
+    return false;
+  }
+}
+
+let available: Promise<boolean> | undefined;
+
+/**
+ * Whether `redis-server` and `redis-cli` are installed; warns loudly when they
+ * are not, since the Redis tests are then skipped.
+ */
+export function redisAvailable(): Promise<boolean> {
+  available ??= (async () => {
+    const found = (await installed("redis-server")) && (await installed("redis-cli"));
+    if (!found) console.warn("\n*** redis-server not installed: Redis tests SKIPPED ***\n");
+    return found;
+  })();
+  return available;
+}
+
+/** Whether `openssl` is installed (for the TLS test); warns when it is not. */
+export async function opensslAvailable(): Promise<boolean> {
+  const found = await installed("openssl", "version");
+  if (!found) console.warn("\n*** openssl not installed: Redis TLS test SKIPPED ***\n");
+  return found;
+}
+
+/** A loopback TCP port that nothing listens on right now. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Sends `PING` (after `AUTH` when a password is set); true on `+PONG` within `timeoutMs`. */
+async function answersPing(
+  port: number,
+  options: RedisServerOptions,
+  caCert: string | undefined,
+  timeoutMs: number,
+): Promise<boolean> {
+  let connection: Deno.Conn | undefined;
+  const timer = setTimeout(() => {
+    try {
+      connection?.close();
+    } catch {
+      // already closed
+    }
+  }, timeoutMs);
+  try {
+    connection = caCert === undefined
+      ? await Deno.connect({ hostname: "127.0.0.1", port })
+      : await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [caCert] });
+    const auth = options.password === undefined ? "" : `AUTH ${options.password}\r\n`;
+    await connection.write(new TextEncoder().encode(`${auth}PING\r\n`));
+    const buffer = new Uint8Array(256);
+    let text = "";
+    while (!text.includes("+PONG") && !text.startsWith("-")) {
+      const read = await connection.read(buffer);
+      if (read === null) return false;
+      text += new TextDecoder().decode(buffer.subarray(0, read));
+    }
+    return text.includes("+PONG");
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    try {
+      connection?.close();
+    } catch {
+      // closed by the timer
+    }
+  }
+}
+
+/** Paths of PEM files for a TLS-only server. */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  /** The CA that signed `cert`; clients trust it (`DENO_CERT`, `redis-cli --cacert`). */
+  readonly ca: string;
+}
+
+/** How a {@link RedisServer} is run. */
+export interface RedisServerOptions {
+  /** `requirepass`: clients must AUTH with it. */
+  readonly password?: string;
+  /** Serve TLS only (`rediss://`) with these files. */
+  readonly tls?: TlsFiles;
+}
+
+/** Writes a throw-away CA and a server certificate for 127.0.0.1 into `dir` with `openssl`. */
+export async function makeTlsFiles(dir: string): Promise<TlsFiles> {
+  const files = { cert: `${dir}/server.crt`, key: `${dir}/server.key`, ca: `${dir}/ca.crt` };
+  const ext = `${dir}/san.ext`;
+  await Deno.writeTextFile(ext, "subjectAltName=IP:127.0.0.1\n");
+  const steps = [
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      `${dir}/ca.key`,
+      "-out",
+      files.ca,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=shark test CA",
+    ],
+    [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      files.key,
+      "-out",
+      `${dir}/server.csr`,
+      "-subj",
+      "/CN=127.0.0.1",
+    ],
+    [
+      "x509",
+      "-req",
+      "-in",
+      `${dir}/server.csr`,
+      "-CA",
+      files.ca,
+      "-CAkey",
+      `${dir}/ca.key`,
+      "-CAcreateserial",
+      "-out",
+      files.cert,
+      "-days",
+      "2",
+      "-extfile",
+      ext,
+    ],
+  ];
+  for (const args of steps) {
+    const output = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped" })
+      .output();
+    if (!output.success) {
+      throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
+    }
+  }
+  return files;
+}
+
+/** The output of one `redis-cli` run. */
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A `redis-server` process this test owns. */
+export class RedisServer {
+  /** The loopback port; kept across {@link RedisServer.restart}. */
+  readonly port: number;
+  readonly options: RedisServerOptions;
+  #caCert: string | undefined;
+  #child: Deno.ChildProcess | undefined;
+
+  private constructor(port: number, options: RedisServerOptions) {
+    this.port = port;
+    this.options = options;
+  }
+
+  /** Starts a server on a free port and waits until it answers PING. */
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
+    const server = new RedisServer(freePort(), options);
+    if (options.tls) server.#caCert = await Deno.readTextFile(options.tls.ca);
+    await server.#spawn();
+    return server;
+  }
+
+  /** `redis://127.0.0.1:PORT/DB` (`rediss://` with TLS, the password URL-encoded). */
+  url(db = 0): string {
+    const scheme = this.options.tls ? "rediss" : "redis";
+    const password = this.options.password;
+    const auth = password === undefined ? "" : `:${encodeURIComponent(password)}@`;
+    return `${scheme}://${auth}127.0.0.1:${this.port}/${db}`;
+  }
+
+  /** Whether the server process is running. */
+  get running(): boolean {
+    return this.#child !== undefined;
+  }
+
+  /** Stops the server: SIGTERM (SIGKILL with `kill`), then waits for its exit. */
+  async stop(options: { kill?: boolean } = {}): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    this.#child = undefined;
+    try {
+      child.kill(options.kill ? "SIGKILL" : "SIGTERM");
+    } catch {
+      // already exited
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), STOP_TIMEOUT_MS)),
+    ]);
+    clearTimeout(timer);
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+      await child.status;
+    }
+  }
+
+  /** Starts the server again on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.#spawn();
+  }
+
+  /** Runs `redis-cli -p PORT ...args`. */
+  async cli(...args: string[]): Promise<CliResult> {
+    const { password, tls } = this.options;
+    const output = await new Deno.Command("redis-cli", {
+      args: [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(this.port),
+        ...(tls ? ["--tls", "--cacert", tls.ca] : []),
+        ...args,
+      ],
+      // REDISCLI_AUTH keeps the password off the command line and its warning off stderr.
+      env: password === undefined ? {} : { REDISCLI_AUTH: password },
+      stdin: "null",
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      stdout: decoder.decode(output.stdout).trim(),
+      stderr: decoder.decode(output.stderr).trim(),
+    };
+  }
+
+  /** Runs `redis-cli ... PUBLISH channel message` and returns the receiver count. */
+  async publish(channel: string, message: string): Promise<number> {
+    const result = await this.cli("PUBLISH", channel, message);
+    if (result.code !== 0) throw new Error(`redis-cli PUBLISH failed: ${result.stderr}`);
+    return Number(result.stdout);
+  }
+
+  /** `PUBSUB NUMSUB channel`: how many connections subscribe `channel`. */
+  async numsub(channel: string): Promise<number> {
+    const result = await this.cli("PUBSUB", "NUMSUB", channel);
+    const lines = result.stdout.split("\n");
+    return Number(lines[1]);
+  }
+
+  async #spawn(): Promise<void> {
+    const { password, tls } = this.options;
+    const port = String(this.port);
+    const child = new Deno.Command("redis-server", {
+      args: [
+        ...(tls
+          ? [
+            "--port",
+            "0",
+            "--tls-port",
+            port,
+            "--tls-cert-file",
+            tls.cert,
+            "--tls-key-file",
+            tls.key,
+          ]
+          : ["--port", port]),
+        ...(tls ? ["--tls-auth-clients", "no"] : []),
+        ...(password === undefined ? [] : ["--requirepass", password]),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    this.#child = child;
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (await answersPing(this.port, this.options, this.#caCert, 500)) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    await this.stop({ kill: true });
+    throw new Error(`redis-server on port ${this.port} did not answer PING within 5 s`);
+  }
+}
