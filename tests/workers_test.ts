@@ -48,26 +48,24 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
     assert.equal(health.status, 200);
     assert.equal((await health.json()).adapter, "broadcast_channel");
     // Connect until both isolates hold clients (the kernel spreads connections).
-    const workersWithClients = () =>
-      new Set(
-        shark.logs().filter((line) => line.message === "connection opened").map((line) =>
-          line.properties?.worker
-        ),
-      );
-    for (let i = 0; i < 40 && (clients.length < 4 || workersWithClients().size < 2); i++) {
+    const metrics = () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+    const bothHave = async (metric: string) => {
+      const counts = perWorker(await metrics(), metric);
+      return counts.size === 2 && [...counts.values()].every((count) => count > 0);
+    };
+    for (
+      let i = 0;
+      i < 60 && (clients.length < 4 || !(await bothHave("shark_subscriptions_open")));
+      i++
+    ) {
       const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
       await client.request({ event: "subscribe", subscription: "news.today" });
       clients.push(client);
     }
-    assert.deepEqual([...workersWithClients()].sort(), [0, 1]);
+    assert.ok(await bothHave("shark_subscriptions_open"), "both isolates hold subscribers");
     // Publish over fresh connections until both isolates took POSTs.
-    const metrics = () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
-    const bothTookPosts = async () => {
-      const counts = perWorker(await metrics(), "shark_published_total");
-      return counts.size === 2 && [...counts.values()].every((count) => count > 0);
-    };
     let published = 0;
-    for (let i = 0; i < 40 && (published < 4 || !(await bothTookPosts())); i++) {
+    for (let i = 0; i < 40 && (published < 4 || !(await bothHave("shark_published_total"))); i++) {
       const response = await fetch(`http://127.0.0.1:${port}/publish`, {
         method: "POST",
         headers: { authorization: "Bearer s", connection: "close" },
@@ -77,7 +75,7 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
       await response.body?.cancel();
       published++;
     }
-    assert.ok(await bothTookPosts(), "both isolates took POSTs");
+    assert.ok(await bothHave("shark_published_total"), "both isolates took POSTs");
     for (const client of clients) {
       const received = (await client.take(published)).map((message) =>
         (message.data as { n: number }).n
