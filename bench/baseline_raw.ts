@@ -1,0 +1,113 @@
+/**
+ * The reference server the benchmarks measure Shark against: `Deno.serve`,
+ * `Deno.upgradeWebSocket` and one Redis subscriber, nothing else. No auth
+ * check, no rules, no metadata, no metrics, no logging: each published
+ * message is parsed once, serialized with ONE `JSON.stringify` and written
+ * to every socket of its topic in a single synchronous loop. It is the
+ * ceiling, not a product.
+ *
+ * It speaks just enough of the client protocol for the load generator:
+ * `auth` (always ok), `subscribe` (ok once the Redis channel is subscribed)
+ * and `ping`. Sockets keep Deno's default `idleTimeout` (30 s: a ping after
+ * 15 s of client silence), the same keep-alive as Shark's default `ws_ping`.
+ *
+ * Usage: `deno run -A bench/baseline_raw.ts --port 9100 --redis-url redis://127.0.0.1:6379`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createClient } from "@redis/client";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    port: { type: "string", default: "9100" },
+    "redis-url": { type: "string", default: "redis://127.0.0.1:6379" },
+  },
+});
+
+/** Sockets by topic; a topic is in the map once its Redis channel is subscribed. */
+const topics = new Map<string, Set<WebSocket>>();
+/** Redis SUBSCRIBEs in flight, so that concurrent first subscribers wait for the same one. */
+const subscribing = new Map<string, Promise<void>>();
+
+const redis = createClient({ url: values["redis-url"] });
+redis.on("error", (error: unknown) => console.error(`baseline: redis error: ${error}`));
+await redis.connect();
+
+function onPublish(payload: string, channel: string): void {
+  const sockets = topics.get(channel);
+  if (!sockets) return;
+  let data: unknown;
+  try {
+    data = JSON.parse(payload).data;
+  } catch {
+    return;
+  }
+  const frame = JSON.stringify({ event: "message", subscription: channel, data });
+  for (const socket of sockets) {
+    if (socket.readyState === WebSocket.OPEN) socket.send(frame);
+  }
+}
+
+async function join(topic: string, socket: WebSocket): Promise<void> {
+  let sockets = topics.get(topic);
+  if (!sockets) {
+    let pending = subscribing.get(topic);
+    if (!pending) {
+      pending = redis.subscribe(topic, onPublish);
+      subscribing.set(topic, pending);
+    }
+    await pending;
+    subscribing.delete(topic);
+    sockets = topics.get(topic);
+    if (!sockets) topics.set(topic, sockets = new Set());
+  }
+  sockets.add(socket);
+}
+
+function session(socket: WebSocket): void {
+  const joined = new Set<string>();
+  socket.onmessage = async (event) => {
+    let request: Record<string, unknown>;
+    try {
+      request = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    switch (request.event) {
+      case "auth":
+        socket.send('{"event":"auth","status":"ok"}');
+        return;
+      case "ping":
+        socket.send(JSON.stringify({ event: "pong", data: request.data ?? null }));
+        return;
+      case "subscribe": {
+        const topic = String(request.subscription);
+        await join(topic, socket);
+        joined.add(topic);
+        socket.send(JSON.stringify({ event: "subscribe", subscription: topic, status: "ok" }));
+        return;
+      }
+    }
+  };
+  socket.onclose = () => {
+    for (const topic of joined) topics.get(topic)?.delete(socket);
+  };
+}
+
+// A clean exit on SIGTERM, so that `--cpu-prof` can write its profile.
+Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+
+Deno.serve({
+  hostname: "127.0.0.1",
+  port: Number(values.port),
+  onListen: ({ port }) => console.error(JSON.stringify({ message: "listening", port })),
+}, (request) => {
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return new Response('{"status":"ok"}', { headers: { "content-type": "application/json" } });
+  }
+  const { socket, response } = Deno.upgradeWebSocket(request);
+  session(socket);
+  return response;
+});

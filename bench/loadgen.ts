@@ -1,0 +1,575 @@
+/**
+ * The load generator: one process (pinned by `bench/run.ts` to the CPU that
+ * does not run the server) that opens the client connections, publishes,
+ * timestamps every received frame and reads the CPU and memory of the server
+ * from `/proc`. It publishes itself, so that the publish time inside each
+ * message (`data.t`, epoch ms) and the receive time come from one clock.
+ *
+ * Usage: `deno run -A bench/loadgen.ts '<LoadSpec as JSON>'`; prints one JSON
+ * line `{"results": [...]}` on stdout, progress on stderr.
+ *
+ * @module
+ */
+import { type BenchClient, type ClientKind, connectClient, epochNow } from "./_raw_ws.ts";
+import { cpuMs, machineTicks, peakRssKiB, rssKiB, rssOfKiB, treePids } from "./_proc.ts";
+import { encodeCommand, RespConnection } from "./_resp.ts";
+
+/** What one load generator run does; `bench/run.ts` builds it. */
+export interface LoadSpec {
+  /** The workload. */
+  readonly scenario: "fanout" | "topics" | "idle" | "subrate" | "parallel";
+  /** Which server this is, copied into every result. */
+  readonly server: string;
+  /** The server's port on 127.0.0.1. */
+  readonly port: number;
+  /** The server's pid, for its CPU and memory. */
+  readonly serverPid: number;
+  /** Helpers sharing the generator's CPU (Redis, callback service). */
+  readonly helperPids: readonly number[];
+  /** Redis port for publishing (all scenarios but `parallel`). */
+  readonly redisPort?: number;
+  /** Bearer secret of `POST /publish` (`parallel`). */
+  readonly publishSecret?: string;
+  /** Client implementation; `raw` unless checking the other. */
+  readonly client: ClientKind;
+  /** Connections (subscribers; for `subrate` the clients). */
+  readonly connections: number;
+  /** Publishes per measured round (`fanout`, `topics`, `parallel`). */
+  readonly publishes: number;
+  /** Measured rounds; the table shows their median. */
+  readonly rounds: number;
+  /** `fanout` paced variant: publishes, and deliveries per second to aim at. */
+  readonly paced?: { readonly publishes: number; readonly deliveriesPerSecond: number };
+  /** Connections (or clients) in flight at once while connecting. */
+  readonly concurrency: number;
+}
+
+/** One measured figure set, as printed by `bench/run.ts`. */
+export type Result = Record<string, string | number | boolean | null>;
+
+/** Local addresses clients bind, so that more sockets fit than one address has ports. */
+const LOCAL_ADDRESSES = Array.from({ length: 8 }, (_, index) => `127.0.0.${index + 1}`);
+const CONNECT_TIMEOUT_MS = 15_000;
+const REPLY_TIMEOUT_MS = 15_000;
+/** No connect phase runs longer than this, whatever its size. */
+const CONNECT_PHASE_MS = 120_000;
+/** No delivery round waits longer than this for its last message. */
+const ROUND_TIMEOUT_MS = 60_000;
+/** A few bytes of body, so that frames are not unrealistically tiny. */
+const PAD = "lorem ipsum dolor sit amet, consectetur adipiscing";
+
+const log = (message: string) => console.error(`loadgen: ${message}`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Collects the latency of every published-message frame of a round. */
+class Recorder {
+  latencies = new Float64Array(0);
+  count = 0;
+  first = Infinity;
+  last = 0;
+  #expected = 0;
+  #done: (() => void) | undefined;
+
+  /** Starts a round expecting `expected` frames; resolves when they all arrived. */
+  start(expected: number): Promise<void> {
+    if (this.latencies.length < expected) this.latencies = new Float64Array(expected);
+    this.count = 0;
+    this.first = Infinity;
+    this.last = 0;
+    this.#expected = expected;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#done = resolve;
+    return promise;
+  }
+
+  message(sentAt: number, now: number): void {
+    if (this.count < this.latencies.length) this.latencies[this.count] = now - sentAt;
+    if (++this.count === this.#expected) this.#done?.();
+    if (now < this.first) this.first = now;
+    if (now > this.last) this.last = now;
+  }
+
+  /** Sorted latencies of this round (ms). */
+  sorted(): Float64Array {
+    return this.latencies.subarray(0, Math.min(this.count, this.latencies.length)).sort();
+  }
+}
+
+function percentile(sorted: Float64Array, q: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+const round1 = (value: number | null) => value === null ? null : Math.round(value * 10) / 10;
+
+/** CPU of the server, the generator and its helpers over one phase. */
+class Meter {
+  readonly #spec: LoadSpec;
+  #wall = 0;
+  #server = 0;
+  #self = 0;
+  #helpers = 0;
+  #machine = { busy: 0, steal: 0, total: 0 };
+  #peakRss = 0;
+  #sampler: ReturnType<typeof setInterval> | undefined;
+
+  constructor(spec: LoadSpec) {
+    this.#spec = spec;
+  }
+
+  async start(): Promise<void> {
+    [this.#server, this.#self, this.#helpers] = await this.#cpu();
+    this.#machine = machineTicks();
+    this.#peakRss = rssKiB(this.#spec.serverPid);
+    // Samples the server's memory while the phase runs: its peak is a result.
+    // The process tree is looked up once: a /proc scan every 100 ms would cost the generator.
+    const pids = treePids(this.#spec.serverPid);
+    this.#sampler = setInterval(() => {
+      this.#peakRss = Math.max(this.#peakRss, rssOfKiB(pids));
+    }, 100);
+    this.#wall = epochNow();
+  }
+
+  /** Ends the phase: CPU milliseconds used and each side's share of one core. */
+  async stop() {
+    const wall = epochNow() - this.#wall;
+    clearInterval(this.#sampler);
+    const [server, self, helpers] = await this.#cpu();
+    const machine = machineTicks();
+    const pct = (ms: number) => Math.round(ms / wall * 1000) / 10;
+    // Everything else that ran meanwhile (other programs, interrupts): a disturbed run shows here.
+    const machineShare = (ticks: number) =>
+      ticks / (machine.total - this.#machine.total) * navigator.hardwareConcurrency * 100;
+    const machinePct = machineShare(machine.busy - this.#machine.busy);
+    const stealPct = machineShare(machine.steal - this.#machine.steal);
+    const ours = (server - this.#server + self - this.#self + helpers - this.#helpers) / wall * 100;
+    return {
+      others_cpu_pct: Math.round(Math.max(0, machinePct - ours) * 10) / 10,
+      steal_pct: Math.round(stealPct * 10) / 10,
+      wallMs: wall,
+      serverCpuMs: server - this.#server,
+      selfCpuMs: self - this.#self,
+      server_cpu_pct: pct(server - this.#server),
+      gen_cpu_pct: pct(self - this.#self),
+      helpers_cpu_pct: pct(helpers - this.#helpers),
+      peakRssKiB: Math.max(this.#peakRss, rssKiB(this.#spec.serverPid)),
+    };
+  }
+
+  async #cpu(): Promise<[number, number, number]> {
+    let helpers = 0;
+    for (const pid of this.#spec.helperPids) helpers += await cpuMs(pid);
+    return [await cpuMs(this.#spec.serverPid), await cpuMs(Deno.pid), helpers];
+  }
+}
+
+/** Clients opened by {@link connectMany}. */
+interface Connected {
+  /** Every client whose connection opened (subscribed or not). */
+  readonly clients: BenchClient[];
+  /** Indices of the clients whose subscribe succeeded. */
+  readonly subscribed: Set<number>;
+  /** Clients that failed to connect, authenticate or subscribe. */
+  readonly failures: number;
+  readonly firstError?: string;
+}
+
+/** Opens `count` clients, `concurrency` at a time; each authenticates if asked, then subscribes. */
+async function connectMany(
+  spec: LoadSpec,
+  recorder: Recorder,
+  count: number,
+  topicOf: (index: number) => string,
+  options: { auth?: boolean; latencies?: number[] } = {},
+): Promise<Connected> {
+  const clients: BenchClient[] = [];
+  const subscribed = new Set<number>();
+  let failures = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const deadline = performance.now() + CONNECT_PHASE_MS;
+  const worker = async () => {
+    while (next < count && performance.now() < deadline) {
+      const index = next++;
+      const started = performance.now();
+      try {
+        const client = await connectClient(spec.client, {
+          port: spec.port,
+          localAddress: LOCAL_ADDRESSES[index % LOCAL_ADDRESSES.length],
+          sink: recorder,
+          timeoutMs: CONNECT_TIMEOUT_MS,
+        });
+        clients.push(client);
+        if (options.auth) {
+          client.send(JSON.stringify({ event: "auth", method: "ticket", ticket: `u${index}` }));
+          expectOk(await client.reply(REPLY_TIMEOUT_MS));
+        }
+        client.send(JSON.stringify({ event: "subscribe", subscription: topicOf(index) }));
+        expectOk(await client.reply(REPLY_TIMEOUT_MS));
+        subscribed.add(index);
+        options.latencies?.push(performance.now() - started);
+      } catch (error) {
+        failures++;
+        firstError ??= error instanceof Error ? error.message : String(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(spec.concurrency, count) }, worker));
+  if (failures > 0) log(`${failures} of ${count} clients failed, first: ${firstError}`);
+  return { clients, subscribed, failures, firstError };
+}
+
+function expectOk(reply: string): void {
+  const parsed = JSON.parse(reply);
+  if (parsed.status !== "ok") throw new Error(`not ok: ${reply.slice(0, 200)}`);
+}
+
+function envelope(topic: string, index: number): string {
+  return `{"subscription":"${topic}","data":{"t":${
+    epochNow().toFixed(3)
+  },"i":${index},"text":"${PAD}"}}`;
+}
+
+/**
+ * Publishes `count` envelopes through Redis, round-robin over `topics`, in
+ * writes of `chunk` commands. Each write goes out before the next chunk is
+ * built (and timestamped), so that the first messages are not held back
+ * while the rest of a big burst is being built.
+ */
+async function publishRedis(
+  redis: RespConnection,
+  topics: readonly string[],
+  count: number,
+  chunk = 500,
+): Promise<void> {
+  const replies: Promise<void>[] = [];
+  for (let sent = 0; sent < count;) {
+    const size = Math.min(chunk, count - sent);
+    let batch = "";
+    for (let index = 0; index < size; index++, sent++) {
+      const topic = topics[sent % topics.length];
+      batch += encodeCommand(["PUBLISH", topic, envelope(topic, sent)]);
+    }
+    const written = Promise.withResolvers<void>();
+    const reply = redis.send(batch, size, written.resolve);
+    replies.push(reply.then(checkReceivers));
+    await Promise.race([written.promise, reply]);
+  }
+  await Promise.all(replies);
+}
+
+/** Every PUBLISH must have reached the server's subscription (a reply of 0 means it did not). */
+function checkReceivers(replies: unknown[]): void {
+  const missed = replies.filter((reply) => reply !== 1).length;
+  if (missed > 0) log(`${missed} publishes reached no subscriber: ${replies.find((r) => r !== 1)}`);
+}
+
+/** Publishes through `POST /publish`, `perRequest` envelopes per request, all requests at once. */
+async function publishHttp(spec: LoadSpec, topic: string, count: number, perRequest = 20) {
+  const requests: Promise<void>[] = [];
+  for (let sent = 0; sent < count;) {
+    const size = Math.min(perRequest, count - sent);
+    const body = `[${Array.from({ length: size }, () => envelope(topic, sent++)).join(",")}]`;
+    requests.push(
+      fetch(`http://127.0.0.1:${spec.port}/publish`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${spec.publishSecret}`,
+          "content-type": "application/json",
+        },
+        body,
+      }).then(async (response) => {
+        const text = await response.text();
+        if (!response.ok) log(`publish answered ${response.status}: ${text.slice(0, 200)}`);
+      }),
+    );
+  }
+  await Promise.all(requests);
+}
+
+function median(values: number[]): number | null {
+  const finite = values.filter((value) => value !== null && Number.isFinite(value)).sort((a, b) =>
+    a - b
+  );
+  if (finite.length === 0) return null;
+  return finite[Math.floor((finite.length - 1) / 2)];
+}
+
+/** The median of each numeric field over rounds (booleans: all of them). */
+function medianOf(rounds: Result[]): Result {
+  const merged: Result = { ...rounds[0] };
+  for (const key of Object.keys(merged)) {
+    const values = rounds.map((round) => round[key]);
+    if (typeof merged[key] === "number") merged[key] = median(values as number[]);
+    else if (typeof merged[key] === "boolean") merged[key] = values.every(Boolean);
+  }
+  merged.rounds = rounds.length;
+  return merged;
+}
+
+/**
+ * One burst round: `publish()` sends everything at once; measured from the
+ * first write until the last expected frame arrived.
+ */
+async function burstRound(
+  spec: LoadSpec,
+  recorder: Recorder,
+  expected: number,
+  publish: () => Promise<void>,
+): Promise<Result> {
+  const meter = new Meter(spec);
+  const done = recorder.start(expected);
+  await meter.start();
+  const started = epochNow();
+  await publish();
+  await Promise.race([done, sleep(ROUND_TIMEOUT_MS)]);
+  const cpu = await meter.stop();
+  const delivered = recorder.count;
+  const seconds = (recorder.last - started) / 1000;
+  const sorted = recorder.sorted();
+  return {
+    delivered,
+    complete: delivered === expected,
+    msgs_per_s: Math.round(delivered / seconds),
+    server_cpu_us_per_msg: round1(cpu.serverCpuMs * 1000 / delivered),
+    gen_cpu_us_per_msg: round1(cpu.selfCpuMs * 1000 / delivered),
+    first_ms: round1(recorder.first - started),
+    p50_ms: round1(percentile(sorted, 0.5)),
+    p99_ms: round1(percentile(sorted, 0.99)),
+    server_cpu_pct: cpu.server_cpu_pct,
+    gen_cpu_pct: cpu.gen_cpu_pct,
+    helpers_cpu_pct: cpu.helpers_cpu_pct,
+    others_cpu_pct: cpu.others_cpu_pct,
+    steal_pct: cpu.steal_pct,
+    peak_rss_mib: Math.round(Math.max(cpu.peakRssKiB, peakRssKiB(spec.serverPid)) / 1024),
+  };
+}
+
+async function closeAll(clients: BenchClient[]): Promise<void> {
+  for (const client of clients) client.close();
+  await sleep(200);
+}
+
+async function fanout(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  const topic = spec.scenario === "parallel" ? "bench.parallel" : "bench.fanout";
+  const connectMeter = new Meter(spec);
+  await connectMeter.start();
+  const { clients, subscribed, failures } = await connectMany(
+    spec,
+    recorder,
+    spec.connections,
+    () => topic,
+  );
+  const connected = await connectMeter.stop();
+  const subscribers = subscribed.size;
+  log(`${subscribers} subscribers in ${Math.round(connected.wallMs)} ms`);
+  const redis = spec.redisPort ? await RespConnection.connect(spec.redisPort) : undefined;
+  const publish = (count: number) =>
+    redis ? publishRedis(redis, [topic], count) : publishHttp(spec, topic, count);
+  const base = { scenario: spec.scenario, server: spec.server, subscribers, failures };
+  const results: Result[] = [];
+  // Warm-up: JIT and buffers of both sides, not measured.
+  await burstRound(spec, recorder, subscribers * 20, () => publish(20));
+  // Paced before the bursts: the memory a burst leaves behind must not weigh on it.
+  const pacedResult = spec.paced && redis
+    ? await paced(spec, recorder, subscribers, redis, topic)
+    : undefined;
+  const rounds: Result[] = [];
+  for (let round = 0; round < spec.rounds; round++) {
+    await sleep(300);
+    rounds.push(
+      await burstRound(spec, recorder, subscribers * spec.publishes, () => publish(spec.publishes)),
+    );
+    log(`${spec.scenario} round ${round + 1}: ${JSON.stringify(rounds.at(-1))}`);
+  }
+  if (rounds.length > 0) {
+    results.push({ ...base, variant: "burst", publishes: spec.publishes, ...medianOf(rounds) });
+  }
+  if (pacedResult) results.push({ ...base, ...pacedResult });
+  redis?.close();
+  await closeAll(clients);
+  return results;
+}
+
+/** Publishes one message every `subscribers / deliveriesPerSecond` seconds. */
+async function paced(
+  spec: LoadSpec,
+  recorder: Recorder,
+  subscribers: number,
+  redis: RespConnection,
+  topic: string,
+): Promise<Result> {
+  const { publishes, deliveriesPerSecond } = spec.paced!;
+  const intervalMs = subscribers / deliveriesPerSecond * 1000;
+  await sleep(1000);
+  const meter = new Meter(spec);
+  const expected = subscribers * publishes;
+  const done = recorder.start(expected);
+  await meter.start();
+  const started = performance.now();
+  for (let index = 0; index < publishes; index++) {
+    // Absolute deadlines: a late tick does not shift the following ones.
+    const wait = started + index * intervalMs - performance.now();
+    if (wait > 0) await sleep(wait);
+    redis.send(encodeCommand(["PUBLISH", topic, envelope(topic, index)]), 1).then(checkReceivers);
+  }
+  await Promise.race([done, sleep(ROUND_TIMEOUT_MS)]);
+  const cpu = await meter.stop();
+  const sorted = recorder.sorted();
+  return {
+    variant: "paced",
+    deliveries_per_s_target: deliveriesPerSecond,
+    publishes,
+    delivered: recorder.count,
+    complete: recorder.count === expected,
+    msgs_per_s: Math.round(recorder.count / (cpu.wallMs / 1000)),
+    server_cpu_us_per_msg: round1(cpu.serverCpuMs * 1000 / recorder.count),
+    gen_cpu_us_per_msg: round1(cpu.selfCpuMs * 1000 / recorder.count),
+    p50_ms: round1(percentile(sorted, 0.5)),
+    p90_ms: round1(percentile(sorted, 0.9)),
+    p99_ms: round1(percentile(sorted, 0.99)),
+    max_ms: round1(sorted.at(-1) ?? null),
+    server_cpu_pct: cpu.server_cpu_pct,
+    gen_cpu_pct: cpu.gen_cpu_pct,
+    helpers_cpu_pct: cpu.helpers_cpu_pct,
+    others_cpu_pct: cpu.others_cpu_pct,
+    steal_pct: cpu.steal_pct,
+  };
+}
+
+async function topics(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  const names = Array.from({ length: spec.connections }, (_, index) => `bench.t${index}`);
+  const { clients, subscribed, failures } = await connectMany(
+    spec,
+    recorder,
+    spec.connections,
+    (index) => names[index],
+  );
+  log(`${subscribed.size} clients on their own topics`);
+  const redis = await RespConnection.connect(spec.redisPort!);
+  // Publishes go round-robin over every topic; only subscribed ones deliver.
+  const expectedOf = (count: number) => {
+    let expected = 0;
+    for (let index = 0; index < count; index++) {
+      if (subscribed.has(index % names.length)) expected++;
+    }
+    return expected;
+  };
+  await burstRound(
+    spec,
+    recorder,
+    expectedOf(names.length),
+    () => publishRedis(redis, names, names.length),
+  );
+  const rounds: Result[] = [];
+  for (let round = 0; round < spec.rounds; round++) {
+    await sleep(300);
+    rounds.push(
+      await burstRound(
+        spec,
+        recorder,
+        expectedOf(spec.publishes),
+        () => publishRedis(redis, names, spec.publishes),
+      ),
+    );
+    log(`topics round ${round + 1}: ${JSON.stringify(rounds.at(-1))}`);
+  }
+  redis.close();
+  await closeAll(clients);
+  return [{
+    scenario: "topics",
+    server: spec.server,
+    variant: "burst",
+    connections: subscribed.size,
+    failures,
+    publishes: spec.publishes,
+    ...medianOf(rounds),
+  }];
+}
+
+async function idle(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  await sleep(500);
+  const before = rssKiB(spec.serverPid);
+  const meter = new Meter(spec);
+  await meter.start();
+  const { clients, subscribed, failures, firstError } = await connectMany(
+    spec,
+    recorder,
+    spec.connections,
+    () => "bench.idle",
+  );
+  const cpu = await meter.stop();
+  // Let the server's allocations settle before reading its memory.
+  await sleep(2000);
+  const after = rssKiB(spec.serverPid);
+  const connected = subscribed.size;
+  log(`${connected} idle subscribers in ${Math.round(cpu.wallMs)} ms`);
+  const result: Result = {
+    scenario: "idle",
+    server: spec.server,
+    variant: "idle",
+    attempted: spec.connections,
+    connected,
+    failures,
+    first_error: firstError ?? null,
+    connect_s: round1(cpu.wallMs / 1000),
+    connects_per_s: Math.round(connected / (cpu.wallMs / 1000)),
+    rss_before_mib: Math.round(before / 1024),
+    rss_after_mib: Math.round(after / 1024),
+    rss_kib_per_conn: round1((after - before) / connected),
+    server_cpu_pct: cpu.server_cpu_pct,
+    gen_cpu_pct: cpu.gen_cpu_pct,
+    helpers_cpu_pct: cpu.helpers_cpu_pct,
+    others_cpu_pct: cpu.others_cpu_pct,
+    steal_pct: cpu.steal_pct,
+  };
+  await closeAll(clients);
+  return [result];
+}
+
+async function subrate(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  const latencies: number[] = [];
+  const meter = new Meter(spec);
+  await meter.start();
+  const { clients, failures, firstError } = await connectMany(
+    spec,
+    recorder,
+    spec.connections,
+    (index) => `secure.s${index}`,
+    { auth: true, latencies },
+  );
+  const cpu = await meter.stop();
+  const sorted = Float64Array.from(latencies).sort();
+  const completed = latencies.length;
+  const result: Result = {
+    scenario: "subrate",
+    server: spec.server,
+    variant: `c${spec.concurrency}`,
+    clients: spec.connections,
+    completed,
+    failures,
+    first_error: firstError ?? null,
+    per_s: Math.round(completed / (cpu.wallMs / 1000)),
+    p50_ms: round1(percentile(sorted, 0.5)),
+    p99_ms: round1(percentile(sorted, 0.99)),
+    server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / completed),
+    server_cpu_pct: cpu.server_cpu_pct,
+    gen_cpu_pct: cpu.gen_cpu_pct,
+    helpers_cpu_pct: cpu.helpers_cpu_pct,
+    others_cpu_pct: cpu.others_cpu_pct,
+    steal_pct: cpu.steal_pct,
+  };
+  await closeAll(clients);
+  return [result];
+}
+
+const SCENARIOS = { fanout, topics, idle, subrate, parallel: fanout };
+
+if (import.meta.main) {
+  const spec: LoadSpec = JSON.parse(Deno.args[0]);
+  const recorder = new Recorder();
+  const results = await SCENARIOS[spec.scenario](spec, recorder);
+  console.log(JSON.stringify({ results }));
+  // Open sockets and timers must not keep the process alive.
+  Deno.exit(0);
+}
