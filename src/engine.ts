@@ -279,7 +279,8 @@ export class Engine {
     this.#sessions.add(session);
     this.metrics.connectionsOpen++;
     this.metrics.connectionsTotal++;
-    session.log.info("connection opened", { remote: info.remote, origin });
+    // The base logger: a per-session logger context is only created when needed.
+    this.#log.info("connection opened", { session: session.id, remote: info.remote, origin });
     return upgraded.response;
   }
 

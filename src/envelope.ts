@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { isObject, type JsonObject, parseNumber } from "./util.ts";
+import { isObject, isoTime, type JsonObject, parseNumber } from "./util.ts";
 
 /** An envelope given to `publish()` or `POST /publish` is not valid. */
 export class InvalidEnvelope extends TypeError {
@@ -86,6 +86,7 @@ export class Delivery {
   readonly throttleKey: unknown;
   readonly #metadata: DeliveryMetadata | undefined;
   readonly #metadataJson: string | undefined;
+  readonly #frameStart: string;
   #head: string | undefined;
   #frame: string | undefined;
   #frames: Map<string, string> | undefined;
@@ -96,8 +97,14 @@ export class Delivery {
    * @param metadata the delivery metadata for frames sent now, or `undefined`
    *   when `delivery.metadata` is off.
    */
-  constructor(topic: string, envelope: JsonObject, metadata: DeliveryMetadata | undefined) {
+  constructor(
+    topic: string,
+    envelope: JsonObject,
+    metadata: DeliveryMetadata | undefined,
+    frameStart: string = messageFrameStart(topic),
+  ) {
     this.topic = topic;
+    this.#frameStart = frameStart;
     this.envelope = envelope;
     const options = envelope.options as JsonObject | undefined;
     this.order = options ? parseNumber(options.order) : undefined;
@@ -105,7 +112,7 @@ export class Delivery {
     this.throttle = options ? parseNumber(options.throttle) : undefined;
     this.throttleKey = this.throttle === undefined ? null : bucketOf(options!.throttle_key);
     this.#metadata = metadata;
-    this.#metadataJson = metadata && metadataJson(metadata, new Date().toISOString());
+    this.#metadataJson = metadata && metadataJson(metadata, isoTime());
   }
 
   /**
@@ -144,15 +151,21 @@ export class Delivery {
    */
   lateFrame(extra: string): string {
     const metadata = this.#metadata;
-    return this.#build(extra, metadata && metadataJson(metadata, new Date().toISOString()));
+    return this.#build(extra, metadata && metadataJson(metadata, isoTime()));
   }
 
   #build(extra: string, metadata: string | undefined): string {
-    this.#head ??= `{"event":"message","subscription":${JSON.stringify(this.topic)},"data":${
-      JSON.stringify(this.envelope.data) ?? "null"
-    }`;
+    this.#head ??= this.#frameStart + (JSON.stringify(this.envelope.data) ?? "null");
     return `${this.#head}${extra}${metadata ?? ""}}`;
   }
+}
+
+/**
+ * The start of every message frame of a topic, up to its `data` value; the
+ * hub computes it once per topic.
+ */
+export function messageFrameStart(topic: string): string {
+  return `{"event":"message","subscription":${JSON.stringify(topic)},"data":`;
 }
 
 /** The per-envelope delivery metadata of SPEC section 3. */

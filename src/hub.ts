@@ -10,12 +10,13 @@ import {
   Delivery,
   type DeliveryMetadata,
   envelopeProblem,
+  messageFrameStart,
   normalizeTimestamp,
 } from "./envelope.ts";
 import type { Metrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 import type { Subscription } from "./subscription.ts";
-import type { JsonObject } from "./util.ts";
+import { isoTime, type JsonObject } from "./util.ts";
 
 /**
  * The fan-out runs at most this long before it lets the event loop write
@@ -35,6 +36,8 @@ export class PubSubUnavailable extends Error {
 interface Topic {
   readonly subscribers: Set<Subscription>;
   ready: Promise<void>;
+  /** {@link messageFrameStart} of the topic, serialized once. */
+  readonly frameStart: string;
 }
 
 interface Inbound {
@@ -87,7 +90,11 @@ export class Hub {
     const name = subscription.name;
     let topic = this.#topics.get(name);
     if (!topic) {
-      const created: Topic = { subscribers: new Set(), ready: Promise.resolve() };
+      const created: Topic = {
+        subscribers: new Set(),
+        ready: Promise.resolve(),
+        frameStart: messageFrameStart(name),
+      };
       created.ready = this.#pubsub.subscribe(name).catch((error) => {
         if (this.#topics.get(name) === created) this.#forget(name);
         throw error;
@@ -194,11 +201,16 @@ export class Hub {
     const metadata: DeliveryMetadata | undefined = this.#metadata
       ? {
         publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
-        receivedAt: new Date(inbound.receivedAt).toISOString(),
+        receivedAt: isoTime(inbound.receivedAt),
         queueSize: behind,
       }
       : undefined;
-    const delivery = new Delivery(inbound.topic, envelope as JsonObject, metadata);
+    const delivery = new Delivery(
+      inbound.topic,
+      envelope as JsonObject,
+      metadata,
+      topic.frameStart,
+    );
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);

@@ -95,17 +95,14 @@ export class Lifecycle {
   }
 
   #schedule(subscription: Subscription, seconds: number, task: () => Promise<void>): void {
-    const timer = setTimeout(() => {
-      subscription.timers.delete(timer);
-      if (!subscription.active) return;
+    subscription.after(seconds, () => {
       task().catch((error) =>
         subscription.session.log.error("timer of {subscription} failed: {error}", {
           subscription: subscription.name,
           error: String(error),
         })
       );
-    }, seconds * 1000);
-    subscription.timers.add(timer);
+    });
   }
 
   #scheduleRenewal(session: Session, subscription: Subscription): void {

@@ -9,7 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
 import type { Subscriber, Subscription } from "./subscription.ts";
-import { type JsonObject, randomId } from "./util.ts";
+import { EMPTY, type JsonObject, randomId } from "./util.ts";
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
 export type ClientFrame = string | ArrayBuffer;
@@ -27,6 +27,13 @@ export interface SessionHost {
 
 const OPEN = 1;
 
+/**
+ * A slow consumer is noticed within this much output: the buffer may exceed
+ * `server.max_buffered_bytes` by at most this many bytes (times 3 for
+ * non-ASCII text) before the connection is closed.
+ */
+const BUFFER_CHECK_BYTES = 16 * 1024;
+
 /** The UTF-8 size of `text` if it may exceed `limit`, else a cheap lower bound. */
 function utf8Size(text: string, limit: number): number {
   if (text.length * 3 <= limit) return text.length;
@@ -34,7 +41,9 @@ function utf8Size(text: string, limit: number): number {
 }
 
 /**
- * One client connection.
+ * One client connection. Kept small: an idle subscribed connection costs
+ * little more than the runtime's own WebSocket, so logger contexts, the
+ * event queue and the close promise are only allocated when used.
  *
  * @example
  * ```ts
@@ -43,45 +52,64 @@ function utf8Size(text: string, limit: number): number {
  * return response;
  * ```
  */
-export class Session implements Subscriber {
+export class Session implements Subscriber, EventListenerObject {
   /** A random id, on every log line of this session. */
   readonly id: string = randomId();
-  /** The session's logger, carrying its id. */
-  readonly log: Logger;
   /** Whether an `auth` event succeeded (even one that returned no auth fields). */
   authenticated = false;
   /** The auth fields of the last successful `auth`. */
-  authInfo: JsonObject = {};
+  authInfo: JsonObject = EMPTY;
   /** Confirmed subscriptions by name. */
   readonly subscriptions: Map<string, Subscription> = new Map();
-  /** Resolves once the session is closed and its unsubscribe callbacks are done. */
-  readonly finished: Promise<void>;
   readonly #socket: WebSocket;
   readonly #host: SessionHost;
-  readonly #pending: ClientFrame[] = [];
+  readonly #baseLog: Logger;
+  #log: Logger | undefined;
+  #pending: ClientFrame[] | undefined;
   #handling: Promise<void> | undefined;
   #closed = false;
-  #finish!: () => void;
+  /** Characters sent since `bufferedAmount` was last looked at. */
+  #unchecked = 0;
+  #done: PromiseWithResolvers<void> | undefined;
+  #finished = false;
 
   constructor(socket: WebSocket, host: SessionHost, log: Logger) {
     this.#socket = socket;
     this.#host = host;
-    this.log = log.with({ session: this.id });
-    this.finished = new Promise((resolve) => this.#finish = resolve);
+    this.#baseLog = log;
     socket.binaryType = "arraybuffer";
-    socket.addEventListener("message", (event) => this.#onFrame(event.data));
-    socket.addEventListener("close", (event) => {
-      if (!this.#closed) {
-        this.log.info("connection closed by client ({code})", { code: event.code });
-      }
-      this.#end();
-    });
-    socket.addEventListener("error", () => this.#end());
+    // The session itself is the listener: no closure per connection. An
+    // error event is always followed by a close event.
+    socket.addEventListener("message", this);
+    socket.addEventListener("close", this);
+  }
+
+  /** The session's logger, carrying its id. */
+  get log(): Logger {
+    return this.#log ??= this.#baseLog.with({ session: this.id });
+  }
+
+  /** Resolves once the session is closed and its unsubscribe callbacks are done. */
+  get finished(): Promise<void> {
+    if (this.#finished) return Promise.resolve();
+    return (this.#done ??= Promise.withResolvers()).promise;
   }
 
   /** Whether the session has ended; its pending work checks this after each await. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Socket events. */
+  handleEvent(event: Event): void {
+    if (event.type === "message") {
+      this.#onFrame((event as MessageEvent).data);
+      return;
+    }
+    if (!this.#closed) {
+      this.log.info("connection closed by client ({code})", { code: (event as CloseEvent).code });
+    }
+    this.#end();
   }
 
   /** Resolves when no event of this session is being handled. */
@@ -117,19 +145,26 @@ export class Session implements Subscriber {
         this.log.debug("socket close failed: {error}", { error: String(error) });
       }
     };
-    if (options.afterCleanup) this.finished.then(closeSocket);
+    const finished = this.finished;
+    if (options.afterCleanup) finished.then(closeSocket);
     else closeSocket();
     this.#end();
-    return this.finished;
+    return finished;
   }
 
   #write(frame: string): boolean {
     const socket = this.#socket;
     if (this.#closed || socket.readyState !== OPEN) return false;
-    if (socket.bufferedAmount > this.#host.limits.maxBufferedBytes) {
-      this.#host.metrics.dropped("slow_consumer");
-      this.close(CloseReason.slowConsumer);
-      return false;
+    // bufferedAmount is a call into the runtime: look at it once per
+    // BUFFER_CHECK_BYTES of output rather than on every frame.
+    this.#unchecked += frame.length;
+    if (this.#unchecked >= BUFFER_CHECK_BYTES) {
+      this.#unchecked = 0;
+      if (socket.bufferedAmount > this.#host.limits.maxBufferedBytes) {
+        this.#host.metrics.dropped("slow_consumer");
+        this.close(CloseReason.slowConsumer);
+        return false;
+      }
     }
     socket.send(frame);
     return true;
@@ -143,19 +178,20 @@ export class Session implements Subscriber {
       this.close(CloseReason.messageTooBig);
       return;
     }
-    if (this.#pending.length >= MAX_PENDING_EVENTS) {
+    const pending = this.#pending ??= [];
+    if (pending.length >= MAX_PENDING_EVENTS) {
       this.close(CloseReason.tooManyEvents);
       return;
     }
-    this.#pending.push(frame);
-    this.#handling ??= this.#handlePending();
+    pending.push(frame);
+    this.#handling ??= this.#handlePending(pending);
   }
 
-  async #handlePending(): Promise<void> {
-    while (this.#pending.length > 0 && !this.#closed) {
-      await this.#host.handleEvent(this, this.#pending.shift()!);
+  async #handlePending(pending: ClientFrame[]): Promise<void> {
+    while (pending.length > 0 && !this.#closed) {
+      await this.#host.handleEvent(this, pending.shift()!);
     }
-    this.#pending.length = 0;
+    this.#pending = undefined;
     this.#handling = undefined;
   }
 
@@ -164,6 +200,9 @@ export class Session implements Subscriber {
     this.#closed = true;
     this.#host.sessionClosed(this).catch((error) =>
       this.log.error("closing session failed: {error}", { error: String(error) })
-    ).finally(() => this.#finish());
+    ).finally(() => {
+      this.#finished = true;
+      this.#done?.resolve();
+    });
   }
 }

@@ -49,9 +49,10 @@ export class Subscription {
   authorizerData: JsonObject | null = null;
   /** False once the subscription has ended; pending work checks it after each await. */
   active = true;
-  /** Renewal and heartbeat timers, cleared by {@link stop}. */
-  readonly timers = new Set<ReturnType<typeof setTimeout>>();
-  #held: Delivery[] | undefined = [];
+  /** Whether published messages are held until {@link release}. */
+  #holding = true;
+  #held: Delivery[] | undefined;
+  #timers: Set<ReturnType<typeof setTimeout>> | undefined;
   #order: Map<unknown, number> | undefined;
   #throttles: Map<unknown, ThrottleState> | undefined;
   readonly #metrics: Metrics;
@@ -89,12 +90,23 @@ export class Subscription {
 
   /** Applies the delivery rules to a published message and sends it if they pass. */
   offer(delivery: Delivery): void {
-    if (this.#held) {
-      if (this.#held.length < MAX_HELD_MESSAGES) this.#held.push(delivery);
+    if (this.#holding) {
+      const held = this.#held ??= [];
+      if (held.length < MAX_HELD_MESSAGES) held.push(delivery);
       else this.#metrics.dropped("held_overflow");
       return;
     }
     if (this.#passes(delivery)) this.session.deliver(delivery.frame(this.extraJson));
+  }
+
+  /** Runs `task` after `seconds` unless the subscription has ended by then. */
+  after(seconds: number, task: () => void): void {
+    const timers = this.#timers ??= new Set();
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (this.active) task();
+    }, seconds * 1000);
+    timers.add(timer);
   }
 
   /** Seeds the order state from `before_subscribe`'s `options.order`. */
@@ -110,6 +122,7 @@ export class Subscription {
    */
   release(): void {
     const held = this.#held;
+    this.#holding = false;
     this.#held = undefined;
     if (!held) return;
     for (const delivery of held) {
@@ -121,9 +134,12 @@ export class Subscription {
   /** Ends the subscription's timers and pending throttled messages. */
   stop(): void {
     this.active = false;
+    this.#holding = false;
     this.#held = undefined;
-    for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
+    if (this.#timers) {
+      for (const timer of this.#timers) clearTimeout(timer);
+      this.#timers = undefined;
+    }
     if (this.#throttles) {
       for (const state of this.#throttles.values()) clearTimeout(state.timer);
       this.#throttles = undefined;
