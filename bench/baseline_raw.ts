@@ -8,7 +8,10 @@
  *
  * It speaks just enough of the client protocol for the load generator:
  * `auth` (always ok), `subscribe` (ok once the Redis channel is subscribed)
- * and `ping`. Sockets keep Deno's default `idleTimeout` (30 s: a ping after
+ * and `ping`. With `--callbacks ORIGIN`, `auth` and `subscribe` first POST
+ * to ORIGIN's `/auth`, `/authorize` and `/before_subscribe` like Shark does
+ * (one `fetch` each, the reply read with `json()`), so that the subrate
+ * ceiling includes the same HTTP work. Sockets keep Deno's default `idleTimeout` (30 s: a ping after
  * 15 s of client silence), the same keep-alive as Shark's default `ws_ping`.
  *
  * Usage: `deno run -A bench/baseline_raw.ts --port 9100 --redis-url redis://127.0.0.1:6379`
@@ -23,8 +26,21 @@ const { values } = parseArgs({
   options: {
     port: { type: "string", default: "9100" },
     "redis-url": { type: "string", default: "redis://127.0.0.1:6379" },
+    // With an origin, auth and subscribe make the same three callbacks as
+    // Shark in the subrate scenario (ticket, authorizer, before_subscribe).
+    callbacks: { type: "string" },
   },
 });
+
+/** POSTs a JSON body to the callback service and reads its JSON reply, as plainly as possible. */
+async function callback(path: string, body: unknown): Promise<Record<string, unknown>> {
+  const response = await fetch(`${values.callbacks}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return await response.json();
+}
 
 /** Sockets by topic; a topic is in the map once its Redis channel is subscribed. */
 const topics = new Map<string, Set<WebSocket>>();
@@ -68,6 +84,7 @@ async function join(topic: string, socket: WebSocket): Promise<void> {
 
 function session(socket: WebSocket): void {
   const joined = new Set<string>();
+  let userId: unknown;
   socket.onmessage = async (event) => {
     let request: Record<string, unknown>;
     try {
@@ -77,6 +94,9 @@ function session(socket: WebSocket): void {
     }
     switch (request.event) {
       case "auth":
+        if (values.callbacks) {
+          userId = (await callback("/auth", { ticket: request.ticket })).user_id;
+        }
         socket.send('{"event":"auth","status":"ok"}');
         return;
       case "ping":
@@ -84,6 +104,10 @@ function session(socket: WebSocket): void {
         return;
       case "subscribe": {
         const topic = String(request.subscription);
+        if (values.callbacks) {
+          await callback("/authorize", { subscription: topic, user_id: userId });
+          await callback("/before_subscribe", { subscription: topic, user_id: userId });
+        }
         await join(topic, socket);
         joined.add(topic);
         socket.send(JSON.stringify({ event: "subscribe", subscription: topic, status: "ok" }));

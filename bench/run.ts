@@ -107,7 +107,7 @@ function shark(context: Context, ...flags: string[]): (port: number) => string[]
     deno(...profile, "main.ts", "--config", context.configPath, "--port", String(port), ...flags);
 }
 
-function baseline(context: Context): (port: number) => string[] {
+function baseline(context: Context, ...flags: string[]): (port: number) => string[] {
   return (port) =>
     deno(
       "bench/baseline_raw.ts",
@@ -115,6 +115,7 @@ function baseline(context: Context): (port: number) => string[] {
       String(port),
       "--redis-url",
       `redis://127.0.0.1:${context.redisPort}`,
+      ...flags,
     );
 }
 
@@ -144,8 +145,15 @@ function targets(scenario: Scenario, context: Context): Target[] {
       return both({ connections: 5000, publishes: 20_000, rounds: 5, concurrency: 256 });
     case "idle":
       return both({ connections: context.fdLimit - FD_MARGIN, concurrency: 256, rounds: 1 });
-    case "subrate":
-      return both({ connections: 2000, concurrency: 200, rounds: 1 });
+    case "subrate": {
+      // The baseline makes the same three callbacks as Shark: the ceiling for auth + subscribe.
+      const spec = { connections: 2000, concurrency: 200, rounds: 1 };
+      const callbacks = `--callbacks=http://127.0.0.1:${context.callbackPort}`;
+      return [
+        { server: "baseline", cpus: SERVER_CPUS, command: baseline(context, callbacks), spec },
+        { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec, skip: noRedis },
+      ];
+    }
     case "parallel": {
       // Two isolates need two cores: the server gets both, the generator stays on CPU 1.
       const spec = { ...fanout, publishSecret: PUBLISH_SECRET };

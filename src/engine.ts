@@ -271,7 +271,10 @@ export class Engine {
     const { interval, timeout } = this.config.ws_ping;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
-      upgraded = this.#upgrade(request, { idleTimeout: interval > 0 ? interval + timeout : 0 });
+      // ±10% per connection: clients that connected together are not all
+      // pinged in the same instant, which would stall a fan-out running then.
+      const idleTimeout = interval > 0 ? (interval + timeout) * (0.9 + 0.2 * Math.random()) : 0;
+      upgraded = this.#upgrade(request, { idleTimeout });
     } catch (error) {
       return json(400, { status: "error", error: `Bad WebSocket upgrade: ${error}` });
     }

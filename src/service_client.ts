@@ -25,6 +25,11 @@ const UNAVAILABLE: ServiceReply = Object.freeze({
   error: ErrorText.serviceUnavailable,
 });
 
+/** Why one try failed. */
+class TryFailure {
+  constructor(readonly problem: string) {}
+}
+
 interface Target {
   /** The URL without credentials: `fetch` refuses URLs that carry them. */
   readonly url: string;
@@ -62,6 +67,8 @@ export class ServiceClient {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #targets = new Map<string, Target>();
+  /** Requests in flight, aborted by {@link close}. */
+  readonly #inFlight = new Set<AbortController>();
   readonly #stop = new AbortController();
 
   constructor(http: SharkConfig["http"], metrics: Metrics, log: Logger) {
@@ -73,6 +80,7 @@ export class ServiceClient {
   /** Aborts every request and wait in progress; later posts fail at once. */
   close(): void {
     this.#stop.abort();
+    for (const controller of this.#inFlight) controller.abort();
   }
 
   /**
@@ -89,51 +97,38 @@ export class ServiceClient {
     if (!target) this.#targets.set(url, target = targetOf(url));
     const text = JSON.stringify(body);
     const started = performance.now();
-    const { tries, timeout } = this.#http;
+    const tries = this.#http.tries;
     let wait = this.#http.wait;
     for (let attempt = 1; attempt <= tries && !this.#stop.signal.aborted; attempt++) {
       if (attempt > 1 && wait > 0) await delay(wait * 1000, this.#stop.signal);
       wait = this.#http.wait;
-      const tryStarted = performance.now();
-      const context = { callback, url: target.shown, attempt };
-      try {
-        const response = await fetch(target.url, {
-          method: "POST",
-          headers: target.headers,
-          body: text,
-          signal: AbortSignal.any([AbortSignal.timeout(timeout * 1000), this.#stop.signal]),
-        });
-        if (response.status === 429) {
-          await response.body?.cancel();
-          wait = this.#rateLimitWait(response.headers, log);
-          log.warn("service rate limited {callback}, waiting {wait}s", { ...context, wait });
-          continue;
-        }
-        if (!response.ok) {
-          await response.body?.cancel();
-          log.warn("service answered {status} to {callback}", {
-            ...context,
-            status: response.status,
-          });
-          continue;
-        }
-        const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
-        if (!isObject(reply)) {
-          log.warn("service reply to {callback} is not a JSON object", context);
-          continue;
-        }
+      const outcome = await this.#try(target, text);
+      if (typeof outcome !== "number" && !(outcome instanceof TryFailure)) {
         const seconds = (performance.now() - started) / 1000;
-        this.#metrics.callback(callback, reply.status === "ok" ? "ok" : "error", seconds);
-        log.debug("service {callback} answered in {ms} ms", {
-          ...context,
-          ms: Math.round(performance.now() - tryStarted),
-          status: reply.status,
+        this.#metrics.callback(callback, outcome.status === "ok" ? "ok" : "error", seconds);
+        log.debug("service {callback} answered", () => ({
+          callback,
+          url: target.shown,
+          attempt,
+          ms: Math.round(seconds * 1000),
+          status: outcome.status,
+        }));
+        return outcome;
+      }
+      if (typeof outcome === "number") {
+        wait = outcome;
+        log.warn("service rate limited {callback}, waiting {wait}s", {
+          callback,
+          url: target.shown,
+          attempt,
+          wait,
         });
-        return reply;
-      } catch (error) {
+      } else {
         log.warn("service {callback} failed: {error}", {
-          ...context,
-          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          callback,
+          url: target.shown,
+          attempt,
+          error: outcome.problem,
         });
       }
     }
@@ -141,13 +136,51 @@ export class ServiceClient {
     return UNAVAILABLE;
   }
 
-  #rateLimitWait(headers: Headers, log: Logger): number {
+  /**
+   * One try: the reply, the seconds to wait after a 429, or what went wrong.
+   * One controller and one timer per try: cheaper than composing
+   * `AbortSignal.timeout` with a shared stop signal on every callback.
+   */
+  async #try(target: Target, body: string): Promise<ServiceReply | number | TryFailure> {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new DOMException("the try timed out", "TimeoutError")),
+      this.#http.timeout * 1000,
+    );
+    this.#inFlight.add(controller);
+    try {
+      const response = await fetch(target.url, {
+        method: "POST",
+        headers: target.headers,
+        body,
+        signal: controller.signal,
+      });
+      if (response.status === 429) {
+        await response.body?.cancel();
+        return this.#rateLimitWait(response.headers);
+      }
+      if (!response.ok) {
+        await response.body?.cancel();
+        return new TryFailure(`HTTP status ${response.status}`);
+      }
+      const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
+      return isObject(reply) ? reply : new TryFailure("the reply is not a JSON object");
+    } catch (error) {
+      const problem = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      return new TryFailure(problem);
+    } finally {
+      clearTimeout(timer);
+      this.#inFlight.delete(controller);
+    }
+  }
+
+  #rateLimitWait(headers: Headers): number {
     for (const name of this.#http.rate_limit_reset_header_names) {
       const value = headers.get(name);
       if (value === null) continue;
       const seconds = Number(value.trim());
       if (value.trim() !== "" && seconds >= 0 && seconds <= MAX_RATE_LIMIT_WAIT) return seconds;
-      log.warn("invalid rate limit reset header {name}: {value}", { name, value });
+      this.#log.warn("invalid rate limit reset header {name}: {value}", { name, value });
       return this.#http.wait;
     }
     return this.#http.wait;

@@ -278,3 +278,38 @@ Deno.test("URL credentials are sent as Basic auth and never written to logs", as
     await Deno.remove(file);
   }
 });
+
+Deno.test("replies without a content-length are read as a stream, and refused past 4 MiB", async () => {
+  const chunked = (chunks: string[]) =>
+    new Response(
+      new ReadableStream({
+        start(controller) {
+          for (const chunk of chunks) controller.enqueue(new TextEncoder().encode(chunk));
+          controller.close();
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    );
+  const service = new TestService({
+    "/small": () => chunked(['{"status":"ok",', '"data":{"streamed":true}}']),
+    "/huge": () => chunked(['{"status":"ok","data":"', "x".repeat(5 * 1024 * 1024), '"}']),
+  });
+  try {
+    await withShark({
+      http: { timeout: 2, tries: 1, wait: 0 },
+      services: {
+        small: { require_authentication: false, before_subscribe: service.url("/small") },
+        huge: { require_authentication: false, before_subscribe: service.url("/huge") },
+      },
+    }, async (shark) => {
+      const client = await shark.connect();
+      const small = await client.request({ event: "subscribe", subscription: "small.1" });
+      assert.deepEqual(small.data, { streamed: true });
+      const huge = await client.request({ event: "subscribe", subscription: "huge.1" });
+      assert.equal(huge.error, "Service unavailable.");
+      await client.close();
+    });
+  } finally {
+    await service.close();
+  }
+});
