@@ -68,6 +68,10 @@ export interface RedisPubSubSettings {
  * connection but does not answer must not hold start-up or a reconnect forever.
  */
 const CONNECT_TIMEOUT_MS = 5000;
+/** A ping deadline firing later than this means the event loop was stalled. */
+const STALL_TOLERANCE_MS = 20;
+/** How many times a late ping deadline is given grace before Redis counts as lost. */
+const MAX_STALL_GRACES = 3;
 /** The first reconnect waits about this long; each failed attempt doubles it. */
 const BACKOFF_FIRST_MS = 100;
 /** Reconnect attempts are never further apart than this (before jitter). */
@@ -301,10 +305,7 @@ class Link {
     this.#pingTimer = setTimeout(() => {
       const subscriber = this.#subscriber;
       if (generation !== this.#generation || !subscriber) return;
-      this.#pingDeadline = setTimeout(
-        () => this.#fail(generation, `no PING reply within ${pingTimeoutMs / 1000} s`),
-        pingTimeoutMs,
-      );
+      this.#armPingDeadline(generation, pingTimeoutMs, 0);
       subscriber.ping().then(
         () => {
           if (generation !== this.#generation) return;
@@ -314,6 +315,25 @@ class Link {
         (error: unknown) => this.#fail(generation, `PING failed: ${errorText(error)}`),
       );
     }, pingIntervalMs);
+  }
+
+  /**
+   * Fails the link when no PING reply came within `ms`, unless the deadline
+   * itself fired late: then this process was stalled (a long burst, a GC),
+   * not Redis, and the reply may be waiting unread. A late deadline gets a
+   * grace period of twice its lateness, at most {@link MAX_STALL_GRACES} times,
+   * so that a busy Shark never mistakes its own stall for a lost Redis.
+   */
+  #armPingDeadline(generation: number, ms: number, graces: number): void {
+    const armedAt = performance.now();
+    this.#pingDeadline = setTimeout(() => {
+      const late = performance.now() - armedAt - ms;
+      if (late > STALL_TOLERANCE_MS && graces < MAX_STALL_GRACES) {
+        this.#armPingDeadline(generation, Math.max(2 * late, STALL_TOLERANCE_MS), graces + 1);
+        return;
+      }
+      this.#fail(generation, `no PING reply within ${this.options.pingTimeoutMs / 1000} s`);
+    }, ms);
   }
 
   async #reconnect(): Promise<void> {

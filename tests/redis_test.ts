@@ -718,3 +718,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "adapter: a stalled Shark event loop (a long burst, a GC) is not mistaken for a lost Redis",
+  ignore,
+  async fn() {
+    const redis = await RedisServer.start();
+    const pubsub = new RedisPubSub(
+      loadConfig({
+        pubsub: {
+          adapter: "redis",
+          redis: { url: redis.url(), ping_interval: 0.02, ping_timeout: 0.15 },
+        },
+      }).pubsub,
+    );
+    try {
+      const { health, listener } = recorder();
+      await pubsub.start(listener);
+      // Stall the event loop far longer than ping_timeout, many times, at
+      // random points of the ping cycle: replies wait unread meanwhile.
+      for (let i = 0; i < 12; i++) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 25));
+        const end = performance.now() + 300;
+        while (performance.now() < end) {
+          // busy: nothing else runs
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.deepEqual(health, [], "no loss reported");
+      assert.equal(pubsub.healthy, true);
+    } finally {
+      await pubsub.close();
+      await redis.stop();
+    }
+  },
+});
