@@ -25,6 +25,12 @@ if (config.pubsub.adapter === "redis") {
 const shark = new Shark(config, { pubsub });
 await shark.started;
 
+// Graceful shutdown in every isolate: clients get 1001, unsubscribe callbacks
+// run, and the adapter (which keeps the isolate alive) is closed.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => shark.shutdown());
+}
+
 export default {
   fetch: (request) => shark.handle(request),
 } satisfies Deno.ServeDefaultExport;

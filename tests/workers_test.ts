@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { TestClient } from "./helpers/client.ts";
-import { runMain, SharkProcess } from "./helpers/process.ts";
+import { ROOT, runMain, SharkProcess } from "./helpers/process.ts";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -100,4 +100,58 @@ Deno.test("--workers with the memory adapter refuses to start with a clear messa
   const bad = await runMain(["--workers", "zero"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--workers/);
+});
+
+Deno.test("deno serve --parallel with examples/deno_serve.ts delivers across its isolates", async () => {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["serve", "--parallel", "-A", "--port", String(port), "examples/deno_serve.ts"],
+    cwd: ROOT,
+    env: {
+      DENO_JOBS: "2",
+      SHARK_CONFIG: JSON.stringify({
+        pubsub: { adapter: "broadcast_channel", broadcast_channel: { name: crypto.randomUUID() } },
+        publish_api: { secret: "s" },
+        delivery: { metadata: false },
+        services: { news: { require_authentication: false } },
+      }),
+    },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const clients: TestClient[] = [];
+  try {
+    for (let i = 0; i < 100; i++) {
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+      await health?.body?.cancel();
+      if (health?.ok) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    for (let i = 0; i < 12; i++) {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+      await client.request({ event: "subscribe", subscription: "news.today" });
+      clients.push(client);
+    }
+    for (let n = 0; n < 6; n++) {
+      const response = await fetch(`http://127.0.0.1:${port}/publish`, {
+        method: "POST",
+        headers: { authorization: "Bearer s", connection: "close" },
+        body: JSON.stringify({ subscription: "news.today", data: n }),
+      });
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    }
+    for (const client of clients) {
+      const received = (await client.take(6)).map((message) => message.data as number);
+      assert.deepEqual(received.sort(), [0, 1, 2, 3, 4, 5]);
+    }
+  } finally {
+    for (const client of clients) await client.close();
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    const status = await child.status;
+    clearTimeout(timer);
+    await child.stderr.cancel();
+    assert.equal(status.signal, null, "deno serve exits by itself on SIGTERM");
+  }
 });
