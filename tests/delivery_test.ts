@@ -432,3 +432,40 @@ Deno.test("a throttled message released later carries its own sent_at", async ()
     await client.close();
   });
 });
+
+Deno.test("under a burst, messages leave and other clients are served before the burst is fanned out", async () => {
+  await withShark(
+    { ...NO_METADATA, services: { feed: { require_authentication: false } } },
+    async (shark) => {
+      const clients = [];
+      for (let i = 0; i < 100; i++) {
+        clients.push(
+          await subscribed(shark, { subscription: "feed.1" }),
+        );
+      }
+      const bystander = await shark.connect();
+      const burst = Array.from({ length: 400 }, (_, n) => ({ subscription: "feed.1", data: n }));
+      let queuedAtFirstArrival = -1;
+      const first = clients[0].next(10_000).then((message) => {
+        queuedAtFirstArrival = shark.shark.metrics.queued;
+        return message;
+      });
+      await shark.publish(burst);
+      const pong = await bystander.request({ event: "ping", data: "during the burst" }, 10_000);
+      const queuedAtPong = shark.shark.metrics.queued;
+      assert.equal(pong.data, "during the burst");
+      assert.ok(
+        queuedAtPong > 0,
+        `a ping was answered while ${queuedAtPong} envelopes were queued`,
+      );
+      assert.equal((await first).data, 0);
+      assert.ok(queuedAtFirstArrival > 0, "the first message arrived while the burst was queued");
+      for (const [index, client] of clients.entries()) {
+        // Client 0 already took the first message.
+        const rest = await client.take(index === 0 ? 399 : 400, 10_000);
+        assert.equal(rest.at(-1)?.data, 399, "every message arrives, in order");
+      }
+      for (const client of [...clients, bystander]) await client.close();
+    },
+  );
+});
