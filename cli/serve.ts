@@ -105,10 +105,7 @@ export async function serve(config: SharkConfig, options: ServeOptions = {}): Pr
         hostname,
         port,
       }),
-  }, (request, info) => {
-    const remote = info.remoteAddr as Deno.NetAddr;
-    return shark.handle(request, { remote: `${remote.hostname}:${remote.port}` });
-  });
+  }, (request, info) => shark.handle(request, info));
   return { shark, server, log };
 }
 

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
 import type { CallbackName } from "./config.ts";
 import type { ServiceClient, ServiceReply } from "./service_client.ts";
 import type { Subscription } from "./subscription.ts";
@@ -22,7 +21,7 @@ export function succeeded(reply: ServiceReply): boolean {
  *
  * @example
  * ```ts
- * const reply = await callbacks.call(subscription, "before_subscribe", session.log);
+ * const reply = await callbacks.call(subscription, "before_subscribe");
  * ```
  */
 export class Callbacks {
@@ -39,26 +38,25 @@ export class Callbacks {
   call(
     subscription: Subscription,
     name: CallbackName,
-    log: Logger,
     more?: JsonObject,
   ): Promise<ServiceReply> {
     const url = subscription.service[name];
     if (!url) return Promise.resolve(OK);
-    return this.#client.post(name, url, subscription.callbackBody(more), log);
+    return this.#client.post(name, url, subscription.callbackBody(more), subscription.session);
   }
 
   /**
    * Calls the authorizer and keeps its authorizer fields; when they change on
    * a renewal, calls `on_authorization_change` with the new ones.
    */
-  async authorize(subscription: Subscription, log: Logger): Promise<ServiceReply> {
-    const reply = await this.call(subscription, "authorizer", log);
+  async authorize(subscription: Subscription): Promise<ServiceReply> {
+    const reply = await this.call(subscription, "authorizer");
     if (!succeeded(reply) || !subscription.service.authorizer) return reply;
     const fields = pick(reply, subscription.service.authorizer_fields);
     const previous = subscription.authorizerData;
     subscription.authorizerData = fields;
     if (previous !== null && !jsonEqual(previous, fields) && subscription.active) {
-      await this.call(subscription, "on_authorization_change", log);
+      await this.call(subscription, "on_authorization_change");
     }
     return reply;
   }

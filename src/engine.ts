@@ -49,8 +49,8 @@ export interface EngineOptions {
 
 /** Connection details of a request, for logs. */
 export interface RequestInfo {
-  /** The client's address, `host:port`. */
-  readonly remote?: string;
+  /** The client's address, as `Deno.serve` hands it to its handler. */
+  readonly remoteAddr?: { readonly hostname?: string; readonly port?: number };
 }
 
 type State = "starting" | "ready" | "degraded" | "failed" | "stopping";
@@ -268,6 +268,10 @@ export class Engine {
       this.metrics.rejected("max_connections");
       return json(503, { status: "error", error: "Too many connections." });
     }
+    // Read before the upgrade: the runtime's request info is gone after it.
+    const logged = this.#log.isEnabledFor("info");
+    const address = logged ? info.remoteAddr : undefined;
+    const remote = address ? `${address.hostname}:${address.port}` : undefined;
     const { interval, timeout } = this.config.ws_ping;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
@@ -283,7 +287,7 @@ export class Engine {
     this.metrics.connectionsOpen++;
     this.metrics.connectionsTotal++;
     // The base logger: a per-session logger context is only created when needed.
-    this.#log.info("connection opened", { session: session.id, remote: info.remote, origin });
+    if (logged) this.#log.info("connection opened", { session: session.id, remote, origin });
     return upgraded.response;
   }
 

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
 import { type Callbacks, succeeded } from "./callbacks.ts";
 import type { SharkConfig } from "./config.ts";
 import { type Hub, PubSubUnavailable } from "./hub.ts";
@@ -188,7 +187,7 @@ export class EventHandler {
       "auth",
       ticketAuth.validation_url,
       { ticket: request.ticket },
-      session.log,
+      session,
     );
     if (!succeeded(reply)) throw new EventError(errorOf(reply, ErrorText.authFailed));
     session.authInfo = pick(reply, ticketAuth.auth_fields);
@@ -219,19 +218,18 @@ export class EventHandler {
     }
     if (session.subscriptions.has(name)) throw new EventError(ErrorText.alreadySubscribed);
     const { callbacks, hub, lifecycle, metrics } = this.#deps;
-    const log: Logger = session.log;
     const subscription = new Subscription(session, name, service, context.extra, metrics);
-    const authorized = await callbacks.authorize(subscription, log);
+    const authorized = await callbacks.authorize(subscription);
     if (!succeeded(authorized)) throw new EventError(errorOf(authorized, ErrorText.unauthorized));
     if (session.closed) return;
     try {
       await hub.join(subscription);
     } catch (error) {
       if (!(error instanceof PubSubUnavailable)) throw error;
-      log.warn("{error}", { error: error.message });
+      session.log.warn("{error}", { error: error.message });
       throw new EventError(ErrorText.serviceUnavailable);
     }
-    const before = await callbacks.call(subscription, "before_subscribe", log);
+    const before = await callbacks.call(subscription, "before_subscribe");
     if (!succeeded(before)) {
       hub.leave(subscription);
       throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
@@ -245,7 +243,7 @@ export class EventHandler {
     lifecycle.begin(session, subscription);
     this.#reply(session, context, "ok", before.data);
     subscription.release();
-    await callbacks.call(subscription, "on_subscribe", log);
+    await callbacks.call(subscription, "on_subscribe");
   }
 
   async #message(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
@@ -253,7 +251,7 @@ export class EventHandler {
     const subscription = session.subscriptions.get(name);
     if (!subscription) throw new EventError(ErrorText.subscriptionNotFound);
     context.extra = subscription.extra;
-    const reply = await this.#deps.callbacks.call(subscription, "on_message", session.log, {
+    const reply = await this.#deps.callbacks.call(subscription, "on_message", {
       data: request.data ?? null,
     });
     if (!succeeded(reply)) {
@@ -268,7 +266,7 @@ export class EventHandler {
     if (!subscription) throw new EventError(ErrorText.subscriptionNotFound);
     context.extra = subscription.extra;
     const { callbacks, lifecycle } = this.#deps;
-    const before = await callbacks.call(subscription, "before_unsubscribe", session.log);
+    const before = await callbacks.call(subscription, "before_unsubscribe");
     if (!succeeded(before)) {
       throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
     }
@@ -276,6 +274,6 @@ export class EventHandler {
       throw new EventError(ErrorText.subscriptionNotFound);
     }
     this.#reply(session, context, "ok", before.data);
-    await callbacks.call(subscription, "on_unsubscribe", session.log);
+    await callbacks.call(subscription, "on_unsubscribe");
   }
 }

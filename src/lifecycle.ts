@@ -75,9 +75,8 @@ export class Lifecycle {
    */
   async end(session: Session, subscription: Subscription, error?: unknown): Promise<void> {
     if (!this.detach(session, subscription)) return;
-    const log = session.log;
-    const before = await this.#callbacks.call(subscription, "before_unsubscribe", log);
-    await this.#callbacks.call(subscription, "on_unsubscribe", log);
+    const before = await this.#callbacks.call(subscription, "before_unsubscribe");
+    await this.#callbacks.call(subscription, "on_unsubscribe");
     if (error === undefined) return;
     session.send({
       event: ClientEvent.unsubscribe,
@@ -109,7 +108,7 @@ export class Lifecycle {
     const { authorization_renewal_period: period, authorization_renewal_jitter: jitter } =
       subscription.service;
     this.#schedule(subscription, period! - Math.random() * jitter, async () => {
-      const reply = await this.#callbacks.authorize(subscription, session.log);
+      const reply = await this.#callbacks.authorize(subscription);
       if (!subscription.active) return;
       if (succeeded(reply)) return this.#scheduleRenewal(session, subscription);
       session.log.info("authorization of {subscription} expired: {error}", {
@@ -121,7 +120,7 @@ export class Lifecycle {
   }
 
   async #heartbeat(session: Session, subscription: Subscription): Promise<void> {
-    const reply = await this.#callbacks.call(subscription, "on_heartbeat", session.log);
+    const reply = await this.#callbacks.call(subscription, "on_heartbeat");
     if (!succeeded(reply)) {
       session.log.warn("heartbeat of {subscription} failed: {error}", {
         subscription: subscription.name,

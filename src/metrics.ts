@@ -41,6 +41,25 @@ function labelled(map: Map<string, number>, key: string, by = 1): void {
   map.set(key, (map.get(key) ?? 0) + by);
 }
 
+/** Counts by two labels without building a key string per count. */
+type Table = Map<string, Map<string, number>>;
+
+function tabled(table: Table, first: string, second: string): void {
+  let row = table.get(first);
+  if (!row) table.set(first, row = new Map());
+  row.set(second, (row.get(second) ?? 0) + 1);
+}
+
+/** The label values and count of every cell of a one- or two-label counter. */
+function cells(counts: Map<string, number> | Table): [string[], number][] {
+  const out: [string[], number][] = [];
+  for (const [first, value] of counts) {
+    if (typeof value === "number") out.push([[first], value]);
+    else for (const [second, count] of value) out.push([[first, second], count]);
+  }
+  return out;
+}
+
 function escapeLabel(value: string): string {
   return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
 }
@@ -75,16 +94,16 @@ export class Metrics {
   published = 0;
   /** Envelopes waiting to be fanned out now. */
   queued = 0;
-  readonly #events = new Map<string, number>();
+  readonly #events: Table = new Map();
   readonly #dropped = new Map<string, number>();
   readonly #rejected = new Map<string, number>();
   readonly #closed = new Map<string, number>();
-  readonly #callbacks = new Map<string, number>();
+  readonly #callbacks: Table = new Map();
   readonly #latency = new Map<string, LatencyHistogram>();
 
   /** Counts a client event by name and outcome (`ok` or `error`). */
   event(name: string, outcome: "ok" | "error"): void {
-    labelled(this.#events, `${name}\u0000${outcome}`);
+    tabled(this.#events, name, outcome);
   }
 
   /** Counts messages not delivered, by reason. */
@@ -104,7 +123,7 @@ export class Metrics {
 
   /** Counts one service callback with its outcome and duration. */
   callback(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void {
-    labelled(this.#callbacks, `${name}\u0000${outcome}`);
+    tabled(this.#callbacks, name, outcome);
     let histogram = this.#latency.get(name);
     if (!histogram) this.#latency.set(name, histogram = new LatencyHistogram());
     histogram.observe(seconds);
@@ -127,13 +146,12 @@ export class Metrics {
       name: string,
       help: string,
       labels: string[],
-      map: Map<string, number>,
+      counts: Map<string, number> | Table,
     ) => {
       metric(name, "counter", help);
-      for (const [key, value] of map) {
-        const parts = key.split("\u0000");
-        const text = labels.map((label, i) => `${label}="${escapeLabel(parts[i])}"`).join(",");
-        lines.push(`${name}{${text}} ${value}`);
+      for (const [values, count] of cells(counts)) {
+        const text = labels.map((label, i) => `${label}="${escapeLabel(values[i])}"`).join(",");
+        lines.push(`${name}{${text}} ${count}`);
       }
     };
     gauge("shark_ready", "1 when Shark accepts connections and pub/sub is healthy", this.ready);
@@ -205,8 +223,8 @@ export class Metrics {
       fanout_queue: this.queued,
       delivered: this.delivered,
     };
-    const add = (prefix: string, map: Map<string, number>) => {
-      for (const [key, value] of map) flat[`${prefix}.${key.replace("\u0000", ".")}`] = value;
+    const add = (prefix: string, counts: Map<string, number> | Table) => {
+      for (const [values, count] of cells(counts)) flat[[prefix, ...values].join(".")] = count;
     };
     add("events", this.#events);
     add("dropped", this.#dropped);

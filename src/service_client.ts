@@ -11,6 +11,14 @@ import type { Metrics } from "./metrics.ts";
 import { ErrorText } from "./protocol.ts";
 import { delay, isObject, readLimited } from "./util.ts";
 
+/**
+ * Whose logger a callback's lines go to. Read only when a line is written,
+ * so that sessions whose callbacks succeed quietly never build a logger.
+ */
+export interface LogSource {
+  readonly log: Logger;
+}
+
 /** A service's JSON reply; `status: "ok"` means success. */
 export type ServiceReply = Record<string, unknown>;
 
@@ -91,7 +99,7 @@ export class ServiceClient {
     callback: string,
     url: string,
     body: Record<string, unknown>,
-    log: Logger = this.#log,
+    source: LogSource = { log: this.#log },
   ): Promise<ServiceReply> {
     let target = this.#targets.get(url);
     if (!target) this.#targets.set(url, target = targetOf(url));
@@ -106,25 +114,27 @@ export class ServiceClient {
       if (typeof outcome !== "number" && !(outcome instanceof TryFailure)) {
         const seconds = (performance.now() - started) / 1000;
         this.#metrics.callback(callback, outcome.status === "ok" ? "ok" : "error", seconds);
-        log.debug("service {callback} answered", () => ({
-          callback,
-          url: target.shown,
-          attempt,
-          ms: Math.round(seconds * 1000),
-          status: outcome.status,
-        }));
+        if (this.#log.isEnabledFor("debug")) {
+          source.log.debug("service {callback} answered", {
+            callback,
+            url: target.shown,
+            attempt,
+            ms: Math.round(seconds * 1000),
+            status: outcome.status,
+          });
+        }
         return outcome;
       }
       if (typeof outcome === "number") {
         wait = outcome;
-        log.warn("service rate limited {callback}, waiting {wait}s", {
+        source.log.warn("service rate limited {callback}, waiting {wait}s", {
           callback,
           url: target.shown,
           attempt,
           wait,
         });
       } else {
-        log.warn("service {callback} failed: {error}", {
+        source.log.warn("service {callback} failed: {error}", {
           callback,
           url: target.shown,
           attempt,

@@ -32,8 +32,18 @@ export class TestClient {
   static connect(url: string, protocols?: string | string[]): Promise<TestClient> {
     const socket = new WebSocket(url, protocols);
     return new Promise((resolve, reject) => {
-      socket.addEventListener("open", () => resolve(new TestClient(socket)), { once: true });
-      socket.addEventListener("error", (event) => reject(event), { once: true });
+      const timer = setTimeout(() => {
+        socket.close();
+        reject(new Error(`no WebSocket connection to ${url} within ${WAIT_MS} ms`));
+      }, WAIT_MS);
+      socket.addEventListener("open", () => {
+        clearTimeout(timer);
+        resolve(new TestClient(socket));
+      }, { once: true });
+      socket.addEventListener("error", (event) => {
+        clearTimeout(timer);
+        reject(event);
+      }, { once: true });
     });
   }
 
