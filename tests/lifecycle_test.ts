@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { TestClient } from "./helpers/client.ts";
 import { SharkProcess } from "./helpers/process.ts";
 import { Opcode, RawSocket } from "./helpers/raw_socket.ts";
-import { TestService } from "./helpers/service.ts";
+import { slowly, TestService } from "./helpers/service.ts";
 import { TestShark, withShark } from "./helpers/shark.ts";
 
 Deno.test("re-authorization: changed authorizer fields call on_authorization_change; failure unsubscribes with the error", async () => {
@@ -260,10 +260,7 @@ Deno.test("keep-alive: a client that answers pings stays connected", async () =>
 
 Deno.test("graceful shutdown: 503 for new upgrades and /healthz, close 1001, callbacks awaited", async () => {
   const service = new TestService({
-    "/on_unsubscribe": async () => {
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      return { status: "ok" };
-    },
+    "/on_unsubscribe": slowly(300),
   });
   const shark = await TestShark.start({
     services: {
@@ -294,10 +291,7 @@ Deno.test("graceful shutdown: 503 for new upgrades and /healthz, close 1001, cal
 
 Deno.test("graceful shutdown gives up on callbacks after server.shutdown_timeout", async () => {
   const service = new TestService({
-    "/on_unsubscribe": async () => {
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      return { status: "ok" };
-    },
+    "/on_unsubscribe": slowly(1500),
   });
   const shark = await TestShark.start({
     server: { shutdown_timeout: 0.3 },

@@ -7,7 +7,7 @@ import { getLogger, type Logger } from "@logtape/logtape";
 import { Shark } from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
 import { Opcode, RawSocket } from "./helpers/raw_socket.ts";
-import { TestService } from "./helpers/service.ts";
+import { slowly, TestService } from "./helpers/service.ts";
 import { withShark } from "./helpers/shark.ts";
 
 Deno.test("a frame over max_message_bytes closes the connection with 1009", async () => {
@@ -89,10 +89,7 @@ Deno.test("slow consumer: a client that stops reading is closed with 1008; other
 
 Deno.test("a client sending events faster than they are handled is closed with 1008", async () => {
   const service = new TestService({
-    "/on_message": async () => {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      return { status: "ok" };
-    },
+    "/on_message": slowly(200),
   });
   try {
     await withShark({
@@ -149,10 +146,7 @@ Deno.test("invalid UTF-8 in a text frame closes only that connection", async () 
 
 Deno.test("a service that hangs delays only its own session", async () => {
   const service = new TestService({
-    "/before_subscribe": async () => {
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      return { status: "ok" };
-    },
+    "/before_subscribe": slowly(2000),
   });
   try {
     await withShark({

@@ -3,7 +3,7 @@
  * error strings in their order.
  */
 import assert from "node:assert/strict";
-import { TestService } from "./helpers/service.ts";
+import { slowly, TestService } from "./helpers/service.ts";
 import { withShark } from "./helpers/shark.ts";
 
 const INVALID = { status: "error", error: "Messages must be JSON and contain an event field." };
@@ -510,10 +510,7 @@ Deno.test("unsubscribe: checks, before_unsubscribe veto keeps the subscription, 
 
 Deno.test("events of one connection are handled one at a time, in arrival order", async () => {
   const service = new TestService({
-    "/before_subscribe": async () => {
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      return { status: "ok" };
-    },
+    "/before_subscribe": slowly(300),
   });
   try {
     await withShark({
@@ -538,10 +535,7 @@ Deno.test("events of one connection are handled one at a time, in arrival order"
 
 Deno.test("service messages keep flowing while an event waits on a slow service", async () => {
   const service = new TestService({
-    "/on_message": async () => {
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      return { status: "ok" };
-    },
+    "/on_message": slowly(500),
   });
   try {
     await withShark({

@@ -45,6 +45,11 @@ function startShark(config: SharkConfigInput): Promise<TestShark> {
   return TestShark.start(config, new RedisPubSub(loadConfig(config).pubsub));
 }
 
+/** A RedisPubSub built from a `pubsub` section, as main.ts builds it. */
+function adapter(pubsub: NonNullable<SharkConfigInput["pubsub"]>): RedisPubSub {
+  return new RedisPubSub(loadConfig({ pubsub: { ...pubsub, adapter: "redis" } }).pubsub);
+}
+
 /** Resolves with `promise`, or rejects naming `what` after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -425,12 +430,7 @@ Deno.test({
   ignore,
   async fn() {
     const redis = await RedisServer.start();
-    const pubsub = new RedisPubSub(
-      loadConfig({
-        pubsub: { adapter: "redis", channel_prefix: "p:", redis: { url: redis.url() } },
-      })
-        .pubsub,
-    );
+    const pubsub = adapter({ channel_prefix: "p:", redis: { url: redis.url() } });
     try {
       const { messages, health, listener } = recorder();
       await pubsub.start(listener);
@@ -468,9 +468,7 @@ Deno.test({
   ignore,
   async fn() {
     const redis = await RedisServer.start();
-    const pubsub = new RedisPubSub(
-      loadConfig({ pubsub: { adapter: "redis", redis: { url: redis.url(), ...PING } } }).pubsub,
-    );
+    const pubsub = adapter({ redis: { url: redis.url(), ...PING } });
     try {
       const { messages, health, listener } = recorder();
       await pubsub.start(listener);
@@ -514,29 +512,19 @@ Deno.test({
     const redis = await RedisServer.start();
     try {
       const down = `redis://127.0.0.1:${freePort()}/3`;
-      const mainDown = new RedisPubSub(
-        loadConfig({ pubsub: { adapter: "redis", redis: { url: down } } }).pubsub,
-      );
+      const mainDown = adapter({ redis: { url: down } });
       await assert.rejects(
         mainDown.start(recorder().listener),
         (error: Error) => error.message.startsWith(`cannot connect to ${down}: `),
       );
       await mainDown.close();
-      const altDown = new RedisPubSub(
-        loadConfig({
-          pubsub: { adapter: "redis", redis: { url: redis.url() }, redis_alt: { url: down } },
-        }).pubsub,
-      );
+      const altDown = adapter({ redis: { url: redis.url() }, redis_alt: { url: down } });
       await assert.rejects(
         altDown.start(recorder().listener),
         (error: Error) => error.message.startsWith(`cannot connect to ${down} (redis_alt): `),
       );
       await altDown.close();
-      const badDb = new RedisPubSub(
-        loadConfig({
-          pubsub: { adapter: "redis", redis: { url: "redis://127.0.0.1:1/books" } },
-        }).pubsub,
-      );
+      const badDb = adapter({ redis: { url: "redis://127.0.0.1:1/books" } });
       await assert.rejects(badDb.start(recorder().listener), /database "books" is not a number/);
     } finally {
       await redis.stop();
@@ -551,9 +539,7 @@ Deno.test({
   async fn() {
     const password = "s3cr/t:pass";
     const redis = await RedisServer.start({ password });
-    const good = new RedisPubSub(
-      loadConfig({ pubsub: { adapter: "redis", redis: { url: redis.url(1) } } }).pubsub,
-    );
+    const good = adapter({ redis: { url: redis.url(1) } });
     try {
       const { messages, listener } = recorder();
       await good.start(listener);
@@ -561,9 +547,7 @@ Deno.test({
       await good.publish("books.a", "authenticated");
       await waitUntil(() => messages.length === 1, 1000, "message");
       const wrongUrl = `redis://:badpassword123@127.0.0.1:${redis.port}/0`;
-      const wrong = new RedisPubSub(
-        loadConfig({ pubsub: { adapter: "redis", redis: { url: wrongUrl } } }).pubsub,
-      );
+      const wrong = adapter({ redis: { url: wrongUrl } });
       await assert.rejects(wrong.start(recorder().listener), (error: Error) => {
         assert.match(
           error.message,
@@ -627,15 +611,10 @@ Deno.test({
   async fn() {
     const main = await RedisServer.start();
     const alt = await RedisServer.start();
-    const pubsub = new RedisPubSub(
-      loadConfig({
-        pubsub: {
-          adapter: "redis",
-          redis: { url: main.url(), ...PING },
-          redis_alt: { url: alt.url(), channel_prefix: "old:", ...PING },
-        },
-      }).pubsub,
-    );
+    const pubsub = adapter({
+      redis: { url: main.url(), ...PING },
+      redis_alt: { url: alt.url(), channel_prefix: "old:", ...PING },
+    });
     try {
       const { messages, health, listener } = recorder();
       await pubsub.start(listener);
@@ -666,9 +645,7 @@ Deno.test({
   ignore,
   async fn() {
     const redis = await RedisServer.start();
-    const pubsub = new RedisPubSub(
-      loadConfig({ pubsub: { adapter: "redis", redis: { url: redis.url(), ...PING } } }).pubsub,
-    );
+    const pubsub = adapter({ redis: { url: redis.url(), ...PING } });
     try {
       const { messages, health, listener } = recorder();
       await pubsub.start(listener);
@@ -697,9 +674,7 @@ Deno.test({
   ignore,
   async fn() {
     const redis = await RedisServer.start();
-    const pubsub = new RedisPubSub(
-      loadConfig({ pubsub: { adapter: "redis", redis: { url: redis.url(), ...PING } } }).pubsub,
-    );
+    const pubsub = adapter({ redis: { url: redis.url(), ...PING } });
     try {
       const { health, listener } = recorder();
       await pubsub.start(listener);
@@ -724,14 +699,9 @@ Deno.test({
   ignore,
   async fn() {
     const redis = await RedisServer.start();
-    const pubsub = new RedisPubSub(
-      loadConfig({
-        pubsub: {
-          adapter: "redis",
-          redis: { url: redis.url(), ping_interval: 0.02, ping_timeout: 0.15 },
-        },
-      }).pubsub,
-    );
+    const pubsub = adapter({
+      redis: { url: redis.url(), ping_interval: 0.02, ping_timeout: 0.15 },
+    });
     try {
       const { health, listener } = recorder();
       await pubsub.start(listener);

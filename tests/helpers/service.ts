@@ -23,6 +23,14 @@ export type Answer =
     call: Call,
   ) => Record<string, unknown> | Response | Promise<Record<string, unknown> | Response>);
 
+/** An answer given only after `ms`: a slow service. */
+export function slowly(ms: number, reply: Record<string, unknown> = { status: "ok" }): Answer {
+  return async () => {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return reply;
+  };
+}
+
 /** A running fake service. */
 export class TestService {
   readonly calls: Call[] = [];
