@@ -144,15 +144,18 @@ class Meter {
     const stealPct = machineShare(machine.steal - this.#machine.steal);
     const ours = (server - this.#server + self - this.#self + helpers - this.#helpers) / wall * 100;
     return {
-      others_cpu_pct: Math.round(Math.max(0, machinePct - ours) * 10) / 10,
-      steal_pct: Math.round(stealPct * 10) / 10,
       wallMs: wall,
       serverCpuMs: server - this.#server,
       selfCpuMs: self - this.#self,
-      server_cpu_pct: pct(server - this.#server),
-      gen_cpu_pct: pct(self - this.#self),
-      helpers_cpu_pct: pct(helpers - this.#helpers),
       peakRssKiB: Math.max(this.#peakRss, rssKiB(this.#spec.serverPid)),
+      /** Each side's share of one core, as every result reports it. */
+      shares: {
+        server_cpu_pct: pct(server - this.#server),
+        gen_cpu_pct: pct(self - this.#self),
+        helpers_cpu_pct: pct(helpers - this.#helpers),
+        others_cpu_pct: Math.round(Math.max(0, machinePct - ours) * 10) / 10,
+        steal_pct: Math.round(stealPct * 10) / 10,
+      },
     };
   }
 
@@ -336,11 +339,7 @@ async function burstRound(
     first_ms: round1(recorder.first - started),
     p50_ms: round1(percentile(sorted, 0.5)),
     p99_ms: round1(percentile(sorted, 0.99)),
-    server_cpu_pct: cpu.server_cpu_pct,
-    gen_cpu_pct: cpu.gen_cpu_pct,
-    helpers_cpu_pct: cpu.helpers_cpu_pct,
-    others_cpu_pct: cpu.others_cpu_pct,
-    steal_pct: cpu.steal_pct,
+    ...cpu.shares,
     peak_rss_mib: Math.round(Math.max(cpu.peakRssKiB, peakRssKiB(spec.serverPid)) / 1024),
   };
 }
@@ -429,11 +428,7 @@ async function paced(
     p90_ms: round1(percentile(sorted, 0.9)),
     p99_ms: round1(percentile(sorted, 0.99)),
     max_ms: round1(sorted.at(-1) ?? null),
-    server_cpu_pct: cpu.server_cpu_pct,
-    gen_cpu_pct: cpu.gen_cpu_pct,
-    helpers_cpu_pct: cpu.helpers_cpu_pct,
-    others_cpu_pct: cpu.others_cpu_pct,
-    steal_pct: cpu.steal_pct,
+    ...cpu.shares,
   };
 }
 
@@ -517,11 +512,7 @@ async function idle(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
     rss_before_mib: Math.round(before / 1024),
     rss_after_mib: Math.round(after / 1024),
     rss_kib_per_conn: round1((after - before) / connected),
-    server_cpu_pct: cpu.server_cpu_pct,
-    gen_cpu_pct: cpu.gen_cpu_pct,
-    helpers_cpu_pct: cpu.helpers_cpu_pct,
-    others_cpu_pct: cpu.others_cpu_pct,
-    steal_pct: cpu.steal_pct,
+    ...cpu.shares,
   };
   await closeAll(clients);
   return [result];
@@ -553,11 +544,7 @@ async function subrate(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
     p50_ms: round1(percentile(sorted, 0.5)),
     p99_ms: round1(percentile(sorted, 0.99)),
     server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / completed),
-    server_cpu_pct: cpu.server_cpu_pct,
-    gen_cpu_pct: cpu.gen_cpu_pct,
-    helpers_cpu_pct: cpu.helpers_cpu_pct,
-    others_cpu_pct: cpu.others_cpu_pct,
-    steal_pct: cpu.steal_pct,
+    ...cpu.shares,
   };
   await closeAll(clients);
   return [result];

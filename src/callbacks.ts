@@ -11,6 +11,11 @@ import { jsonEqual, type JsonObject, pick } from "./util.ts";
 
 const OK: ServiceReply = Object.freeze({ status: "ok" });
 
+/** The reply's `error` when the service gave one, else `fallback`. */
+export function errorOf(reply: ServiceReply, fallback: string): unknown {
+  return reply.error ?? fallback;
+}
+
 /** Whether a service reply means success. */
 export function succeeded(reply: ServiceReply): boolean {
   return reply.status === "ok";

@@ -72,8 +72,6 @@ export function bucketOf(key: unknown): unknown {
  * that is the same for all of them computed once.
  */
 export class Delivery {
-  /** The subscription name (`SERVICE.TOPIC`) this envelope is for. */
-  readonly topic: string;
   /** The parsed envelope. */
   readonly envelope: JsonObject;
   /** `options.order` when it parses as a number. */
@@ -94,16 +92,15 @@ export class Delivery {
   #filters: [string, unknown][] | undefined;
 
   /**
+   * @param frameStart {@link messageFrameStart} of the envelope's topic.
    * @param metadata the delivery metadata for frames sent now, or `undefined`
    *   when `delivery.metadata` is off.
    */
   constructor(
-    topic: string,
+    frameStart: string,
     envelope: JsonObject,
     metadata: DeliveryMetadata | undefined,
-    frameStart: string = messageFrameStart(topic),
   ) {
-    this.topic = topic;
     this.#frameStart = frameStart;
     this.envelope = envelope;
     const options = envelope.options as JsonObject | undefined;

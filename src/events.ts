@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { type Callbacks, succeeded } from "./callbacks.ts";
+import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
 import type { SharkConfig } from "./config.ts";
 import { type Hub, PubSubUnavailable } from "./hub.ts";
-import { errorOf, type Lifecycle } from "./lifecycle.ts";
+import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "./metrics.ts";
 import {
   ClientEvent,

@@ -243,12 +243,7 @@ export class Hub {
         queueSize: behind,
       }
       : undefined;
-    const delivery = new Delivery(
-      inbound.topic,
-      envelope as JsonObject,
-      metadata,
-      topic.frameStart,
-    );
+    const delivery = new Delivery(topic.frameStart, envelope as JsonObject, metadata);
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);

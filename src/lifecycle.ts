@@ -5,18 +5,12 @@
  *
  * @module
  */
-import { type Callbacks, succeeded } from "./callbacks.ts";
+import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
 import type { Hub } from "./hub.ts";
 import type { Metrics } from "./metrics.ts";
 import { ClientEvent, ErrorText } from "./protocol.ts";
-import type { ServiceReply } from "./service_client.ts";
 import type { Session } from "./session.ts";
 import type { Subscription } from "./subscription.ts";
-
-/** The reply's `error` when the service gave one, else `fallback`. */
-export function errorOf(reply: ServiceReply, fallback: string): unknown {
-  return reply.error ?? fallback;
-}
 
 /**
  * Registers, renews and ends subscriptions.
@@ -111,11 +105,12 @@ export class Lifecycle {
       const reply = await this.#callbacks.authorize(subscription);
       if (!subscription.active) return;
       if (succeeded(reply)) return this.#scheduleRenewal(session, subscription);
+      const error = errorOf(reply, ErrorText.unauthorized);
       session.log.info("authorization of {subscription} expired: {error}", {
         subscription: subscription.name,
-        error: errorOf(reply, ErrorText.unauthorized),
+        error,
       });
-      await this.end(session, subscription, errorOf(reply, ErrorText.unauthorized));
+      await this.end(session, subscription, error);
     });
   }
 
