@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import type { HistoryOptions } from "./history.ts";
 
 /** Looks up an environment variable for `{"env": "NAME"}` secrets. */
 export type EnvLookup = (name: string) => string | undefined;
@@ -104,6 +105,10 @@ function serviceSchema(env: EnvLookup) {
     on_authorization_change: callback,
     heartbeat_period: positiveSeconds.nullable().default(null),
     on_heartbeat: callback,
+    history: z.strictObject({
+      size: z.int().min(1).max(10000),
+      ttl: positiveSeconds,
+    }).nullable().default(null),
   }).superRefine((service, ctx) => {
     const contradiction = (path: string, message: string) =>
       ctx.addIssue({ code: "custom", path: [path], message });
@@ -207,6 +212,17 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       format: z.enum(["json", "text"]).default("json"),
     }).prefault({}),
   }).superRefine((config, ctx) => {
+    if (config.pubsub.adapter === "broadcast_channel") {
+      for (const [name, service] of Object.entries(config.services)) {
+        if (service.history === null) continue;
+        ctx.addIssue({
+          code: "custom",
+          path: ["services", name, "history"],
+          message:
+            "is not available with the broadcast_channel adapter: its isolates share no store",
+        });
+      }
+    }
     const prometheus = config.metrics.prometheus;
     if (
       prometheus.port !== null && prometheus.port !== 0 && prometheus.port === config.server.port
@@ -304,6 +320,12 @@ export interface ServiceConfig {
   /** Seconds between `on_heartbeat` calls. Default `null` (never). */
   readonly heartbeat_period: number | null;
   readonly on_heartbeat: string | null;
+  /**
+   * Keep the last `size` envelopes (1–10000) of each topic for `ttl` seconds
+   * (> 0) after its last publish; messages carry positions and clients may
+   * recover (SPEC section 10). Default `null` (off).
+   */
+  readonly history: HistoryOptions | null;
 }
 
 /** A validated configuration with every default filled in and secrets resolved. */
