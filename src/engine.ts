@@ -177,12 +177,19 @@ export class Engine {
         throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${problem}` : problem);
       }
     });
-    await Promise.all(list.map((envelope) => {
-      const topic = (envelope as JsonObject).subscription as string;
-      return this.pubsub.publish(topic, JSON.stringify(envelope));
-    }));
+    await Promise.all(list.map((envelope) => this.#publishOne(envelope as JsonObject)));
     this.metrics.published += list.length;
     return list.length;
+  }
+
+  /** One valid envelope: through the topic's history when its service keeps one. */
+  async #publishOne(envelope: JsonObject): Promise<void> {
+    const topic = envelope.subscription as string;
+    const service = this.config.services[topic.slice(0, topic.indexOf("."))];
+    const payload = JSON.stringify(envelope);
+    if (!service?.history || !this.pubsub.history) return this.pubsub.publish(topic, payload);
+    await this.pubsub.history.publish(topic, payload, service.history);
+    this.metrics.historyPublished++;
   }
 
   /**
@@ -198,10 +205,23 @@ export class Engine {
   async #start(): Promise<void> {
     const adapter = this.pubsub.name;
     try {
+      const keepsHistory = Object.entries(this.config.services)
+        .filter(([, service]) => service.history !== null);
+      if (keepsHistory.length > 0 && !this.pubsub.history) {
+        throw new Error(
+          `services.${keepsHistory[0][0]}.history: the ${adapter} adapter keeps no history`,
+        );
+      }
       await this.pubsub.start({
         message: (topic, payload) => this.#hub.receive(topic, payload),
         health: (healthy, reason) => this.#pubsubHealth(healthy, reason),
       });
+      if (keepsHistory.length > 0) {
+        await this.pubsub.history!.prepare().catch(async (error) => {
+          await this.pubsub.close();
+          throw error;
+        });
+      }
     } catch (error) {
       this.#state = "failed";
       this.#log.fatal("pub/sub adapter {adapter} could not start: {error}", {

@@ -1,7 +1,8 @@
 /**
  * The hub: which subscriptions listen to which topic, which topics the
- * pub/sub adapter must carry, and the fan-out of each published envelope to
- * the subscribers of its topic.
+ * pub/sub adapter must carry, the fan-out of each published envelope to
+ * the subscribers of its topic, and the reads of a topic's history for
+ * subscribe replies and recovery (SPEC section 10).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import {
   messageFrameStart,
   normalizeTimestamp,
 } from "./envelope.ts";
+import { type Position, positionOf } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 import type { Subscription } from "./subscription.ts";
@@ -44,6 +46,19 @@ interface Topic {
   ready: Promise<void>;
   /** {@link messageFrameStart} of the topic, serialized once. */
   readonly frameStart: string;
+  /** Whether the topic's service keeps history: its messages carry positions. */
+  readonly positioned: boolean;
+}
+
+/** A topic's history as a subscribe reply and a recovery need it. */
+export interface HistoryRead {
+  /** The topic's current position. */
+  readonly position: Position;
+  /**
+   * The envelopes after the requested position, ready for delivery, when
+   * they could all be recovered; `undefined` otherwise.
+   */
+  readonly replay: Delivery[] | undefined;
 }
 
 interface Inbound {
@@ -106,6 +121,7 @@ export class Hub {
         subscribers: new Set(),
         ready: Promise.resolve(),
         frameStart: messageFrameStart(name),
+        positioned: subscription.service.history !== null,
       };
       created.ready = this.#pubsub.subscribe(name).catch((error) => {
         if (this.#topics.get(name) === created) this.#forget(name);
@@ -120,6 +136,29 @@ export class Hub {
     } catch (error) {
       topic.subscribers.delete(subscription);
       throw new PubSubUnavailable(`cannot subscribe ${name}: ${error}`);
+    }
+  }
+
+  /**
+   * Reads the topic's history for a joined subscription of a service with
+   * `history`: its current position and, with `from`, the envelopes after
+   * it (their epoch created when the topic had none).
+   */
+  async readHistory(subscription: Subscription, from?: Position): Promise<HistoryRead> {
+    const { name, service } = subscription;
+    const topic = this.#topics.get(name);
+    const history = this.#pubsub.history;
+    if (!topic || !history || !service.history) {
+      throw new Error(`${name} has no history to read`);
+    }
+    try {
+      if (!from) {
+        return { position: await history.position(name, service.history), replay: undefined };
+      }
+      const recovery = await history.recover(name, from, service.history);
+      return { position: recovery.position, replay: this.#replay(topic, name, recovery.payloads) };
+    } catch (error) {
+      throw new PubSubUnavailable(`cannot read the history of ${name}: ${error}`);
     }
   }
 
@@ -220,30 +259,8 @@ export class Hub {
   #fanOut(inbound: Inbound, behind: number): number {
     const topic = this.#topics.get(inbound.topic);
     if (!topic) return 1;
-    let envelope: unknown;
-    try {
-      envelope = JSON.parse(inbound.payload);
-    } catch {
-      this.#invalid(inbound, "not JSON");
-      return 1;
-    }
-    const problem = envelopeProblem(envelope) ??
-      ((envelope as JsonObject).subscription !== inbound.topic
-        ? "its subscription does not match the channel"
-        : undefined);
-    if (problem) {
-      this.#invalid(inbound, problem);
-      return 1;
-    }
-    const published = (envelope as JsonObject).published_at;
-    const metadata: DeliveryMetadata | undefined = this.#metadata
-      ? {
-        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
-        receivedAt: isoTime(inbound.receivedAt),
-        queueSize: behind,
-      }
-      : undefined;
-    const delivery = new Delivery(topic.frameStart, envelope as JsonObject, metadata);
+    const delivery = this.#delivery(topic, inbound, behind);
+    if (!delivery) return 1;
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);
@@ -255,6 +272,47 @@ export class Hub {
       }
     }
     return 1 + topic.subscribers.size;
+  }
+
+  /** The delivery of a payload, or `undefined` (counted and logged) when it is not an envelope. */
+  #delivery(topic: Topic, inbound: Inbound, behind: number): Delivery | undefined {
+    let envelope: unknown;
+    try {
+      envelope = JSON.parse(inbound.payload);
+    } catch {
+      this.#invalid(inbound, "not JSON");
+      return undefined;
+    }
+    const problem = envelopeProblem(envelope) ??
+      ((envelope as JsonObject).subscription !== inbound.topic
+        ? "its subscription does not match the channel"
+        : undefined);
+    if (problem) {
+      this.#invalid(inbound, problem);
+      return undefined;
+    }
+    const published = (envelope as JsonObject).published_at;
+    const metadata: DeliveryMetadata | undefined = this.#metadata
+      ? {
+        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
+        receivedAt: isoTime(inbound.receivedAt),
+        queueSize: behind,
+      }
+      : undefined;
+    const position = topic.positioned ? positionOf(envelope as JsonObject) : undefined;
+    return new Delivery(topic.frameStart, envelope as JsonObject, metadata, position);
+  }
+
+  /** Deliveries of recovered payloads, received now with nothing queued behind them. */
+  #replay(topic: Topic, name: string, payloads: readonly string[] | undefined) {
+    if (!payloads) return undefined;
+    const receivedAt = Date.now();
+    const replay: Delivery[] = [];
+    for (const payload of payloads) {
+      const delivery = this.#delivery(topic, { topic: name, payload, receivedAt }, 0);
+      if (delivery) replay.push(delivery);
+    }
+    return replay;
   }
 
   #invalid(inbound: Inbound, reason: string): void {

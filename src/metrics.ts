@@ -94,6 +94,11 @@ export class Metrics {
   published = 0;
   /** Envelopes waiting to be fanned out now. */
   queued = 0;
+  /** Envelopes this process published with a position (services with `history`). */
+  historyPublished = 0;
+  /** Recovered envelopes sent to subscriptions (before the rules of SPEC section 4). */
+  replayed = 0;
+  readonly #recoveries = new Map<string, number>();
   readonly #events: Table = new Map();
   readonly #dropped = new Map<string, number>();
   readonly #rejected = new Map<string, number>();
@@ -109,6 +114,11 @@ export class Metrics {
   /** Counts messages not delivered, by reason. */
   dropped(reason: DropReason, count = 1): void {
     labelled(this.#dropped, reason, count);
+  }
+
+  /** Counts a subscribe with `recover` on a service with history, by outcome. */
+  recovery(outcome: "recovered" | "not_recovered"): void {
+    labelled(this.#recoveries, outcome);
   }
 
   /** Counts a refused upgrade, by reason. */
@@ -187,6 +197,18 @@ export class Metrics {
       ["reason"],
       this.#dropped,
     );
+    counter(
+      "shark_history_published_total",
+      "Envelopes published with a position",
+      this.historyPublished,
+    );
+    byLabels(
+      "shark_recoveries_total",
+      "Subscribes with recover, by outcome",
+      ["outcome"],
+      this.#recoveries,
+    );
+    counter("shark_history_replayed_total", "Recovered envelopes replayed", this.replayed);
     byLabels(
       "shark_callbacks_total",
       "Service callbacks by callback and outcome",
@@ -222,6 +244,8 @@ export class Metrics {
       published: this.published,
       fanout_queue: this.queued,
       delivered: this.delivered,
+      history_published: this.historyPublished,
+      history_replayed: this.replayed,
     };
     const add = (prefix: string, counts: Map<string, number> | Table) => {
       for (const [values, count] of cells(counts)) flat[[prefix, ...values].join(".")] = count;
@@ -231,6 +255,7 @@ export class Metrics {
     add("rejected", this.#rejected);
     add("closed", this.#closed);
     add("callbacks", this.#callbacks);
+    add("recoveries", this.#recoveries);
     return flat;
   }
 }

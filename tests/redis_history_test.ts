@@ -1,17 +1,24 @@
 /**
- * `adapters/redis_history.lua` against a real `redis-server` (SPEC section
- * 10, Redis): positions gapless and shared by concurrent publishers, the
- * capped history, ttl expiry and lost keys starting a new epoch, recovery
- * snapshots, bad input refused, and the script run by another language's
- * client (`redis-cli --eval`) sharing the same positions.
+ * History with Redis (SPEC section 10) against a real `redis-server`: first
+ * `adapters/redis_history.lua` itself (positions gapless and shared by
+ * concurrent publishers, the capped history, ttl expiry and lost keys
+ * starting a new epoch, recovery snapshots, bad input refused, the script
+ * run by another language's client), then Shark nodes on one Redis
+ * (positions shared by two processes, recovery under a concurrent publisher
+ * on another node, the cases that cannot recover, plain `PUBLISH`).
  *
  * Skipped, with a loud warning, when `redis-server` is not installed.
  */
 import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
+import { RedisPubSub } from "../adapters/redis.ts";
 import { historyKeys, RedisHistory } from "../adapters/redis_history.ts";
+import { loadConfig, type SharkConfigInput } from "../mod.ts";
 import type { HistoryOptions } from "../src/history.ts";
+import { TestClient } from "./helpers/client.ts";
+import { SharkProcess } from "./helpers/process.ts";
 import { redisAvailable, RedisServer } from "./helpers/redis_server.ts";
+import { TestShark } from "./helpers/shark.ts";
 
 const ignore = !(await redisAvailable());
 const OPTIONS: HistoryOptions = { size: 100, ttl: 300 };
@@ -339,4 +346,222 @@ Deno.test({
         epoch: first.epoch,
       });
     }),
+});
+
+const SECRET = "publish-secret";
+
+function sharkConfig(redis: RedisServer, history = OPTIONS): SharkConfigInput {
+  return {
+    delivery: { metadata: false },
+    publish_api: { secret: SECRET },
+    pubsub: { adapter: "redis", channel_prefix: "shark:", redis: { url: redis.url() } },
+    services: {
+      books: { require_authentication: false, history },
+      plain: { require_authentication: false },
+    },
+  };
+}
+
+function startShark(config: SharkConfigInput): Promise<TestShark> {
+  return TestShark.start(config, new RedisPubSub(loadConfig(config).pubsub));
+}
+
+async function subscribe(url: string, request: Record<string, unknown>) {
+  const client = await TestClient.connect(url);
+  const reply = await client.request({ event: "subscribe", ...request });
+  assert.equal(reply.status, "ok", JSON.stringify(reply));
+  return { client, reply };
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+Deno.test({
+  name:
+    "two Shark processes on one Redis share one gapless sequence of positions: their clients see the same position for each envelope",
+  ignore,
+  async fn() {
+    const redis = await RedisServer.start();
+    const dir = await Deno.makeTempDir({ prefix: "shark_history_test_" });
+    const processes: SharkProcess[] = [];
+    const clients: TestClient[] = [];
+    try {
+      const file = `${dir}/shark.json`;
+      const config = { ...sharkConfig(redis), server: { host: "127.0.0.1", port: 0 } };
+      await Deno.writeTextFile(file, JSON.stringify(config));
+      for (let i = 0; i < 2; i++) processes.push(SharkProcess.spawn(["--config", file]));
+      const ports = await Promise.all(processes.map((process) => process.listeningPort()));
+      let epoch: unknown;
+      for (const port of ports) {
+        const { client, reply } = await subscribe(`ws://127.0.0.1:${port}/`, {
+          subscription: "books.1",
+        });
+        epoch ??= reply.epoch;
+        assert.deepEqual([reply.offset, reply.epoch], [0, epoch]);
+        clients.push(client);
+      }
+      const publish = (port: number, n: number) =>
+        fetch(`http://127.0.0.1:${port}/publish`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}` },
+          body: JSON.stringify({ subscription: "books.1", data: { n, port } }),
+        }).then((response) => response.json());
+      const replies = await Promise.all(range(1, 20).map((n) => publish(ports[n % 2], n)));
+      assert.ok(replies.every((reply) => reply.status === "ok"));
+      const [first, second] = await Promise.all(clients.map((client) => client.take(20)));
+      assert.deepEqual(first.map((message) => message.offset), range(1, 20));
+      assert.deepEqual(second, first);
+      assert.ok(first.every((message) => message.epoch === epoch));
+    } finally {
+      for (const client of clients) await client.close();
+      for (const process of processes) {
+        process.child.kill("SIGTERM");
+        await process.exit();
+      }
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "recovery through Redis while another node keeps publishing: each client gets every offset after its own exactly once, in order",
+  ignore,
+  async fn() {
+    const redis = await RedisServer.start();
+    let subscriber: TestShark | undefined;
+    let publisher: TestShark | undefined;
+    const clients: TestClient[] = [];
+    try {
+      const config = sharkConfig(redis, { size: 1000, ttl: 60 });
+      subscriber = await startShark(config);
+      publisher = await startShark(config);
+      const first = await subscribe(subscriber.wsUrl, { subscription: "books.1" });
+      const epoch = first.reply.epoch;
+      await first.client.close();
+      for (let n = 1; n <= 20; n++) await publisher.publish({ subscription: "books.1", data: n });
+      let publishing = true;
+      let published = 20;
+      const loop = (async () => {
+        while (publishing) {
+          await publisher!.publish({ subscription: "books.1", data: ++published });
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      })();
+      const from = [0, 7, 19, 20];
+      for (const offset of from) {
+        const { client, reply } = await subscribe(subscriber.wsUrl, {
+          subscription: "books.1",
+          recover: { offset, epoch },
+        });
+        assert.equal(reply.recovered, true, JSON.stringify(reply));
+        clients.push(client);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      publishing = false;
+      await loop;
+      for (const [index, client] of clients.entries()) {
+        const expected = range(from[index] + 1, published);
+        const messages = await client.take(expected.length);
+        assert.deepEqual(messages.map((message) => message.offset), expected);
+        assert.deepEqual(messages.map((message) => message.data), expected);
+        await client.silence(50);
+      }
+    } finally {
+      for (const client of clients) await client.close();
+      await subscriber?.stop();
+      await publisher?.stop();
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "through Redis, a stale epoch, an offset older than the history and an expired ttl give `recovered: false` and replay nothing",
+  ignore,
+  async fn() {
+    const redis = await RedisServer.start();
+    let shark: TestShark | undefined;
+    try {
+      shark = await startShark(sharkConfig(redis, { size: 5, ttl: 0.3 }));
+      const first = await subscribe(shark.wsUrl, { subscription: "books.1" });
+      const epoch = first.reply.epoch;
+      await first.client.close();
+      for (let n = 1; n <= 12; n++) await shark.publish({ subscription: "books.1", data: n });
+      for (const recover of [{ offset: 12, epoch: "stale" }, { offset: 6, epoch }]) {
+        const { client, reply } = await subscribe(shark.wsUrl, {
+          subscription: "books.1",
+          recover,
+        });
+        assert.deepEqual([reply.recovered, reply.offset, reply.epoch], [false, 12, epoch]);
+        await client.silence(50);
+        await client.close();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const { client, reply } = await subscribe(shark.wsUrl, {
+        subscription: "books.1",
+        recover: { offset: 12, epoch },
+      });
+      assert.equal(reply.recovered, false);
+      assert.equal(reply.offset, 0);
+      assert.notEqual(reply.epoch, epoch);
+      await client.silence(50);
+      await client.close();
+    } finally {
+      await shark?.stop();
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a plain PUBLISH to a history service is delivered without a position and not stored; the shipped script run by redis-cli is delivered with one",
+  ignore,
+  async fn() {
+    const redis = await RedisServer.start();
+    let shark: TestShark | undefined;
+    let client: TestClient | undefined;
+    try {
+      shark = await startShark(sharkConfig(redis));
+      const subscribed = await subscribe(shark.wsUrl, { subscription: "books.1" });
+      client = subscribed.client;
+      await redis.publish(
+        "shark:books.1",
+        JSON.stringify({ subscription: "books.1", data: "plain" }),
+      );
+      assert.deepEqual(await client.next(), {
+        event: "message",
+        subscription: "books.1",
+        data: "plain",
+      });
+      const cli = await redis.cli(
+        "--eval",
+        SCRIPT,
+        "{shark:books.1}:history",
+        "{shark:books.1}:meta",
+        ",",
+        "publish",
+        "shark:books.1",
+        "100",
+        "300",
+        JSON.stringify({ subscription: "books.1", data: "scripted" }),
+      );
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.deepEqual(await client.next(), {
+        event: "message",
+        subscription: "books.1",
+        data: "scripted",
+        offset: 1,
+        epoch: subscribed.reply.epoch,
+      });
+    } finally {
+      await client?.close();
+      await shark?.stop();
+      await redis.stop();
+    }
+  },
 });
