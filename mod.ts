@@ -36,7 +36,6 @@ export {
   configJsonSchema,
   type EnvLookup,
   loadConfig,
-  redactUrl,
   type ServiceConfig,
   type SharkConfig,
   type SharkConfigInput,
@@ -52,6 +51,7 @@ export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
 export { type DropReason, Metrics, type RejectReason } from "./src/metrics.ts";
 export { ClientEvent, CloseReason, ErrorText } from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub.ts";
+export { redactUrl } from "./src/redact.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */
 export interface SharkOptions {
