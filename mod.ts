@@ -36,7 +36,6 @@ export {
   configJsonSchema,
   type EnvLookup,
   loadConfig,
-  redactUrl,
   type ServiceConfig,
   type SharkConfig,
   type SharkConfigInput,
@@ -58,6 +57,7 @@ export {
   ServerEvent,
 } from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub.ts";
+export { redactUrl } from "./src/redact.ts";
 export type { Socket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */

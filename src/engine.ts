@@ -13,7 +13,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Callbacks } from "./callbacks.ts";
 import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
-import { envelopeProblem, InvalidEnvelope } from "./envelope.ts";
+import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
 import { EventHandler } from "./events.ts";
 import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http.ts";
 import { Hub } from "./hub.ts";
@@ -161,9 +161,9 @@ export class Engine {
   async publish(envelopes: unknown): Promise<number> {
     const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
     list.forEach((envelope, index) => {
-      const problem = envelopeProblem(envelope);
-      if (problem) {
-        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${problem}` : problem);
+      const parsed = parseEnvelope(envelope);
+      if (typeof parsed === "string") {
+        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${parsed}` : parsed);
       }
     });
     await Promise.all(list.map((envelope) => {

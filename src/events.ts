@@ -23,6 +23,7 @@ import {
 import type { ServiceClient } from "./service_client.ts";
 import type { ClientFrame, Session } from "./session.ts";
 import { Subscription } from "./subscription.ts";
+import { serviceOf } from "./subscription_name.ts";
 import { isObject, type JsonObject, nestsDeeperThan, pick } from "./util.ts";
 
 /** An event failed in a way the client is told about; the connection stays. */
@@ -187,12 +188,9 @@ export class EventHandler {
   #target(request: JsonObject, context: ReplyContext) {
     const name = typeof request.subscription === "string" ? request.subscription : "";
     if (name) context.subscription = name;
-    const dot = name.indexOf(".");
-    if (dot <= 0 || dot === name.length - 1) {
-      throw new EventError(ErrorText.invalidSubscriptionFormat);
-    }
+    const serviceName = serviceOf(name);
+    if (serviceName === undefined) throw new EventError(ErrorText.invalidSubscriptionFormat);
     const services = this.#deps.config.services;
-    const serviceName = name.slice(0, dot);
     if (!Object.hasOwn(services, serviceName)) throw new EventError(ErrorText.invalidService);
     const service = services[serviceName];
     context.extra = pick(request, service.extra_fields);
