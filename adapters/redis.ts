@@ -40,6 +40,8 @@ import { redisUrlProblem } from "../src/redis_url.ts";
 import { delay } from "../src/util.ts";
 import { RedisHistory } from "./redis_history.ts";
 
+export { historyKeys, type RedisCommand, RedisHistory } from "./redis_history.ts";
+
 /**
  * The `pubsub` section of a validated configuration, as the adapter reads it:
  * `channel_prefix`, `redis` and `redis_alt` (secrets already resolved).

@@ -489,6 +489,19 @@ function ratios(results: Result[]): Ratio[] {
       : null;
     return { name, value, target, pass: value === null ? null : pass(value) };
   };
+  /** Shark's `top` variant against its `bottom` variant of one scenario, figure by figure. */
+  const variantRatios = (
+    scenario: string,
+    top: string,
+    bottom: string,
+    fields: [string, string][],
+  ) =>
+    fields.map(([name, field]) =>
+      ratio(`${scenario} ${top} ${name} (/ ${bottom})`, scenario, "", field, "report", () => true, [
+        "shark",
+        "shark",
+      ], [top, bottom])
+    );
   const subrateVariant = String(results.find((r) => r.scenario === "subrate")?.variant ?? "c200");
   return [
     ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
@@ -514,46 +527,20 @@ function ratios(results: Result[]): Ratio[] {
       (v) => v >= 1.6,
       ["shark-2-workers", "shark-1-isolate"],
     ),
-    ...["fanout", "topics"].flatMap((shape) => {
-      const pair: [string, string] = [`${shape}-history`, `${shape}-plain`];
-      const shark: [string, string] = ["shark", "shark"];
-      const of = (name: string, field: string) =>
-        ratio(
-          `history ${shape} ${name} (history / plain)`,
-          "history",
-          "",
-          field,
-          "report",
-          () => true,
-          shark,
-          pair,
-        );
-      return [
-        of("msg/s", "msgs_per_s"),
-        of("server CPU/msg", "server_cpu_us_per_msg"),
-        of("redis CPU/publish", "redis_cpu_us_per_publish"),
-      ];
-    }),
-    ...["recover-one-topic", "recover-own-topics"].flatMap((variant) => {
-      const pair: [string, string] = [variant, "resubscribe"];
-      const shark: [string, string] = ["shark", "shark"];
-      const of = (name: string, field: string) =>
-        ratio(
-          `${variant} ${name} (/ resubscribe)`,
-          "recovery",
-          "",
-          field,
-          "report",
-          () => true,
-          shark,
-          pair,
-        );
-      return [
-        of("time to catch up", "caught_up_s"),
-        of("server CPU", "server_cpu_ms"),
-        of("redis+cb CPU", "helpers_cpu_ms"),
-      ];
-    }),
+    ...["fanout", "topics"].flatMap((shape) =>
+      variantRatios("history", `${shape}-history`, `${shape}-plain`, [
+        ["msg/s", "msgs_per_s"],
+        ["server CPU/msg", "server_cpu_us_per_msg"],
+        ["redis CPU/publish", "redis_cpu_us_per_publish"],
+      ])
+    ),
+    ...["recover-one-topic", "recover-own-topics"].flatMap((variant) =>
+      variantRatios("recovery", variant, "resubscribe", [
+        ["time to catch up", "caught_up_s"],
+        ["server CPU", "server_cpu_ms"],
+        ["redis+cb CPU", "helpers_cpu_ms"],
+      ])
+    ),
     ratio(
       "parallel CPU/msg (2 workers / 1)",
       "parallel",
