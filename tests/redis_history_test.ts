@@ -362,15 +362,47 @@ function sharkConfig(redis: RedisServer, history = OPTIONS): SharkConfigInput {
   };
 }
 
-function startShark(config: SharkConfigInput): Promise<TestShark> {
-  return TestShark.start(config, new RedisPubSub(loadConfig(config).pubsub));
+/** What a Shark-level test gets: its Redis, the Sharks on it, and a subscribe that is cleaned up. */
+interface Nodes {
+  readonly redis: RedisServer;
+  readonly sharks: TestShark[];
+  /** Subscribes a new client of `shark` (closed after the test) and returns it with the reply. */
+  subscribe(
+    shark: TestShark,
+    request: Record<string, unknown>,
+  ): Promise<{ client: TestClient; reply: Record<string, unknown> }>;
 }
 
-async function subscribe(url: string, request: Record<string, unknown>) {
-  const client = await TestClient.connect(url);
-  const reply = await client.request({ event: "subscribe", ...request });
-  assert.equal(reply.status, "ok", JSON.stringify(reply));
-  return { client, reply };
+/** A Redis server and `count` in-process Sharks with `history` on it, all stopped after `fn`. */
+async function withSharks(
+  count: number,
+  history: HistoryOptions,
+  fn: (nodes: Nodes) => Promise<void>,
+): Promise<void> {
+  const redis = await RedisServer.start();
+  const sharks: TestShark[] = [];
+  const clients: TestClient[] = [];
+  try {
+    const config = sharkConfig(redis, history);
+    for (let i = 0; i < count; i++) {
+      sharks.push(await TestShark.start(config, new RedisPubSub(loadConfig(config).pubsub)));
+    }
+    await fn({
+      redis,
+      sharks,
+      async subscribe(shark, request) {
+        const client = await TestClient.connect(shark.wsUrl);
+        clients.push(client);
+        const reply = await client.request({ event: "subscribe", ...request });
+        assert.equal(reply.status, "ok", JSON.stringify(reply));
+        return { client, reply };
+      },
+    });
+  } finally {
+    for (const client of clients) await client.close();
+    for (const shark of sharks) await shark.stop();
+    await redis.stop();
+  }
 }
 
 function range(from: number, to: number): number[] {
@@ -383,24 +415,23 @@ Deno.test({
   ignore,
   async fn() {
     const redis = await RedisServer.start();
-    const dir = await Deno.makeTempDir({ prefix: "shark_history_test_" });
     const processes: SharkProcess[] = [];
     const clients: TestClient[] = [];
     try {
-      const file = `${dir}/shark.json`;
       const config = { ...sharkConfig(redis), server: { host: "127.0.0.1", port: 0 } };
-      await Deno.writeTextFile(file, JSON.stringify(config));
-      for (let i = 0; i < 2; i++) processes.push(SharkProcess.spawn(["--config", file]));
-      const ports = await Promise.all(processes.map((process) => process.listeningPort()));
-      let epoch: unknown;
-      for (const port of ports) {
-        const { client, reply } = await subscribe(`ws://127.0.0.1:${port}/`, {
-          subscription: "books.1",
-        });
-        epoch ??= reply.epoch;
-        assert.deepEqual([reply.offset, reply.epoch], [0, epoch]);
-        clients.push(client);
+      for (let i = 0; i < 2; i++) {
+        processes.push(SharkProcess.spawn([], { SHARK_CONFIG: JSON.stringify(config) }));
       }
+      const ports = await Promise.all(processes.map((process) => process.listeningPort()));
+      const epochs: unknown[] = [];
+      for (const port of ports) {
+        const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+        clients.push(client);
+        const reply = await client.request({ event: "subscribe", subscription: "books.1" });
+        assert.equal(reply.offset, 0);
+        epochs.push(reply.epoch);
+      }
+      assert.equal(epochs[1], epochs[0]);
       const publish = (port: number, n: number) =>
         fetch(`http://127.0.0.1:${port}/publish`, {
           method: "POST",
@@ -412,7 +443,7 @@ Deno.test({
       const [first, second] = await Promise.all(clients.map((client) => client.take(20)));
       assert.deepEqual(first.map((message) => message.offset), range(1, 20));
       assert.deepEqual(second, first);
-      assert.ok(first.every((message) => message.epoch === epoch));
+      assert.ok(first.every((message) => message.epoch === epochs[0]));
     } finally {
       for (const client of clients) await client.close();
       for (const process of processes) {
@@ -420,7 +451,6 @@ Deno.test({
         await process.exit();
       }
       await redis.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
@@ -429,110 +459,82 @@ Deno.test({
   name:
     "recovery through Redis while another node keeps publishing: each client gets every offset after its own exactly once, in order",
   ignore,
-  async fn() {
-    const redis = await RedisServer.start();
-    let subscriber: TestShark | undefined;
-    let publisher: TestShark | undefined;
-    const clients: TestClient[] = [];
-    try {
-      const config = sharkConfig(redis, { size: 1000, ttl: 60 });
-      subscriber = await startShark(config);
-      publisher = await startShark(config);
-      const first = await subscribe(subscriber.wsUrl, { subscription: "books.1" });
-      const epoch = first.reply.epoch;
-      await first.client.close();
-      for (let n = 1; n <= 20; n++) await publisher.publish({ subscription: "books.1", data: n });
-      let publishing = true;
-      let published = 20;
-      const loop = (async () => {
-        while (publishing) {
-          await publisher!.publish({ subscription: "books.1", data: ++published });
-          await new Promise((resolve) => setTimeout(resolve, 1));
+  fn: () =>
+    withSharks(
+      2,
+      { size: 1000, ttl: 60 },
+      async ({ sharks: [subscriber, publisher], subscribe }) => {
+        const first = await subscribe(subscriber, { subscription: "books.1" });
+        const epoch = first.reply.epoch;
+        await first.client.close();
+        for (let n = 1; n <= 20; n++) await publisher.publish({ subscription: "books.1", data: n });
+        let publishing = true;
+        let published = 20;
+        const loop = (async () => {
+          while (publishing) {
+            await publisher.publish({ subscription: "books.1", data: ++published });
+            await new Promise((resolve) => setTimeout(resolve, 1));
+          }
+        })();
+        const from = [0, 7, 19, 20];
+        const clients = [];
+        for (const offset of from) {
+          const { client, reply } = await subscribe(subscriber, {
+            subscription: "books.1",
+            recover: { offset, epoch },
+          });
+          assert.equal(reply.recovered, true, JSON.stringify(reply));
+          clients.push(client);
         }
-      })();
-      const from = [0, 7, 19, 20];
-      for (const offset of from) {
-        const { client, reply } = await subscribe(subscriber.wsUrl, {
-          subscription: "books.1",
-          recover: { offset, epoch },
-        });
-        assert.equal(reply.recovered, true, JSON.stringify(reply));
-        clients.push(client);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      publishing = false;
-      await loop;
-      for (const [index, client] of clients.entries()) {
-        const expected = range(from[index] + 1, published);
-        const messages = await client.take(expected.length);
-        assert.deepEqual(messages.map((message) => message.offset), expected);
-        assert.deepEqual(messages.map((message) => message.data), expected);
-        await client.silence(50);
-      }
-    } finally {
-      for (const client of clients) await client.close();
-      await subscriber?.stop();
-      await publisher?.stop();
-      await redis.stop();
-    }
-  },
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        publishing = false;
+        await loop;
+        for (const [index, client] of clients.entries()) {
+          const expected = range(from[index] + 1, published);
+          const messages = await client.take(expected.length);
+          assert.deepEqual(messages.map((message) => message.offset), expected);
+          assert.deepEqual(messages.map((message) => message.data), expected);
+          await client.silence(50);
+        }
+      },
+    ),
 });
 
 Deno.test({
   name:
     "through Redis, a stale epoch, an offset older than the history and an expired ttl give `recovered: false` and replay nothing",
   ignore,
-  async fn() {
-    const redis = await RedisServer.start();
-    let shark: TestShark | undefined;
-    try {
-      shark = await startShark(sharkConfig(redis, { size: 5, ttl: 0.3 }));
-      const first = await subscribe(shark.wsUrl, { subscription: "books.1" });
+  fn: () =>
+    withSharks(1, { size: 5, ttl: 0.3 }, async ({ sharks: [shark], subscribe }) => {
+      const first = await subscribe(shark, { subscription: "books.1" });
       const epoch = first.reply.epoch;
-      await first.client.close();
       for (let n = 1; n <= 12; n++) await shark.publish({ subscription: "books.1", data: n });
+      await first.client.take(12);
       for (const recover of [{ offset: 12, epoch: "stale" }, { offset: 6, epoch }]) {
-        const { client, reply } = await subscribe(shark.wsUrl, {
-          subscription: "books.1",
-          recover,
-        });
+        const { client, reply } = await subscribe(shark, { subscription: "books.1", recover });
         assert.deepEqual([reply.recovered, reply.offset, reply.epoch], [false, 12, epoch]);
         await client.silence(50);
-        await client.close();
       }
       await new Promise((resolve) => setTimeout(resolve, 600));
-      const { client, reply } = await subscribe(shark.wsUrl, {
+      const { client, reply } = await subscribe(shark, {
         subscription: "books.1",
         recover: { offset: 12, epoch },
       });
-      assert.equal(reply.recovered, false);
-      assert.equal(reply.offset, 0);
+      assert.deepEqual([reply.recovered, reply.offset], [false, 0]);
       assert.notEqual(reply.epoch, epoch);
       await client.silence(50);
-      await client.close();
-    } finally {
-      await shark?.stop();
-      await redis.stop();
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "a plain PUBLISH to a history service is delivered without a position and not stored; the shipped script run by redis-cli is delivered with one",
   ignore,
-  async fn() {
-    const redis = await RedisServer.start();
-    let shark: TestShark | undefined;
-    let client: TestClient | undefined;
-    try {
-      shark = await startShark(sharkConfig(redis));
-      const subscribed = await subscribe(shark.wsUrl, { subscription: "books.1" });
-      client = subscribed.client;
-      await redis.publish(
-        "shark:books.1",
-        JSON.stringify({ subscription: "books.1", data: "plain" }),
-      );
+  fn: () =>
+    withSharks(1, OPTIONS, async ({ redis, sharks: [shark], subscribe }) => {
+      const { client, reply } = await subscribe(shark, { subscription: "books.1" });
+      const plain = JSON.stringify({ subscription: "books.1", data: "plain" });
+      assert.equal(await redis.publish("shark:books.1", plain), 1);
       assert.deepEqual(await client.next(), {
         event: "message",
         subscription: "books.1",
@@ -556,12 +558,7 @@ Deno.test({
         subscription: "books.1",
         data: "scripted",
         offset: 1,
-        epoch: subscribed.reply.epoch,
+        epoch: reply.epoch,
       });
-    } finally {
-      await client?.close();
-      await shark?.stop();
-      await redis.stop();
-    }
-  },
+    }),
 });
