@@ -264,16 +264,10 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         .describe("json: one JSON object per line; text: readable lines."),
     }).prefault({}).describe("Shark's own log."),
   }).superRefine((config, ctx) => {
-    if (config.pubsub.adapter === "broadcast_channel") {
-      for (const [name, service] of Object.entries(config.services)) {
-        if (service.history === null) continue;
-        ctx.addIssue({
-          code: "custom",
-          path: ["services", name, "history"],
-          message:
-            "is not available with the broadcast_channel adapter: its isolates share no store",
-        });
-      }
+    for (const [name, service] of Object.entries(config.services)) {
+      if (service.history === null || config.pubsub.adapter !== "broadcast_channel") continue;
+      const message = "is not available with the broadcast_channel adapter (no shared store)";
+      ctx.addIssue({ code: "custom", path: ["services", name, "history"], message });
     }
     const prometheus = config.metrics.prometheus;
     if (
