@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { HistoryOptions } from "./history.ts";
 
 /** A string, or `{"env": "NAME"}` to read it from the environment at start. */
 export type Secret = string | { readonly env: string };
@@ -63,6 +64,7 @@ export interface ServiceConfig {
   readonly on_authorization_change: string | null;
   readonly heartbeat_period: number | null;
   readonly on_heartbeat: string | null;
+  readonly history: HistoryOptions | null;
 }
 
 /**
