@@ -21,6 +21,7 @@
 import { BroadcastChannelPubSub } from "./adapters/broadcast_channel.ts";
 import { MemoryPubSub } from "./adapters/memory.ts";
 import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config.ts";
+import type { MemoryUsage } from "./src/admission.ts";
 import { Engine, type UpgradeWebSocket } from "./src/engine.ts";
 import type { PubSub } from "./src/pubsub.ts";
 import type { Logger } from "@logtape/logtape";
@@ -41,6 +42,7 @@ export {
   type SharkConfig,
   type SharkConfigInput,
 } from "./src/config.ts";
+export type { MemoryUsage } from "./src/admission.ts";
 export {
   Engine,
   type EngineOptions,
@@ -48,6 +50,7 @@ export {
   type UpgradeWebSocket,
 } from "./src/engine.ts";
 export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
+export { FanoutQueueFull } from "./src/fanout_queue.ts";
 export {
   type History,
   type HistoryOptions,
@@ -55,7 +58,7 @@ export {
   type Recovery,
   withPosition,
 } from "./src/history.ts";
-export { type DropReason, Metrics, type RejectReason } from "./src/metrics.ts";
+export { type DropReason, type LimitName, Metrics, type RejectReason } from "./src/metrics.ts";
 export {
   ClientEvent,
   CloseReason,
@@ -82,6 +85,8 @@ export interface SharkOptions {
   readonly env?: EnvLookup;
   /** Defaults to LogTape's `["shark"]` category; configure LogTape to see it. */
   readonly logger?: Logger;
+  /** For `server.max_memory_bytes`; defaults to `Deno.memoryUsage().rss`. */
+  readonly memoryUsage?: MemoryUsage;
 }
 
 /**
@@ -107,8 +112,8 @@ export function defaultPubSub(config: ReturnType<typeof loadConfig>): PubSub {
 }
 
 /**
- * The Shark engine bound to Deno: `Deno.upgradeWebSocket` for upgrades and
- * `Deno.env` for secrets.
+ * The Shark engine bound to Deno: `Deno.upgradeWebSocket` for upgrades,
+ * `Deno.env` for secrets and `Deno.memoryUsage` for the memory guard.
  *
  * @example
  * ```ts
@@ -129,6 +134,7 @@ export class Shark extends Engine {
         ((request, upgrade) => Deno.upgradeWebSocket(request, upgrade)),
       env,
       logger: options.logger,
+      memoryUsage: options.memoryUsage ?? (() => Deno.memoryUsage().rss),
     });
   }
 }

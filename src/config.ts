@@ -8,16 +8,21 @@
  * @module
  */
 import { z } from "zod";
+import {
+  checkHttpUrl,
+  type EnvLookup,
+  fieldList,
+  positiveSeconds,
+  seconds,
+  secret,
+} from "./config_fields.ts";
 import type { SharkConfig } from "./config_types.ts";
 import { redactUrl } from "./redact.ts";
 import { redisUrlProblem } from "./redis_url.ts";
 
 export type * from "./config_types.ts";
+export type { EnvLookup } from "./config_fields.ts";
 
-/** Looks up an environment variable for `{"env": "NAME"}` secrets. */
-export type EnvLookup = (name: string) => string | undefined;
-
-/** Raised for a configuration that cannot be used; `problems` name key paths. */
 export class ConfigError extends Error {
   /** One line per problem, each starting with the key path. */
   readonly problems: readonly string[];
@@ -35,47 +40,10 @@ export class ConfigError extends Error {
   }
 }
 
-const seconds = z.number().min(0);
-const positiveSeconds = z.number().gt(0);
-const fieldList = z.array(z.string().min(1));
-
-function checkHttpUrl(text: string): string | undefined {
-  const url = URL.parse(text);
-  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return `expected an http:// or https:// URL, got ${JSON.stringify(redactUrl(text))}`;
-  }
-}
-
 /** The database number is left to the adapter, which names the URL in its error. */
 function checkRedisUrl(text: string): string | undefined {
   const problem = redisUrlProblem(text, { database: false });
   if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
-}
-
-/**
- * A string that may instead be given as `{"env": "NAME"}`; resolved while
- * parsing so that the rest of Shark only ever sees strings.
- */
-function secret(env: EnvLookup, check?: (text: string) => string | undefined) {
-  const fromEnv = z.strictObject({
-    env: z.string().min(1).describe("The environment variable holding the value."),
-  });
-  return z.union([z.string(), fromEnv], {
-    error: 'expected a string or {"env": "NAME"}',
-  }).transform((value, ctx) => {
-    const text = typeof value === "string" ? value : env(value.env);
-    if (text === undefined) {
-      const name = (value as { env: string }).env;
-      ctx.addIssue({ code: "custom", message: `environment variable ${name} is not set` });
-      return z.NEVER;
-    }
-    const problem = check?.(text);
-    if (problem) {
-      ctx.addIssue({ code: "custom", message: problem });
-      return z.NEVER;
-    }
-    return text;
-  });
 }
 
 function redisSchema(env: EnvLookup) {
@@ -180,8 +148,23 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       ),
       max_connections: z.int().min(1).nullable().default(null)
         .describe("Upgrades beyond this many open connections get 503; null: no limit."),
+      max_connections_per_address: z.int().min(1).nullable().default(null).describe(
+        "Upgrades from a client address that already holds this many connections get 429; null: no limit.",
+      ),
+      max_memory_bytes: z.int().min(1048576).nullable().default(null).describe(
+        "Upgrades get 503 while the process's resident memory (RSS) is above this many bytes; null: no guard.",
+      ),
       max_message_bytes: z.int().min(64).default(65536)
         .describe("A larger client frame closes the connection with 1009."),
+      max_subscriptions: z.int().min(1).default(1000).describe(
+        'Subscriptions one connection may hold; the next subscribe gets "Too many subscriptions."',
+      ),
+      idle_timeout: positiveSeconds.nullable().default(null).describe(
+        "Seconds after its upgrade a connection that has not authenticated and holds no subscription is closed with 4008; null: never.",
+      ),
+      max_fanout_queue_bytes: z.int().min(65536).default(16777216).describe(
+        "Bytes of envelope JSON waiting to be fanned out; at this size POST /publish gets 503 and envelopes from pub/sub are dropped.",
+      ),
       max_buffered_bytes: z.int().min(1024).default(4194304)
         .describe("A client with more unsent output is closed with 1008."),
       shutdown_timeout: seconds.default(30)
@@ -241,6 +224,9 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
     delivery: z.strictObject({
       metadata: z.boolean().default(true)
         .describe("Whether messages carry published_at, received_at, sent_at and queue_size."),
+      max_keys_per_subscription: z.int().min(1).default(1000).describe(
+        "order_key and throttle_key values each rule remembers per subscription; beyond it the least recently used is forgotten.",
+      ),
     }).prefault({}).describe("What published messages carry."),
     publish_api: z.strictObject({
       secret: secret(env).nullable().default(null)

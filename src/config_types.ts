@@ -18,7 +18,12 @@ export interface ServerConfig {
   readonly tls: { readonly cert: string; readonly key: string } | null;
   readonly allowed_origins: readonly string[] | null;
   readonly max_connections: number | null;
+  readonly max_connections_per_address: number | null;
+  readonly max_memory_bytes: number | null;
   readonly max_message_bytes: number;
+  readonly max_subscriptions: number;
+  readonly idle_timeout: number | null;
+  readonly max_fanout_queue_bytes: number;
   readonly max_buffered_bytes: number;
   readonly shutdown_timeout: number;
 }
@@ -81,7 +86,7 @@ export interface SharkConfig {
     readonly ticket?: { readonly validation_url: string; readonly auth_fields: readonly string[] };
   };
   readonly services: Readonly<Record<string, ServiceConfig>>;
-  readonly delivery: { readonly metadata: boolean };
+  readonly delivery: { readonly metadata: boolean; readonly max_keys_per_subscription: number };
   readonly publish_api: { readonly secret: string | null };
   readonly metrics: {
     readonly prometheus: { readonly host: string; readonly port: number | null };

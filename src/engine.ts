@@ -11,21 +11,22 @@
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
+import { Admission, type MemoryUsage } from "./admission.ts";
 import { Callbacks } from "./callbacks.ts";
 import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
-import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
 import { EventHandler } from "./events.ts";
 import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http.ts";
 import { Hub } from "./hub.ts";
+import { IdleSweep } from "./idle.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { Metrics } from "./metrics.ts";
 import { CloseReason, HttpErrorText } from "./protocol.ts";
+import { Publisher } from "./publish.ts";
 import type { PubSub } from "./pubsub.ts";
 import { ServiceClient } from "./service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
 import type { Socket } from "./socket.ts";
-import { serviceOf } from "./subscription_name.ts";
-import { delay, type JsonObject } from "./util.ts";
+import { delay } from "./util.ts";
 
 /**
  * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
@@ -48,6 +49,8 @@ export interface EngineOptions {
   readonly env?: EnvLookup;
   /** The logger to use; defaults to LogTape's `["shark"]` category. */
   readonly logger?: Logger;
+  /** The process's resident memory, for `server.max_memory_bytes`. */
+  readonly memoryUsage?: MemoryUsage;
 }
 
 /** Connection details of a request, for logs. */
@@ -86,6 +89,9 @@ export class Engine {
   readonly #hub: Hub;
   readonly #events: EventHandler;
   readonly #lifecycle: Lifecycle;
+  readonly #admission: Admission;
+  readonly #publisher: Publisher;
+  readonly #idle: IdleSweep | undefined;
   readonly #sessions = new Set<Session>();
   readonly #sessionHost: SessionHost;
   readonly #httpHost: HttpHost;
@@ -101,7 +107,26 @@ export class Engine {
     this.#client = new ServiceClient(this.config.http, this.metrics, this.#log);
     this.#hub = new Hub(this.pubsub, this.metrics, this.#log, {
       metadata: this.config.delivery.metadata,
+      maxQueueBytes: this.config.server.max_fanout_queue_bytes,
     });
+    this.#publisher = new Publisher({
+      config: this.config,
+      pubsub: this.pubsub,
+      hub: this.#hub,
+      metrics: this.metrics,
+    });
+    this.#admission = new Admission({
+      server: this.config.server,
+      metrics: this.metrics,
+      memoryUsage: options.memoryUsage,
+    });
+    if (this.#admission.memoryGuardUnavailable) {
+      this.#log.warn(
+        "server.max_memory_bytes is not enforced: this runtime gives no memory reading",
+      );
+    }
+    const idleTimeout = this.config.server.idle_timeout;
+    this.#idle = idleTimeout === null ? undefined : new IdleSweep(idleTimeout);
     const callbacks = new Callbacks(this.#client);
     this.#lifecycle = new Lifecycle(callbacks, this.#hub, this.metrics);
     this.#events = new EventHandler({
@@ -154,33 +179,14 @@ export class Engine {
 
   /**
    * Publishes one envelope or an array of envelopes through the adapter, as
-   * `POST /publish` does. Throws an {@link InvalidEnvelope} naming the first invalid
-   * envelope; then nothing is published.
+   * `POST /publish` does. Throws an `InvalidEnvelope` naming the first invalid
+   * envelope, or a `FanoutQueueFull` while this process cannot fan out more;
+   * then nothing is published.
    *
    * @returns the number of envelopes published.
    */
-  async publish(envelopes: unknown): Promise<number> {
-    const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
-    const valid = list.map((envelope, index) => {
-      const parsed = parseEnvelope(envelope);
-      if (typeof parsed === "string") {
-        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${parsed}` : parsed);
-      }
-      return parsed;
-    });
-    await Promise.all(valid.map((envelope) => this.#publishOne(envelope)));
-    this.metrics.published += valid.length;
-    return valid.length;
-  }
-
-  /** One valid envelope: through the topic's history when its service keeps one. */
-  async #publishOne(envelope: JsonObject): Promise<void> {
-    const topic = envelope.subscription as string;
-    const service = this.config.services[serviceOf(topic)!];
-    const payload = JSON.stringify(envelope);
-    if (!service?.history || !this.pubsub.history) return this.pubsub.publish(topic, payload);
-    await this.pubsub.history.publish(topic, payload, service.history);
-    this.metrics.historyPublished++;
+  publish(envelopes: unknown): Promise<number> {
+    return this.#publisher.publish(envelopes);
   }
 
   /**
@@ -264,25 +270,18 @@ export class Engine {
   }
 
   #accept(request: Request, info: RequestInfo): Response {
-    if (!this.ready) {
-      this.metrics.rejected("not_ready");
-      return errorResponse(503, HttpErrorText.notReady);
-    }
-    const allowed = this.config.server.allowed_origins;
-    const origin = request.headers.get("origin");
-    if (allowed && origin !== null && !allowed.includes(origin)) {
-      this.metrics.rejected("origin");
-      return errorResponse(403, HttpErrorText.originNotAllowed);
-    }
-    const max = this.config.server.max_connections;
-    if (max !== null && this.#sessions.size >= max) {
-      this.metrics.rejected("max_connections");
-      return errorResponse(503, HttpErrorText.tooManyConnections);
-    }
     // Read before the upgrade: the runtime's request info is gone after it.
     const logged = this.#log.isEnabledFor("info");
-    const address = logged ? info.remoteAddr : undefined;
-    const remote = address ? `${address.hostname}:${address.port}` : undefined;
+    const remoteAddr = logged || this.#admission.countsAddresses ? info.remoteAddr : undefined;
+    const address = remoteAddr?.hostname;
+    const refused = this.#admission.refusal(request, {
+      ready: this.ready,
+      open: this.#sessions.size,
+      address,
+    });
+    if (refused) return refused;
+    const remote = logged && remoteAddr ? `${address}:${remoteAddr.port}` : undefined;
+    const origin = logged ? request.headers.get("origin") : undefined;
     const { interval, timeout } = this.config.ws_ping;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
@@ -295,6 +294,8 @@ export class Engine {
     }
     const session = new Session(upgraded.socket, this.#sessionHost, this.#log);
     this.#sessions.add(session);
+    this.#admission.admit(session, address);
+    this.#idle?.watch(session);
     this.metrics.connectionsOpen++;
     this.metrics.connectionsTotal++;
     // The base logger: a per-session logger context is only created when needed.
@@ -304,6 +305,7 @@ export class Engine {
 
   async #sessionClosed(session: Session): Promise<void> {
     if (this.#sessions.delete(session)) this.metrics.connectionsOpen--;
+    this.#admission.release(session);
     await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
   }
 
@@ -323,6 +325,7 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
+    this.#idle?.close();
     const sessions = [...this.#sessions];
     this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));

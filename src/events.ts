@@ -23,7 +23,7 @@ import {
 } from "./protocol.ts";
 import type { ServiceClient } from "./service_client.ts";
 import type { ClientFrame, Session } from "./session.ts";
-import { Subscription } from "./subscription.ts";
+import { Subscription, type SubscriptionContext } from "./subscription.ts";
 import { serviceOf } from "./subscription_name.ts";
 import { isObject, type JsonObject, nestsDeeperThan, pick } from "./util.ts";
 
@@ -77,9 +77,14 @@ export interface EventDependencies {
 export class EventHandler {
   readonly #deps: EventDependencies;
   readonly #authentication: Authentication;
+  readonly #subscriptionContext: SubscriptionContext;
 
   constructor(dependencies: EventDependencies) {
     this.#deps = dependencies;
+    this.#subscriptionContext = {
+      metrics: dependencies.metrics,
+      maxKeys: dependencies.config.delivery.max_keys_per_subscription,
+    };
     this.#authentication = new Authentication(
       dependencies.config.authentication,
       dependencies.client,
@@ -208,8 +213,18 @@ export class EventHandler {
       throw new EventError(ErrorText.authRequired);
     }
     if (session.subscriptions.has(name)) throw new EventError(ErrorText.alreadySubscribed);
-    const { callbacks, hub, lifecycle, metrics } = this.#deps;
-    const subscription = new Subscription(session, name, service, context.extra, metrics);
+    const { callbacks, config, hub, lifecycle, metrics } = this.#deps;
+    if (session.subscriptions.size >= config.server.max_subscriptions) {
+      metrics.limited("max_subscriptions");
+      throw new EventError(ErrorText.tooManySubscriptions);
+    }
+    const subscription = new Subscription(
+      session,
+      name,
+      service,
+      context.extra,
+      this.#subscriptionContext,
+    );
     const authorized = await callbacks.authorize(subscription);
     if (!succeeded(authorized)) throw new EventError(errorOf(authorized, ErrorText.unauthorized));
     if (session.closed) return;

@@ -1,7 +1,8 @@
 /**
  * The fan-out queue (SPEC sections 3 and 8): payloads taken from pub/sub wait
  * here until the hub fans them out, in slices short enough that a burst never
- * holds the event loop.
+ * holds the event loop. Its size is bounded (`server.max_fanout_queue_bytes`):
+ * when publishing outruns fan-out, the queue refuses payloads rather than grow.
  *
  * @module
  */
@@ -22,6 +23,23 @@ const CLOCK_EVERY = 64;
 
 /** Drained entries are cut off the front of the queue once there are this many. */
 const COMPACT_AFTER = 4096;
+
+/**
+ * `publish()` or `POST /publish` while the fan-out queue is full: nothing was
+ * published; try again later.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await shark.publish({ subscription: "books.1", data: {} });
+ * } catch (error) {
+ *   if (error instanceof FanoutQueueFull) console.warn("overloaded: retry in a second");
+ * }
+ * ```
+ */
+export class FanoutQueueFull extends Error {
+  override readonly name = "FanoutQueueFull";
+}
 
 /** A payload waiting to be fanned out. */
 export interface Inbound {
@@ -53,20 +71,26 @@ export type FanOut = (inbound: Inbound, behind: number) => number;
  *   least every `EVENT_LOOP_TURN_MS` that yield is a full event loop turn, so
  *   that timers and I/O callbacks (health checks, client events, the adapter's
  *   pings) are served during a burst;
- * - `metrics.queued` is the number of payloads waiting.
+ * - a payload is refused (`push` returns false) while the payloads waiting
+ *   add up to `maxBytes` or more (JSON text length), so the queue holds at
+ *   most `maxBytes` plus one payload;
+ * - `metrics.queued` and `metrics.queuedBytes` are the number and size of
+ *   the payloads waiting.
  *
  * @example
  * ```ts
  * const queue = new FanoutQueue((inbound, behind) => {
  *   console.log(inbound.topic, inbound.payload, behind);
  *   return 1;
- * }, new Metrics());
+ * }, new Metrics(), 16 * 1024 * 1024);
  * queue.push("books.1", '{"subscription":"books.1","data":{}}');
  * ```
  */
 export class FanoutQueue {
   readonly #fanOut: FanOut;
   readonly #metrics: Metrics;
+  readonly #maxBytes: number;
+  #bytes = 0;
   #queue: (Inbound | undefined)[] = [];
   #head = 0;
   #draining = false;
@@ -78,23 +102,35 @@ export class FanoutQueue {
   /** When the fan-out last let a full event loop turn run. */
   #lastTurn = -Infinity;
 
-  constructor(fanOut: FanOut, metrics: Metrics) {
+  constructor(fanOut: FanOut, metrics: Metrics, maxBytes: number) {
     this.#fanOut = fanOut;
     this.#metrics = metrics;
+    this.#maxBytes = maxBytes;
   }
 
-  /** Queues a payload; its fan-out happens in a later microtask. */
-  push(topic: string, payload: string): void {
+  /** Whether the queue is full: payloads are refused until the fan-out catches up. */
+  get full(): boolean {
+    return this.#bytes >= this.#maxBytes;
+  }
+
+  /**
+   * Queues a payload; its fan-out happens in a later microtask. Returns false,
+   * queuing nothing, when the queue is full.
+   */
+  push(topic: string, payload: string): boolean {
+    if (this.full) return false;
     if (this.#receivedAt === undefined) {
       this.#receivedAt = Date.now();
       queueMicrotask(this.#endOfTask);
     }
     this.#queue.push({ topic, payload, receivedAt: this.#receivedAt });
     this.#metrics.queued++;
+    this.#count(payload.length);
     if (!this.#draining) {
       this.#draining = true;
       queueMicrotask(this.#continue);
     }
+    return true;
   }
 
   /** Drops what is waiting and releases the queue's resources. */
@@ -102,8 +138,14 @@ export class FanoutQueue {
     this.#yielder?.port1.close();
     this.#yielder = undefined;
     this.#metrics.queued -= this.#queue.length - this.#head;
+    this.#count(-this.#bytes);
     this.#queue = [];
     this.#head = 0;
+  }
+
+  #count(bytes: number): void {
+    this.#bytes += bytes;
+    this.#metrics.queuedBytes = this.#bytes;
   }
 
   #drain(): void {
@@ -114,6 +156,7 @@ export class FanoutQueue {
       const inbound = queue[this.#head]!;
       queue[this.#head++] = undefined;
       this.#metrics.queued--;
+      this.#count(-inbound.payload.length);
       work += this.#fanOut(inbound, queue.length - this.#head);
       // The clock is read once per CLOCK_EVERY deliveries, not per envelope.
       if (work < CLOCK_EVERY || this.#head === queue.length) continue;

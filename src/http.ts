@@ -7,6 +7,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { InvalidEnvelope } from "./envelope.ts";
+import { FanoutQueueFull } from "./fanout_queue.ts";
 import { HttpErrorText, MAX_PUBLISH_BYTES } from "./protocol.ts";
 import { BodyTooLarge, constantTimeEqual, type JsonObject, readLimited } from "./util.ts";
 
@@ -30,7 +31,10 @@ export interface HttpHost {
   readonly log: Logger;
   /** The engine's health now. */
   health(): HealthReport;
-  /** Publishes envelopes; throws an {@link InvalidEnvelope} for a bad one. */
+  /**
+   * Publishes envelopes; throws an {@link InvalidEnvelope} for a bad one, a
+   * {@link FanoutQueueFull} while the fan-out queue is full.
+   */
   publish(envelopes: unknown): Promise<number>;
 }
 
@@ -85,6 +89,9 @@ async function publishRequest(request: Request, host: HttpHost): Promise<Respons
     return json(200, { status: "ok", published });
   } catch (error) {
     if (error instanceof InvalidEnvelope) return errorResponse(400, error.message);
+    if (error instanceof FanoutQueueFull) {
+      return errorResponse(503, HttpErrorText.queueFull, { "retry-after": "1" });
+    }
     host.log.error("publish failed: {error}", { error: String(error) });
     return errorResponse(503, HttpErrorText.pubsubUnavailable);
   }

@@ -23,8 +23,27 @@ import type { PubSub } from "./pubsub.ts";
 import type { Subscription } from "./subscription.ts";
 import { isoTime } from "./util.ts";
 
-/** Invalid envelopes are logged at most once per this period (all are counted). */
-const INVALID_LOG_PERIOD_MS = 10_000;
+/** Invalid and dropped envelopes are logged at most once per this period (all are counted). */
+const DROP_LOG_PERIOD_MS = 10_000;
+
+/** Lets a log line through at most once per {@link DROP_LOG_PERIOD_MS}, counting the others. */
+class LogSampler {
+  #loggedAt = -Infinity;
+  #suppressed = 0;
+
+  /** The occurrences held back since the last one logged; `undefined`: hold this one back too. */
+  take(): number | undefined {
+    const now = performance.now();
+    if (now - this.#loggedAt < DROP_LOG_PERIOD_MS) {
+      this.#suppressed++;
+      return undefined;
+    }
+    const suppressed = this.#suppressed;
+    this.#loggedAt = now;
+    this.#suppressed = 0;
+    return suppressed;
+  }
+}
 
 /** The topic could not be subscribed on the pub/sub backend. */
 export class PubSubUnavailable extends Error {
@@ -55,6 +74,8 @@ export interface HistoryRead {
 export interface HubOptions {
   /** Whether frames carry `published_at`, `received_at`, `sent_at` and `queue_size`. */
   readonly metadata: boolean;
+  /** `server.max_fanout_queue_bytes`: the fan-out queue's size limit. */
+  readonly maxQueueBytes: number;
 }
 
 /**
@@ -62,7 +83,7 @@ export interface HubOptions {
  *
  * @example
  * ```ts
- * const hub = new Hub(pubsub, metrics, logger, { metadata: true });
+ * const hub = new Hub(pubsub, metrics, logger, { metadata: true, maxQueueBytes: 16_777_216 });
  * await pubsub.start({ message: (topic, payload) => hub.receive(topic, payload), health() {} });
  * ```
  */
@@ -73,15 +94,24 @@ export class Hub {
   readonly #log: Logger;
   readonly #metadata: boolean;
   readonly #queue: FanoutQueue;
-  #invalidLoggedAt = -Infinity;
-  #invalidSuppressed = 0;
+  readonly #invalidLog = new LogSampler();
+  readonly #fullLog = new LogSampler();
 
   constructor(pubsub: PubSub, metrics: Metrics, log: Logger, options: HubOptions) {
     this.#pubsub = pubsub;
     this.#metrics = metrics;
     this.#log = log;
     this.#metadata = options.metadata;
-    this.#queue = new FanoutQueue((inbound, behind) => this.#fanOut(inbound, behind), metrics);
+    this.#queue = new FanoutQueue(
+      (inbound, behind) => this.#fanOut(inbound, behind),
+      metrics,
+      options.maxQueueBytes,
+    );
+  }
+
+  /** Whether the fan-out queue is full: publishing now would only be dropped. */
+  get queueFull(): boolean {
+    return this.#queue.full;
   }
 
   /**
@@ -153,10 +183,21 @@ export class Hub {
     }
   }
 
-  /** Takes a payload from the pub/sub adapter; fan-out happens in a later microtask. */
+  /**
+   * Takes a payload from the pub/sub adapter; fan-out happens in a later
+   * microtask. Dropped (counted) while the fan-out queue is full.
+   */
   receive(topic: string, payload: string): void {
     this.#metrics.received++;
-    if (this.#topics.has(topic)) this.#queue.push(topic, payload);
+    if (!this.#topics.has(topic) || this.#queue.push(topic, payload)) return;
+    this.#metrics.dropped("queue_full");
+    const suppressedSinceLast = this.#fullLog.take();
+    if (suppressedSinceLast === undefined) return;
+    this.#log.warn("fan-out queue full: envelope on {topic} dropped", {
+      topic,
+      queuedBytes: this.#metrics.queuedBytes,
+      suppressedSinceLast,
+    });
   }
 
   /** Stops the fan-out and releases its resources. */
@@ -221,18 +262,13 @@ export class Hub {
 
   #invalid(inbound: Inbound, reason: string): void {
     this.#metrics.dropped("invalid");
-    const now = performance.now();
-    if (now - this.#invalidLoggedAt < INVALID_LOG_PERIOD_MS) {
-      this.#invalidSuppressed++;
-      return;
-    }
+    const suppressedSinceLast = this.#invalidLog.take();
+    if (suppressedSinceLast === undefined) return;
     this.#log.warn("invalid envelope on {topic} dropped: {reason}", {
       topic: inbound.topic,
       reason,
       payload: inbound.payload.slice(0, 200),
-      suppressedSinceLast: this.#invalidSuppressed,
+      suppressedSinceLast,
     });
-    this.#invalidLoggedAt = now;
-    this.#invalidSuppressed = 0;
   }
 }

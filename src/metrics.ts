@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -13,29 +14,19 @@ export type DropReason =
   | "throttle_replaced"
   | "slow_consumer"
   | "invalid"
-  | "held_overflow";
+  | "held_overflow"
+  | "queue_full";
 
 /** Why an upgrade was refused. */
-export type RejectReason = "max_connections" | "origin" | "not_ready";
+export type RejectReason =
+  | "max_connections"
+  | "max_connections_per_address"
+  | "max_memory"
+  | "origin"
+  | "not_ready";
 
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-class LatencyHistogram {
-  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
-  count = 0;
-  sum = 0;
-
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      if (seconds <= LATENCY_BUCKETS[i]) {
-        this.counts[i]++;
-        return;
-      }
-    }
-  }
-}
+/** A limit applied: a subscribe refused, an `order_key` or `throttle_key` forgotten. */
+export type LimitName = "max_subscriptions" | "order_keys" | "throttle_keys";
 
 /** Counts by one label value. */
 type ByOne = Map<string, number>;
@@ -72,6 +63,7 @@ interface LabelledCounts {
   readonly closed: ByOne;
   readonly events: ByTwo;
   readonly dropped: ByOne;
+  readonly limited: ByOne;
   readonly recoveries: ByOne;
   readonly callbacks: ByTwo;
 }
@@ -172,6 +164,13 @@ const ROWS: readonly Row[] = [
     key: "fanout_queue",
   },
   {
+    name: "shark_fanout_queue_bytes",
+    help: "Bytes of envelope JSON waiting to be fanned out",
+    type: "gauge",
+    field: "queuedBytes",
+    key: "fanout_queue_bytes",
+  },
+  {
     name: "shark_messages_delivered_total",
     help: "Messages sent to clients",
     type: "counter",
@@ -184,6 +183,13 @@ const ROWS: readonly Row[] = [
     type: "counter",
     key: "dropped",
     labels: ["reason"],
+  },
+  {
+    name: "shark_limited_total",
+    help: "Subscribes refused (max_subscriptions) and keys forgotten (order_keys, throttle_keys)",
+    type: "counter",
+    key: "limited",
+    labels: ["limit"],
   },
   {
     name: "shark_history_published_total",
@@ -247,6 +253,8 @@ export class Metrics {
   published = 0;
   /** Envelopes waiting to be fanned out now. */
   queued = 0;
+  /** The JSON text length of the envelopes waiting to be fanned out now. */
+  queuedBytes = 0;
   /** Envelopes this process published with a position (services with `history`). */
   historyPublished = 0;
   /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
@@ -256,6 +264,7 @@ export class Metrics {
     closed: new Map(),
     events: new Map(),
     dropped: new Map(),
+    limited: new Map(),
     recoveries: new Map(),
     callbacks: new Map(),
   };
@@ -269,6 +278,11 @@ export class Metrics {
   /** Counts messages not delivered, by reason. */
   dropped(reason: DropReason, count = 1): void {
     countOne(this.#labelled.dropped, reason, count);
+  }
+
+  /** Counts a limit applied. */
+  limited(limit: LimitName): void {
+    countOne(this.#labelled.limited, limit);
   }
 
   /** Counts a subscribe with `recover` on a service with history, by outcome. */
@@ -312,17 +326,7 @@ export class Metrics {
     }
     header(LATENCY, "histogram", "Service callback latency");
     for (const [name, histogram] of this.#latency) {
-      const label = `callback="${escapeLabel(name)}"`;
-      let cumulative = 0;
-      LATENCY_BUCKETS.forEach((bound, i) => {
-        cumulative += histogram.counts[i];
-        lines.push(`${LATENCY}_bucket{${label},le="${bound}"} ${cumulative}`);
-      });
-      lines.push(
-        `${LATENCY}_bucket{${label},le="+Inf"} ${histogram.count}`,
-        `${LATENCY}_sum{${label}} ${histogram.sum}`,
-        `${LATENCY}_count{${label}} ${histogram.count}`,
-      );
+      lines.push(...histogram.exposition(LATENCY, `callback="${escapeLabel(name)}"`));
     }
     return lines.join("\n") + "\n";
   }

@@ -47,6 +47,8 @@ export const ErrorText = {
   tooDeeplyNested: "Messages must not nest deeper than 64 levels.",
   /** Shark's own (SPEC section 10): a subscribe's `recover` is not a position. */
   invalidRecoverPosition: "Invalid recover position.",
+  /** SPEC section 8: a subscribe beyond `server.max_subscriptions`. */
+  tooManySubscriptions: "Too many subscriptions.",
 } as const;
 
 /** The largest `POST /publish` body accepted. */
@@ -76,6 +78,12 @@ export const HttpErrorText = {
   notJson: "Body is not JSON.",
   nothingToPublish: "No envelope to publish.",
   pubsubUnavailable: "Pub/sub unavailable.",
+  /** `server.max_connections_per_address` (429). */
+  tooManyFromAddress: "Too many connections from this address.",
+  /** `server.max_memory_bytes` (503). */
+  lowOnMemory: "Server low on memory: try again later.",
+  /** `server.max_fanout_queue_bytes` (503 on `POST /publish`). */
+  queueFull: "Fan-out queue full: try again later.",
 } as const;
 
 /** Authentication methods, as the `method` of an `auth` event names them. */
@@ -184,5 +192,16 @@ export const CloseReason = {
     reason: "pub/sub connection lost",
     name: "pubsub_lost",
     reconnect: true,
+  },
+  /**
+   * `server.idle_timeout` passed without a successful `auth` or a subscription.
+   * Do not reconnect until there is something to subscribe to: an idle
+   * connection would be closed again.
+   */
+  idleTimeout: {
+    code: 4008,
+    reason: "idle timeout",
+    name: "idle_timeout",
+    reconnect: false,
   },
 } as const satisfies Record<string, CloseReason>;

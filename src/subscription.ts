@@ -52,6 +52,19 @@ export const REAL_CLOCK: Clock = {
   clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout> | undefined),
 };
 
+/** What the subscriptions of one engine share. */
+export interface SubscriptionContext {
+  readonly metrics: Metrics;
+  /**
+   * `delivery.max_keys_per_subscription`: the `order_key` and the
+   * `throttle_key` values each rule remembers; beyond it the least recently
+   * updated is forgotten.
+   */
+  readonly maxKeys: number;
+  /** The time the rules read; tests pass a fake one. Defaults to the runtime's. */
+  readonly clock?: Clock;
+}
+
 interface ThrottleState {
   lastSent: number;
   pending: Delivery | undefined;
@@ -83,19 +96,19 @@ export class Subscription {
   /** After a recovery: positions up to this one were replayed and are not sent again. */
   #replayedUpTo: Position | undefined;
   #timers: Set<unknown> | undefined;
+  /** Order and throttle state by key, least recently updated first. */
   #order: Map<unknown, number> | undefined;
   #throttles: Map<unknown, ThrottleState> | undefined;
   readonly #metrics: Metrics;
   readonly #clock: Clock;
+  readonly #maxKeys: number;
 
-  /** @param clock the time the rules read; tests pass a fake one. */
   constructor(
     session: Subscriber,
     name: string,
     service: ServiceConfig,
     extra: JsonObject,
-    metrics: Metrics,
-    clock: Clock = REAL_CLOCK,
+    context: SubscriptionContext,
   ) {
     this.session = session;
     this.name = name;
@@ -104,8 +117,9 @@ export class Subscription {
     this.extraJson = Object.entries(extra)
       .map(([key, value]) => `,${JSON.stringify(key)}:${JSON.stringify(value)}`)
       .join("");
-    this.#metrics = metrics;
-    this.#clock = clock;
+    this.#metrics = context.metrics;
+    this.#clock = context.clock ?? REAL_CLOCK;
+    this.#maxKeys = context.maxKeys;
   }
 
   /**
@@ -236,25 +250,34 @@ export class Subscription {
   }
 
   #inOrder(key: unknown, order: number): boolean {
-    this.#order ??= new Map();
-    const last = this.#order.get(key);
-    if (last !== undefined && order <= last) return false;
-    this.#order.set(key, order);
+    const orders = this.#order ??= new Map();
+    const last = orders.get(key);
+    if (last !== undefined) {
+      if (order <= last) return false;
+      // Re-inserted last; a lone key (the usual case) is last already.
+      if (orders.size > 1) orders.delete(key);
+    } else if (orders.size >= this.#maxKeys) {
+      orders.delete(orders.keys().next().value);
+      this.#metrics.limited("order_keys");
+    }
+    orders.set(key, order);
     return true;
   }
 
   /** SocketShark's throttle: first at once, then one per period, the last always. */
   #throttleAllows(delivery: Delivery): boolean {
-    this.#throttles ??= new Map();
+    const throttles = this.#throttles ??= new Map();
     const now = this.#clock.now();
-    const state = this.#throttles.get(delivery.throttleKey);
+    const key = delivery.throttleKey;
+    const state = throttles.get(key);
     if (!state) {
-      this.#throttles.set(delivery.throttleKey, {
-        lastSent: now,
-        pending: undefined,
-        timer: undefined,
-      });
+      if (throttles.size >= this.#maxKeys) this.#forgetThrottle(throttles);
+      throttles.set(key, { lastSent: now, pending: undefined, timer: undefined });
       return true;
+    }
+    if (throttles.size > 1) {
+      throttles.delete(key);
+      throttles.set(key, state);
     }
     if (state.timer !== undefined) {
       if (state.pending) this.#metrics.dropped("throttle_replaced");
@@ -276,5 +299,17 @@ export class Subscription {
     }
     state.lastSent = now;
     return true;
+  }
+
+  /**
+   * Forgets the least recently updated throttle key. A message it was holding
+   * goes out now rather than never: the last one always arrives.
+   */
+  #forgetThrottle(throttles: Map<unknown, ThrottleState>): void {
+    const [key, state] = throttles.entries().next().value!;
+    throttles.delete(key);
+    this.#metrics.limited("throttle_keys");
+    this.#clock.clearTimeout(state.timer);
+    if (state.pending) this.session.deliver(state.pending.lateFrame(this.extraJson));
   }
 }

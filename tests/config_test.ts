@@ -37,7 +37,12 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     tls: null,
     allowed_origins: null,
     max_connections: null,
+    max_connections_per_address: null,
+    max_memory_bytes: null,
     max_message_bytes: 65536,
+    max_subscriptions: 1000,
+    idle_timeout: null,
+    max_fanout_queue_bytes: 16777216,
     max_buffered_bytes: 4194304,
     shutdown_timeout: 30,
   });
@@ -51,6 +56,7 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     rate_limit_reset_header_names: ["X-Rate-Limit-Reset"],
   });
   assert.deepEqual(config.authentication, {});
+  assert.deepEqual(config.delivery, { metadata: true, max_keys_per_subscription: 1000 });
   assert.deepEqual(config.publish_api, { secret: null });
   assert.deepEqual(config.log, { level: "info", format: "json" });
   const books = loadConfig({ services: { books: {} } }).services.books;

@@ -16,51 +16,10 @@ import {
   Subscription,
 } from "../src/subscription.ts";
 import type { JsonObject } from "../src/util.ts";
+import { FakeClock } from "./helpers/clock.ts";
 
 const TOPIC = "books.1";
 const FRAME_START = messageFrameStart(TOPIC);
-
-/** Time that moves only when told to; due timers run in time order. */
-class FakeClock implements Clock {
-  #now = 0;
-  #nextId = 1;
-  readonly #timers = new Map<number, { at: number; task: () => void }>();
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(task: () => void, ms: number): number {
-    const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + ms, task });
-    return id;
-  }
-
-  clearTimeout(timer: unknown): void {
-    this.#timers.delete(timer as number);
-  }
-
-  /** Timers set and not yet run or cleared. */
-  get pending(): number {
-    return this.#timers.size;
-  }
-
-  /** Moves time `ms` forward, running each timer due on the way at its own time. */
-  tick(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      let next: [number, { at: number; task: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      }
-      if (!next) break;
-      this.#timers.delete(next[0]);
-      this.#now = next[1].at;
-      next[1].task();
-    }
-    this.#now = end;
-  }
-}
 
 /** A session that records what it is sent, and when. */
 class FakeSession implements Subscriber {
@@ -95,21 +54,25 @@ interface Setup {
   authInfo?: JsonObject;
   /** Whether the subscription is still being confirmed (messages held). */
   holding?: boolean;
+  /** `delivery.max_keys_per_subscription`. */
+  maxKeys?: number;
 }
 
-function setUp({ service = {}, extra = {}, authInfo = {}, holding = false }: Setup = {}) {
+function setUp(
+  { service = {}, extra = {}, authInfo = {}, holding = false, maxKeys }: Setup = {},
+) {
   const clock = new FakeClock();
   const metrics = new Metrics();
   const session = new FakeSession(clock, authInfo);
-  const config = loadConfig({ services: { books: { require_authentication: false, ...service } } });
-  const subscription = new Subscription(
-    session,
-    TOPIC,
-    config.services.books,
-    extra,
+  const config = loadConfig({
+    services: { books: { require_authentication: false, ...service } },
+    delivery: { max_keys_per_subscription: maxKeys },
+  });
+  const subscription = new Subscription(session, TOPIC, config.services.books, extra, {
     metrics,
+    maxKeys: config.delivery.max_keys_per_subscription,
     clock,
-  );
+  });
   if (!holding) subscription.release();
   /** Offers a published message: `data`, its `options` and top-level fields. */
   const publish = (data: unknown, options?: JsonObject, fields: JsonObject = {}) =>
@@ -117,7 +80,8 @@ function setUp({ service = {}, extra = {}, authInfo = {}, holding = false }: Set
       new Delivery(FRAME_START, { subscription: TOPIC, data, options, ...fields }, undefined),
     );
   const dropped = (reason: string) => metrics.snapshot()[`dropped.${reason}`] ?? 0;
-  return { clock, session, subscription, publish, dropped };
+  const limited = (limit: string) => metrics.snapshot()[`limited.${limit}`] ?? 0;
+  return { clock, session, subscription, publish, dropped, limited };
 }
 
 Deno.test("filter fields: an extra field must equal the subscription's value, any other the session's auth info", async (t) => {
@@ -264,6 +228,59 @@ Deno.test("throttle: the first at once, then one per period, and the last always
     assert.equal(clock.pending, 0);
     clock.tick(2000);
     assert.deepEqual(session.data, ["first"]);
+  });
+});
+
+Deno.test("delivery.max_keys_per_subscription: beyond it the least recently updated order or throttle key is forgotten, counted", async (t) => {
+  await t.step("a forgotten order_key starts over: a lower order is delivered again", () => {
+    const { session, publish, limited } = setUp({ maxKeys: 2 });
+    publish("a5", { order: 5, order_key: "a" });
+    publish("b5", { order: 5, order_key: "b" });
+    publish("c1", { order: 1, order_key: "c" });
+    publish("a1", { order: 1, order_key: "a" });
+    assert.deepEqual(session.data, ["a5", "b5", "c1", "a1"], "a was forgotten for c");
+    assert.equal(limited("order_keys"), 2, "then b for a");
+    publish("c0", { order: 0, order_key: "c" });
+    assert.deepEqual(session.data.at(-1), "a1", "c is still remembered");
+  });
+
+  await t.step("updating a key makes it the most recent: the other one is forgotten first", () => {
+    const { session, publish } = setUp({ maxKeys: 2 });
+    publish("a1", { order: 1, order_key: "a" });
+    publish("b1", { order: 1, order_key: "b" });
+    publish("a2", { order: 2, order_key: "a" });
+    publish("c1", { order: 1, order_key: "c" });
+    publish("a0", { order: 0, order_key: "a" });
+    publish("b0", { order: 0, order_key: "b" });
+    assert.deepEqual(session.data, ["a1", "b1", "a2", "c1", "b0"]);
+  });
+
+  await t.step(
+    "a forgotten throttle_key sends its pending message at once and leaves no timer",
+    () => {
+      const { clock, session, publish, limited } = setUp({ maxKeys: 1 });
+      publish("x1", { throttle: 1, throttle_key: "x" });
+      clock.tick(100);
+      publish("x2", { throttle: 1, throttle_key: "x" });
+      assert.equal(clock.pending, 1);
+      publish("y1", { throttle: 1, throttle_key: "y" });
+      assert.deepEqual(session.data, ["x1", "x2", "y1"], "the last of x still arrives");
+      assert.equal(clock.pending, 0);
+      assert.equal(limited("throttle_keys"), 1);
+      publish("y2", { throttle: 1, throttle_key: "y" });
+      clock.tick(1000);
+      assert.deepEqual(session.data, ["x1", "x2", "y1", "y2"], "y is throttled as before");
+    },
+  );
+
+  await t.step("a flood of distinct keys keeps at most the limit of each", () => {
+    const { session, publish, limited } = setUp({ maxKeys: 100 });
+    for (let i = 0; i < 10_000; i++) {
+      publish(i, { order: 1, order_key: `o${i}`, throttle: 60, throttle_key: `t${i}` });
+    }
+    assert.equal(session.data.length, 10_000);
+    assert.equal(limited("order_keys"), 9_900);
+    assert.equal(limited("throttle_keys"), 9_900);
   });
 });
 

@@ -26,7 +26,7 @@ export class TestShark {
     await shark.started;
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
-      (request) => shark.handle(request),
+      (request, info) => shark.handle(request, info),
     );
     return new TestShark(shark, server);
   }

@@ -1,0 +1,30 @@
+/**
+ * Who may open a connection: `max_connections_per_address` counts each
+ * client address on its own, proven on `Admission` with addresses a
+ * loopback test cannot connect from.
+ */
+import assert from "node:assert/strict";
+import { loadConfig, Metrics } from "../mod.ts";
+import { Admission } from "../src/admission.ts";
+
+Deno.test("max_connections_per_address counts each address on its own; a release frees a slot; an unknown address is not limited", () => {
+  const metrics = new Metrics();
+  const server = loadConfig({ server: { max_connections_per_address: 1 } }).server;
+  const admission = new Admission({ server, metrics });
+  const request = new Request("http://shark/", { headers: { upgrade: "websocket" } });
+  const ask = (address: string | undefined) =>
+    admission.refusal(request, { ready: true, open: 0, address })?.status;
+  const first = {};
+  assert.equal(ask("10.0.0.1"), undefined);
+  admission.admit(first, "10.0.0.1");
+  assert.equal(ask("10.0.0.1"), 429);
+  assert.equal(ask("10.0.0.2"), undefined, "another address has its own count");
+  admission.admit({}, "10.0.0.2");
+  for (let i = 0; i < 3; i++) {
+    assert.equal(ask(undefined), undefined, "a runtime that tells no address is not limited");
+    admission.admit({}, undefined);
+  }
+  admission.release(first);
+  assert.equal(ask("10.0.0.1"), undefined);
+  assert.equal(metrics.snapshot()["rejected.max_connections_per_address"], 1);
+});

@@ -1,0 +1,40 @@
+/**
+ * The fan-out queue's bound (`server.max_fanout_queue_bytes`): it never
+ * holds more than its limit plus one payload, and takes payloads again once
+ * the fan-out has caught up.
+ */
+import assert from "node:assert/strict";
+import { Metrics } from "../mod.ts";
+import { FanoutQueue } from "../src/fanout_queue.ts";
+
+Deno.test("the fan-out queue refuses payloads once they add up to its limit, and takes them again once fanned out", async () => {
+  const metrics = new Metrics();
+  const fannedOut: string[] = [];
+  const queue = new FanoutQueue(
+    (inbound) => {
+      fannedOut.push(inbound.payload);
+      return 1;
+    },
+    metrics,
+    1000,
+  );
+  const payload = "x".repeat(300);
+  assert.deepEqual([1, 2, 3, 4, 5].map(() => queue.push("t", payload)), [
+    true,
+    true,
+    true,
+    true,
+    false,
+  ]);
+  assert.equal(queue.full, true);
+  assert.equal(metrics.queued, 4);
+  assert.equal(metrics.queuedBytes, 1200, "at most the limit plus one payload");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(fannedOut.length, 4);
+  assert.equal(metrics.queuedBytes, 0);
+  assert.equal(queue.full, false);
+  assert.equal(queue.push("t", payload), true);
+  queue.close();
+  assert.equal(metrics.queued, 0);
+  assert.equal(metrics.queuedBytes, 0);
+});
