@@ -115,7 +115,7 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 /** Waiters for replies, shared by every implementation. */
-class ReplyQueue {
+export class ReplyQueue {
   readonly #replies: string[] = [];
   #waiter: (() => void) | undefined;
   #closed = false;
@@ -171,7 +171,8 @@ function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
   return frame;
 }
 
-function indexOfHeaderEnd(bytes: Uint8Array): number {
+/** Where `\r\n\r\n` starts in `bytes` (the end of an HTTP head), or -1. */
+export function indexOfHeaderEnd(bytes: Uint8Array): number {
   for (let at = 0; at + 3 < bytes.length; at++) {
     if (
       bytes[at] === 0x0d && bytes[at + 1] === 0x0a && bytes[at + 2] === 0x0d &&
@@ -181,7 +182,8 @@ function indexOfHeaderEnd(bytes: Uint8Array): number {
   return -1;
 }
 
-function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
+/** `first` and `second` in one array. */
+export function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
   const joined = new Uint8Array(first.length + second.length);
   joined.set(first);
   joined.set(second, first.length);
