@@ -638,7 +638,12 @@ function sharkConfig(redis: Redis, service: FaultyService) {
     ].map((name) => [name, service.url(`/${name}`)]),
   );
   return {
-    server: { max_message_bytes: MAX_MESSAGE_BYTES, shutdown_timeout: 5 },
+    // Envelopes of several MB must not fill the fan-out queue: the bystander measures isolation.
+    server: {
+      max_message_bytes: MAX_MESSAGE_BYTES,
+      shutdown_timeout: 5,
+      max_fanout_queue_bytes: 64 * 1024 * 1024,
+    },
     ws_ping: { interval: 5, timeout: 5 },
     pubsub: { adapter: "redis", redis: { url: redis.url, ping_interval: 1, ping_timeout: 2 } },
     http: { timeout: 1, tries: 2, wait: 0.1 },
