@@ -126,3 +126,60 @@ export async function until(
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * A loopback TCP proxy in front of a port whose connections can be cut at
+ * once: a network that drops, as a phone changing networks sees it (no
+ * close frame either way).
+ */
+export class TcpProxy {
+  readonly #listener: Deno.TcpListener;
+  readonly #connections = new Set<Deno.Conn>();
+  readonly #pipes = new Set<Promise<unknown>>();
+  readonly #accepting: Promise<void>;
+
+  constructor(target: number) {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#accepting = this.#accept(target);
+  }
+
+  /** `ws://127.0.0.1:PORT/` of the proxy. */
+  get url(): string {
+    return `ws://127.0.0.1:${this.#listener.addr.port}/`;
+  }
+
+  /** Cuts every connection open now; new ones are accepted. */
+  cut(): void {
+    for (const connection of this.#connections) {
+      try {
+        connection.close();
+      } catch {
+        // closed by the other side meanwhile
+      }
+    }
+    this.#connections.clear();
+  }
+
+  async close(): Promise<void> {
+    this.#listener.close();
+    await this.#accepting;
+    this.cut();
+    await Promise.allSettled(this.#pipes);
+  }
+
+  async #accept(target: number): Promise<void> {
+    try {
+      for await (const downstream of this.#listener) {
+        const upstream = await Deno.connect({ hostname: "127.0.0.1", port: target });
+        this.#connections.add(downstream).add(upstream);
+        for (const [from, to] of [[downstream, upstream], [upstream, downstream]]) {
+          const pipe = from.readable.pipeTo(to.writable).catch(() => {});
+          this.#pipes.add(pipe);
+          pipe.then(() => this.#pipes.delete(pipe));
+        }
+      }
+    } catch {
+      // the listener was closed
+    }
+  }
+}
