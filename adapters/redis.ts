@@ -30,8 +30,10 @@
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import { createClient } from "@redis/client";
-import { redactUrl, type SharkConfig } from "../src/config.ts";
+import type { SharkConfig } from "../src/config.ts";
 import type { PubSub, PubSubListener } from "../src/pubsub.ts";
+import { redactUrl } from "../src/redact.ts";
+import { redisUrlProblem } from "../src/redis_url.ts";
 import { delay } from "../src/util.ts";
 
 /**
@@ -115,16 +117,6 @@ function errorText(error: unknown): string {
   }
   if (error instanceof Error) return error.message || error.name;
   return String(error);
-}
-
-/** A redis URL problem the client would only report as a TypeError. */
-function urlProblem(url: string): string | undefined {
-  const parsed = URL.parse(url);
-  if (!parsed || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:")) {
-    return "expected a redis:// or rediss:// URL";
-  }
-  const db = parsed.pathname.slice(1);
-  if (db !== "" && !/^\d+$/.test(db)) return `the database ${JSON.stringify(db)} is not a number`;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -435,7 +427,7 @@ export class RedisPubSub implements PubSub {
       this.#links.push(new Link(server("redis_alt", alt, alt.channel_prefix), owner));
     }
     for (const link of this.#links) {
-      const problem = urlProblem(link.options.url);
+      const problem = redisUrlProblem(link.options.url);
       if (problem) {
         this.#problem ??= `pubsub.${link.options.label}.url ${link.display}: ${problem}`;
       }

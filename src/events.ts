@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Authentication } from "./auth.ts";
 import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
 import type { SharkConfig } from "./config.ts";
 import { type Hub, PubSubUnavailable } from "./hub.ts";
@@ -13,15 +14,16 @@ import type { Metrics } from "./metrics.ts";
 import {
   ClientEvent,
   CloseReason,
-  DEFAULT_AUTH_METHOD,
   ErrorText,
   MAX_EVENT_NAME_LENGTH,
   MAX_JSON_DEPTH,
   MAX_PING_DATA_LENGTH,
+  ServerEvent,
 } from "./protocol.ts";
 import type { ServiceClient } from "./service_client.ts";
 import type { ClientFrame, Session } from "./session.ts";
 import { Subscription } from "./subscription.ts";
+import { serviceOf } from "./subscription_name.ts";
 import { isObject, type JsonObject, nestsDeeperThan, pick } from "./util.ts";
 
 /** An event failed in a way the client is told about; the connection stays. */
@@ -41,13 +43,6 @@ interface ReplyContext {
   readonly event: string;
   subscription?: string;
   extra: JsonObject;
-}
-
-/** Python truthiness, as SocketShark tests `ticket`. */
-function truthy(value: unknown): boolean {
-  if (Array.isArray(value)) return value.length > 0;
-  if (isObject(value)) return Object.keys(value).length > 0;
-  return Boolean(value);
 }
 
 /** Cuts a string to `max` characters without splitting a surrogate pair. */
@@ -78,9 +73,14 @@ export interface EventDependencies {
  */
 export class EventHandler {
   readonly #deps: EventDependencies;
+  readonly #authentication: Authentication;
 
   constructor(dependencies: EventDependencies) {
     this.#deps = dependencies;
+    this.#authentication = new Authentication(
+      dependencies.config.authentication,
+      dependencies.client,
+    );
   }
 
   /** Handles one frame of a session; never rejects. */
@@ -141,7 +141,7 @@ export class EventHandler {
       case ClientEvent.ping: {
         const data = request.data;
         session.send({
-          event: "pong",
+          event: ServerEvent.pong,
           data: typeof data === "string" ? cut(data, MAX_PING_DATA_LENGTH) : null,
         });
         return;
@@ -177,20 +177,9 @@ export class EventHandler {
   }
 
   async #auth(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
-    const method = Object.hasOwn(request, "method") ? request.method : DEFAULT_AUTH_METHOD;
-    const ticketAuth = this.#deps.config.authentication.ticket;
-    if (method !== DEFAULT_AUTH_METHOD || !ticketAuth) {
-      throw new EventError(ErrorText.authUnsupported);
-    }
-    if (!truthy(request.ticket)) throw new EventError(ErrorText.needsTicket);
-    const reply = await this.#deps.client.post(
-      "auth",
-      ticketAuth.validation_url,
-      { ticket: request.ticket },
-      session,
-    );
-    if (!succeeded(reply)) throw new EventError(errorOf(reply, ErrorText.authFailed));
-    session.authInfo = pick(reply, ticketAuth.auth_fields);
+    const result = await this.#authentication.authenticate(request, session);
+    if ("error" in result) throw new EventError(result.error);
+    session.authInfo = result.authInfo;
     session.authenticated = true;
     this.#reply(session, context, "ok");
   }
@@ -199,12 +188,9 @@ export class EventHandler {
   #target(request: JsonObject, context: ReplyContext) {
     const name = typeof request.subscription === "string" ? request.subscription : "";
     if (name) context.subscription = name;
-    const dot = name.indexOf(".");
-    if (dot <= 0 || dot === name.length - 1) {
-      throw new EventError(ErrorText.invalidSubscriptionFormat);
-    }
+    const serviceName = serviceOf(name);
+    if (serviceName === undefined) throw new EventError(ErrorText.invalidSubscriptionFormat);
     const services = this.#deps.config.services;
-    const serviceName = name.slice(0, dot);
     if (!Object.hasOwn(services, serviceName)) throw new EventError(ErrorText.invalidService);
     const service = services[serviceName];
     context.extra = pick(request, service.extra_fields);

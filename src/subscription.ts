@@ -1,7 +1,9 @@
 /**
  * One session's subscription to one topic: its fields, its timers and the
  * delivery rules of SPEC section 4 (filter fields, order, throttle). State
- * for order and throttle is only allocated when a publisher uses them.
+ * for order and throttle is only allocated when a publisher uses them. Time
+ * is read through a {@link Clock}, so that the rules can be tested without
+ * waiting.
  *
  * @module
  */
@@ -24,10 +26,27 @@ export interface Subscriber {
   deliver(frame: string): boolean;
 }
 
+/** The time a subscription's rules read and the timers they set. */
+export interface Clock {
+  /** A monotonic time in milliseconds. */
+  now(): number;
+  /** Runs `task` once after `ms` milliseconds; returns the timer's handle. */
+  setTimeout(task: () => void, ms: number): unknown;
+  /** Cancels a timer by its handle; `undefined` or a finished timer is ignored. */
+  clearTimeout(timer: unknown): void;
+}
+
+/** The runtime's clock and timers. */
+export const REAL_CLOCK: Clock = {
+  now: () => performance.now(),
+  setTimeout: (task, ms) => setTimeout(task, ms),
+  clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout> | undefined),
+};
+
 interface ThrottleState {
   lastSent: number;
   pending: Delivery | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: unknown;
 }
 
 /**
@@ -52,17 +71,20 @@ export class Subscription {
   /** Whether published messages are held until {@link release}. */
   #holding = true;
   #held: Delivery[] | undefined;
-  #timers: Set<ReturnType<typeof setTimeout>> | undefined;
+  #timers: Set<unknown> | undefined;
   #order: Map<unknown, number> | undefined;
   #throttles: Map<unknown, ThrottleState> | undefined;
   readonly #metrics: Metrics;
+  readonly #clock: Clock;
 
+  /** @param clock the time the rules read; tests pass a fake one. */
   constructor(
     session: Subscriber,
     name: string,
     service: ServiceConfig,
     extra: JsonObject,
     metrics: Metrics,
+    clock: Clock = REAL_CLOCK,
   ) {
     this.session = session;
     this.name = name;
@@ -72,6 +94,7 @@ export class Subscription {
       .map(([key, value]) => `,${JSON.stringify(key)}:${JSON.stringify(value)}`)
       .join("");
     this.#metrics = metrics;
+    this.#clock = clock;
   }
 
   /**
@@ -102,7 +125,7 @@ export class Subscription {
   /** Runs `task` after `seconds` unless the subscription has ended by then. */
   after(seconds: number, task: () => void): void {
     const timers = this.#timers ??= new Set();
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       timers.delete(timer);
       if (this.active) task();
     }, seconds * 1000);
@@ -137,11 +160,11 @@ export class Subscription {
     this.#holding = false;
     this.#held = undefined;
     if (this.#timers) {
-      for (const timer of this.#timers) clearTimeout(timer);
+      for (const timer of this.#timers) this.#clock.clearTimeout(timer);
       this.#timers = undefined;
     }
     if (this.#throttles) {
-      for (const state of this.#throttles.values()) clearTimeout(state.timer);
+      for (const state of this.#throttles.values()) this.#clock.clearTimeout(state.timer);
       this.#throttles = undefined;
     }
   }
@@ -181,7 +204,7 @@ export class Subscription {
   /** SocketShark's throttle: first at once, then one per period, the last always. */
   #throttleAllows(delivery: Delivery): boolean {
     this.#throttles ??= new Map();
-    const now = performance.now();
+    const now = this.#clock.now();
     const state = this.#throttles.get(delivery.throttleKey);
     if (!state) {
       this.#throttles.set(delivery.throttleKey, {
@@ -199,12 +222,12 @@ export class Subscription {
     const period = delivery.throttle! * 1000;
     if (now - state.lastSent < period) {
       state.pending = delivery;
-      state.timer = setTimeout(() => {
+      state.timer = this.#clock.setTimeout(() => {
         state.timer = undefined;
         const pending = state.pending;
         state.pending = undefined;
         if (!pending || !this.active) return;
-        state.lastSent = performance.now();
+        state.lastSent = this.#clock.now();
         this.session.deliver(pending.lateFrame(this.extraJson));
       }, state.lastSent + period - now);
       return false;
