@@ -15,6 +15,13 @@ export type DropReason =
   | "invalid"
   | "held_overflow";
 
+/**
+ * How an `auth` event ended: `ok`; `failed` (credentials missing or refused);
+ * `unavailable` (the ticket service could not be reached); `unsupported`
+ * (the method is not configured).
+ */
+export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
+
 /** Why an upgrade was refused. */
 export type RejectReason = "max_connections" | "origin" | "not_ready";
 
@@ -71,6 +78,7 @@ interface LabelledCounts {
   readonly rejected: ByOne;
   readonly closed: ByOne;
   readonly events: ByTwo;
+  readonly auth: ByTwo;
   readonly dropped: ByOne;
   readonly callbacks: ByTwo;
 }
@@ -134,6 +142,13 @@ const ROWS: readonly Row[] = [
     type: "counter",
     key: "events",
     labels: ["event", "outcome"],
+  },
+  {
+    name: "shark_auth_total",
+    help: "auth events by method and outcome",
+    type: "counter",
+    key: "auth",
+    labels: ["method", "outcome"],
   },
   {
     name: "shark_subscriptions_open",
@@ -229,6 +244,7 @@ export class Metrics {
     rejected: new Map(),
     closed: new Map(),
     events: new Map(),
+    auth: new Map(),
     dropped: new Map(),
     callbacks: new Map(),
   };
@@ -237,6 +253,11 @@ export class Metrics {
   /** Counts a client event by name and outcome (`ok` or `error`). */
   event(name: string, outcome: "ok" | "error"): void {
     countTwo(this.#labelled.events, name, outcome);
+  }
+
+  /** Counts an `auth` event by method (`other` for an unknown one) and outcome. */
+  auth(method: string, outcome: AuthOutcome): void {
+    countTwo(this.#labelled.auth, method, outcome);
   }
 
   /** Counts messages not delivered, by reason. */

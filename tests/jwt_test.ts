@@ -5,6 +5,7 @@
  * need no waiting.
  */
 import assert from "node:assert/strict";
+import { ConfigError, loadConfig } from "../mod.ts";
 import { JWKS_MAX_AGE_MS, JWKS_REFETCH_INTERVAL_MS } from "../src/jwks.ts";
 import { JWT_ALGORITHMS, type JwtAlgorithm } from "../src/jws.ts";
 import { type JwtOptions, type JwtResult, JwtVerifier, MAX_TOKEN_LENGTH } from "../src/jwt.ts";
@@ -467,4 +468,110 @@ Deno.test("JWKS: RS, PS and EdDSA keys verify by kid beside each other", async (
   accepted(await check.verify(await signToken(ps, { sub: "p" }, { kid: "rsa" })));
   accepted(await check.verify(await signToken(ed, { sub: "e" }, { kid: "ed" })));
   refused(await check.verify(await signToken(ed, { sub: "e" }, { kid: "rsa" })), /no JWKS key/);
+});
+
+function jwtProblems(jwt: unknown, env: Record<string, string> = {}): readonly string[] {
+  try {
+    loadConfig({ authentication: { jwt } }, (name) => env[name]);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return error.problems;
+  }
+  assert.fail("the configuration was accepted");
+}
+
+Deno.test("config: authentication.jwt takes the defaults of SPEC section 11 and is absent by default", async () => {
+  assert.deepEqual(loadConfig({}).authentication, {});
+  assert.equal(loadConfig({ authentication: { jwt: null } }).authentication.jwt, null);
+  const jwt =
+    loadConfig({ authentication: { jwt: { secret: { env: "JWT_SECRET" } } } }, () => SECRET)
+      .authentication.jwt;
+  assert.deepEqual(jwt, {
+    secret: SECRET,
+    public_key: null,
+    jwks_url: null,
+    algorithms: ["HS256"],
+    issuer: null,
+    audience: null,
+    leeway: 5,
+    auth_fields: ["sub"],
+  });
+  const pemText = await publicPem(await makeKey("EdDSA"));
+  const fromEnv = loadConfig(
+    { authentication: { jwt: { public_key: { env: "PEM" }, algorithms: ["EdDSA"] } } },
+    () => pemText,
+  );
+  assert.equal(fromEnv.authentication.jwt?.public_key, pemText);
+});
+
+Deno.test("config: exactly one of secret, public_key, jwks_url, else an error naming the key", () => {
+  assert.deepEqual(jwtProblems({}), [
+    "authentication.jwt: set one of secret, public_key, jwks_url",
+  ]);
+  assert.deepEqual(jwtProblems({ secret: SECRET, jwks_url: "https://id.example/jwks" }), [
+    "authentication.jwt.jwks_url: only one of secret, public_key, jwks_url may be set " +
+    "(secret, jwks_url are)",
+  ]);
+});
+
+Deno.test("config: algorithms must be listed, known, never none, and fit the key", async () => {
+  const none = jwtProblems({ secret: SECRET, algorithms: ["HS256", "none", "NONE"] });
+  assert.deepEqual(none, [
+    "authentication.jwt.algorithms.1: none is never accepted: tokens must be signed",
+    "authentication.jwt.algorithms.2: none is never accepted: tokens must be signed",
+  ]);
+  assert.match(jwtProblems({ secret: SECRET, algorithms: ["HS257"] })[0], /expected one of HS256/);
+  assert.match(jwtProblems({ secret: SECRET, algorithms: [] })[0], /list at least one algorithm/);
+  assert.deepEqual(jwtProblems({ secret: SECRET, algorithms: ["HS256", "RS256"] }), [
+    "authentication.jwt.algorithms: RS256 needs a public_key or jwks_url, not a secret",
+  ]);
+  const rsaPem = await publicPem(await rsaKey());
+  assert.deepEqual(jwtProblems({ public_key: rsaPem, algorithms: ["RS256", "ES256", "HS256"] }), [
+    "authentication.jwt.algorithms: ES256 needs an EC P-256 key, and public_key is an RSA key",
+    "authentication.jwt.algorithms: HS256 needs a secret",
+  ]);
+  assert.deepEqual(jwtProblems({ jwks_url: "https://id.example/jwks", algorithms: ["HS512"] }), [
+    "authentication.jwt.algorithms: HS512 needs a secret",
+  ]);
+  const accepted = loadConfig({
+    authentication: { jwt: { public_key: rsaPem, algorithms: ["RS256", "RS512", "PS256"] } },
+  });
+  assert.deepEqual(accepted.authentication.jwt?.algorithms, ["RS256", "RS512", "PS256"]);
+});
+
+Deno.test("config: an HMAC secret shorter than the hash of a listed algorithm is refused", () => {
+  assert.deepEqual(jwtProblems({ secret: "x".repeat(31) }), [
+    "authentication.jwt.algorithms: HS256 needs a secret of at least 32 bytes",
+  ]);
+  assert.deepEqual(jwtProblems({ secret: "x".repeat(48), algorithms: ["HS384", "HS512"] }), [
+    "authentication.jwt.algorithms: HS512 needs a secret of at least 64 bytes",
+  ]);
+  assert.deepEqual(jwtProblems({ secret: { env: "UNSET" } }), [
+    "authentication.jwt.secret: environment variable UNSET is not set",
+  ]);
+});
+
+Deno.test("config: public_key must be PEM text of a public key; jwks_url an http(s) URL without credentials", () => {
+  assert.match(
+    jwtProblems({ public_key: "/etc/shark/jwt.pem", algorithms: ["RS256"] })[0],
+    /^authentication\.jwt\.public_key: expected PEM text .*a path is not read/,
+  );
+  assert.match(
+    jwtProblems({ public_key: pem("PRIVATE KEY", new Uint8Array(4)), algorithms: ["RS256"] })[0],
+    /^authentication\.jwt\.public_key: this is a private key/,
+  );
+  assert.match(
+    jwtProblems({ public_key: P521_PEM, algorithms: ["ES256"] })[0],
+    /^authentication\.jwt\.public_key: an EC P-521 key/,
+  );
+  assert.match(
+    jwtProblems({ jwks_url: "file:///etc/jwks.json", algorithms: ["RS256"] })[0],
+    /^authentication\.jwt\.jwks_url: expected an http/,
+  );
+  assert.deepEqual(
+    jwtProblems({ jwks_url: "https://u:p@id.example/jwks", algorithms: ["RS256"] }),
+    [
+      "authentication.jwt.jwks_url: credentials in the URL are not supported",
+    ],
+  );
 });
