@@ -92,6 +92,12 @@ function serviceSchema(env: EnvLookup) {
     heartbeat_period: positiveSeconds.nullable().default(null)
       .describe("Seconds between on_heartbeat calls of a subscription; null: none."),
     on_heartbeat: callback.describe("URL called every heartbeat_period seconds per subscription."),
+    history: z.strictObject({
+      size: z.int().min(1).max(10000).describe("Envelopes kept per topic (1-10000)."),
+      ttl: positiveSeconds.describe("Seconds a topic's history lives after its last publish."),
+    }).nullable().default(null).describe(
+      "Keep each topic's last envelopes: messages carry offset and epoch, clients may recover; null: off.",
+    ),
   }).superRefine((service, ctx) => {
     const contradiction = (path: string, message: string) =>
       ctx.addIssue({ code: "custom", path: [path], message });
@@ -230,6 +236,11 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         .describe("json: one JSON object per line; text: readable lines."),
     }).prefault({}).describe("Shark's own log."),
   }).superRefine((config, ctx) => {
+    for (const [name, service] of Object.entries(config.services)) {
+      if (service.history === null || config.pubsub.adapter !== "broadcast_channel") continue;
+      const message = "is not available with the broadcast_channel adapter (no shared store)";
+      ctx.addIssue({ code: "custom", path: ["services", name, "history"], message });
+    }
     const prometheus = config.metrics.prometheus;
     if (
       prometheus.port !== null && prometheus.port !== 0 && prometheus.port === config.server.port

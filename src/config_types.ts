@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { HistoryOptions } from "./history.ts";
 
 import type { JwtAlgorithm } from "./jws.ts";
 
@@ -65,6 +66,7 @@ export interface ServiceConfig {
   readonly on_authorization_change: string | null;
   readonly heartbeat_period: number | null;
   readonly on_heartbeat: string | null;
+  readonly history: HistoryOptions | null;
 }
 
 /** `authentication.jwt` (see `configSchema`): exactly one of `secret`, `public_key`, `jwks_url`. */

@@ -80,6 +80,7 @@ interface LabelledCounts {
   readonly events: ByTwo;
   readonly auth: ByTwo;
   readonly dropped: ByOne;
+  readonly recoveries: ByOne;
   readonly callbacks: ByTwo;
 }
 
@@ -200,6 +201,27 @@ const ROWS: readonly Row[] = [
     labels: ["reason"],
   },
   {
+    name: "shark_history_published_total",
+    help: "Envelopes published with a position",
+    type: "counter",
+    field: "historyPublished",
+    key: "history_published",
+  },
+  {
+    name: "shark_recoveries_total",
+    help: "Subscribes with recover on a service with history, by outcome",
+    type: "counter",
+    key: "recoveries",
+    labels: ["outcome"],
+  },
+  {
+    name: "shark_history_replayed_total",
+    help: "Recovered envelopes replayed to subscriptions",
+    type: "counter",
+    field: "replayed",
+    key: "history_replayed",
+  },
+  {
     name: "shark_callbacks_total",
     help: "Service callbacks by callback and outcome",
     type: "counter",
@@ -240,12 +262,17 @@ export class Metrics {
   published = 0;
   /** Envelopes waiting to be fanned out now. */
   queued = 0;
+  /** Envelopes this process published with a position (services with `history`). */
+  historyPublished = 0;
+  /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
+  replayed = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),
     events: new Map(),
     auth: new Map(),
     dropped: new Map(),
+    recoveries: new Map(),
     callbacks: new Map(),
   };
   readonly #latency = new Map<string, LatencyHistogram>();
@@ -263,6 +290,11 @@ export class Metrics {
   /** Counts messages not delivered, by reason. */
   dropped(reason: DropReason, count = 1): void {
     countOne(this.#labelled.dropped, reason, count);
+  }
+
+  /** Counts a subscribe with `recover` on a service with history, by outcome. */
+  recovery(outcome: "recovered" | "not_recovered"): void {
+    countOne(this.#labelled.recoveries, outcome);
   }
 
   /** Counts a refused upgrade, by reason. */

@@ -47,6 +47,8 @@ export const ErrorText = {
   alreadySubscribed: "Already subscribed.",
   subscriptionNotFound: "Subscription does not exist.",
   tooDeeplyNested: "Messages must not nest deeper than 64 levels.",
+  /** Shark's own (SPEC section 10): a subscribe's `recover` is not a position. */
+  invalidRecoverPosition: "Invalid recover position.",
 } as const;
 
 /** The largest `POST /publish` body accepted. */

@@ -299,3 +299,67 @@ Deno.test("a task set with after() runs after its seconds, unless the subscripti
   clock.tick(10_000);
   assert.deepEqual(ran, ["first"]);
 });
+
+/** A message of a history service at `offset` in `epoch`. */
+function positioned(data: unknown, offset: number, epoch = "e"): Delivery {
+  return new Delivery(FRAME_START, { subscription: TOPIC, data, offset, epoch }, undefined, {
+    offset,
+    epoch,
+  });
+}
+
+Deno.test("recovery: replayed messages go first, then held ones; any held or late one already replayed is skipped until the first later one", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.offer(positioned("held 3", 3));
+  subscription.offer(new Delivery(FRAME_START, { subscription: TOPIC, data: "plain" }, undefined));
+  subscription.release({
+    deliveries: [
+      positioned("replayed 2", 2),
+      positioned("replayed 3", 3),
+      positioned("replayed 4", 4),
+    ],
+    upTo: { offset: 4, epoch: "e" },
+  });
+  subscription.offer(positioned("late 4", 4));
+  subscription.offer(positioned("live 5", 5));
+  subscription.offer(positioned("live 6", 6));
+  assert.deepEqual(session.data, [
+    "replayed 2",
+    "replayed 3",
+    "replayed 4",
+    "plain",
+    "live 5",
+    "live 6",
+  ]);
+  assert.deepEqual(session.sent.map(({ frame }) => frame.offset), [2, 3, 4, undefined, 5, 6]);
+});
+
+Deno.test("recovery: a message of another epoch (the history was lost meanwhile) is not taken for a replayed one", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.release({
+    deliveries: [positioned("replayed 4", 4)],
+    upTo: { offset: 4, epoch: "e" },
+  });
+  subscription.offer(positioned("new epoch 1", 1, "f"));
+  assert.deepEqual(session.data, ["replayed 4", "new epoch 1"]);
+});
+
+Deno.test("without a recovery every held message is sent, whatever its position", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.offer(positioned("held 3", 3));
+  subscription.offer(positioned("held 4", 4));
+  subscription.release();
+  subscription.offer(positioned("live 5", 5));
+  assert.deepEqual(session.data, ["held 3", "held 4", "live 5"]);
+});
+
+Deno.test("a positioned message's frame has offset and epoch right after data, before the extra fields", () => {
+  const { session, subscription } = setUp({ extra: { tag: "t" } });
+  const delivery = positioned({ n: 1 }, 7, 'e"1');
+  subscription.offer(delivery);
+  assert.equal(
+    delivery.frame(subscription.extraJson),
+    '{"event":"message","subscription":"books.1","data":{"n":1},"offset":7,"epoch":"e\\"1","tag":"t"}',
+  );
+  assert.deepEqual(session.sent[0].frame, JSON.parse(delivery.frame(subscription.extraJson)));
+});
