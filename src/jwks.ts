@@ -1,9 +1,12 @@
 /**
  * Verification keys from a JSON Web Key Set URL (SPEC section 11): fetched
  * when first needed, cached, picked by `kid`, and fetched again when a token
- * names an unknown `kid` (key rotation), at most once per
- * {@link JWKS_REFETCH_INTERVAL_MS}. A JWKS endpoint that fails, hangs or
- * answers garbage only makes tokens fail verification, with the reason.
+ * names an unknown `kid` (key rotation). Such refetches, and any fetch after
+ * a failed one, happen at most once per {@link JWKS_REFETCH_INTERVAL_MS},
+ * whatever tokens arrive; only the first successful load does not count, so
+ * that a key rotated in just after it is still picked up. A JWKS endpoint
+ * that fails, hangs or answers garbage only makes tokens fail verification,
+ * with the reason.
  *
  * @module
  */
@@ -19,7 +22,7 @@ import {
 import type { KeyKind } from "./pem.ts";
 import { isObject, readLimited } from "./util.ts";
 
-/** The JWKS is fetched at most once per this many milliseconds, whatever tokens arrive. */
+/** The JWKS is fetched again (or after a failure) at most once per this many milliseconds. */
 export const JWKS_REFETCH_INTERVAL_MS = 30_000;
 
 /** Keys older than this are fetched again when next used, so that a revoked key stops verifying. */
@@ -100,8 +103,8 @@ export class JwksKeys implements KeySource {
   readonly #now: () => number;
   readonly #timeoutMs: number;
   #keys: readonly SetKey[] = [];
-  /** When the last fetch started, successful or not. */
-  #fetchedAt = -Infinity;
+  /** When the last fetch that counts against {@link JWKS_REFETCH_INTERVAL_MS} started. */
+  #refetchedAt = -Infinity;
   /** When the keys were last replaced by a successful fetch. */
   #loadedAt = -Infinity;
   #problem: string | undefined;
@@ -172,10 +175,12 @@ export class JwksKeys implements KeySource {
       await this.#loading;
       return true;
     }
-    if (this.#now() - this.#fetchedAt < JWKS_REFETCH_INTERVAL_MS) return false;
-    this.#fetchedAt = this.#now();
+    const started = this.#now();
+    if (started - this.#refetchedAt < JWKS_REFETCH_INTERVAL_MS) return false;
+    if (this.#loadedAt !== -Infinity) this.#refetchedAt = started;
     this.#loading = this.#load().finally(() => this.#loading = undefined);
     await this.#loading;
+    if (this.#problem !== undefined) this.#refetchedAt = started;
     return true;
   }
 

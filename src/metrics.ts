@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -24,25 +25,6 @@ export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
 
 /** Why an upgrade was refused. */
 export type RejectReason = "max_connections" | "origin" | "not_ready";
-
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-class LatencyHistogram {
-  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
-  count = 0;
-  sum = 0;
-
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      if (seconds <= LATENCY_BUCKETS[i]) {
-        this.counts[i]++;
-        return;
-      }
-    }
-  }
-}
 
 /** Counts by one label value. */
 type ByOne = Map<string, number>;
@@ -333,17 +315,7 @@ export class Metrics {
     }
     header(LATENCY, "histogram", "Service callback latency");
     for (const [name, histogram] of this.#latency) {
-      const label = `callback="${escapeLabel(name)}"`;
-      let cumulative = 0;
-      LATENCY_BUCKETS.forEach((bound, i) => {
-        cumulative += histogram.counts[i];
-        lines.push(`${LATENCY}_bucket{${label},le="${bound}"} ${cumulative}`);
-      });
-      lines.push(
-        `${LATENCY}_bucket{${label},le="+Inf"} ${histogram.count}`,
-        `${LATENCY}_sum{${label}} ${histogram.sum}`,
-        `${LATENCY}_count{${label}} ${histogram.count}`,
-      );
+      lines.push(...histogram.exposition(LATENCY, `callback="${escapeLabel(name)}"`));
     }
     return lines.join("\n") + "\n";
   }
