@@ -1,5 +1,5 @@
 /**
- * Building blocks of the configuration schema shared by its parts: durations,
+ * Building blocks of the configuration schema (SPEC section 6) shared by its parts: durations,
  * field lists, URL checks and secrets that may come from the environment.
  *
  * @module

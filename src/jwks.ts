@@ -111,17 +111,10 @@ export class JwksKeys implements KeySource {
   #loading: Promise<void> | undefined;
   #abort: AbortController | undefined;
 
-  #fetches = 0;
-
   constructor(url: string, { now = Date.now, timeoutMs = JWKS_TIMEOUT_MS }: JwksOptions = {}) {
     this.#url = url;
     this.#now = now;
     this.#timeoutMs = timeoutMs;
-  }
-
-  /** How many times the set was fetched. */
-  get fetches(): number {
-    return this.#fetches;
   }
 
   /** The key for a token with this header; throws a {@link JwtFailure} when there is none. */
@@ -185,7 +178,6 @@ export class JwksKeys implements KeySource {
   }
 
   async #load(): Promise<void> {
-    this.#fetches++;
     const abort = this.#abort = new AbortController();
     const timer = setTimeout(
       () => abort.abort(new DOMException("the JWKS fetch timed out", "TimeoutError")),
