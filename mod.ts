@@ -30,11 +30,13 @@ export {
   BroadcastChannelPubSub,
 } from "./adapters/broadcast_channel.ts";
 export { MemoryPubSub } from "./adapters/memory.ts";
+export { MemoryHistory, type MemoryHistorySettings } from "./adapters/memory_history.ts";
 export {
   type CallbackName,
   ConfigError,
   configJsonSchema,
   type EnvLookup,
+  type JwtConfig,
   loadConfig,
   type ServiceConfig,
   type SharkConfig,
@@ -47,6 +49,13 @@ export {
   type UpgradeWebSocket,
 } from "./src/engine.ts";
 export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
+export {
+  type History,
+  type HistoryOptions,
+  type Position,
+  type Recovery,
+  withPosition,
+} from "./src/history.ts";
 export { type DropReason, Metrics, type RejectReason } from "./src/metrics.ts";
 export {
   ClientEvent,

@@ -8,14 +8,21 @@
  * @module
  */
 import { z } from "zod";
+import {
+  checkHttpUrl,
+  type EnvLookup,
+  fieldList,
+  positiveSeconds,
+  seconds,
+  secret,
+} from "./config_fields.ts";
+import { jwtSchema } from "./config_jwt.ts";
 import type { SharkConfig } from "./config_types.ts";
 import { redactUrl } from "./redact.ts";
 import { redisUrlProblem } from "./redis_url.ts";
 
 export type * from "./config_types.ts";
-
-/** Looks up an environment variable for `{"env": "NAME"}` secrets. */
-export type EnvLookup = (name: string) => string | undefined;
+export type { EnvLookup } from "./config_fields.ts";
 
 /** Raised for a configuration that cannot be used; `problems` name key paths. */
 export class ConfigError extends Error {
@@ -35,47 +42,10 @@ export class ConfigError extends Error {
   }
 }
 
-const seconds = z.number().min(0);
-const positiveSeconds = z.number().gt(0);
-const fieldList = z.array(z.string().min(1));
-
-function checkHttpUrl(text: string): string | undefined {
-  const url = URL.parse(text);
-  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return `expected an http:// or https:// URL, got ${JSON.stringify(redactUrl(text))}`;
-  }
-}
-
 /** The database number is left to the adapter, which names the URL in its error. */
 function checkRedisUrl(text: string): string | undefined {
   const problem = redisUrlProblem(text, { database: false });
   if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
-}
-
-/**
- * A string that may instead be given as `{"env": "NAME"}`; resolved while
- * parsing so that the rest of Shark only ever sees strings.
- */
-function secret(env: EnvLookup, check?: (text: string) => string | undefined) {
-  const fromEnv = z.strictObject({
-    env: z.string().min(1).describe("The environment variable holding the value."),
-  });
-  return z.union([z.string(), fromEnv], {
-    error: 'expected a string or {"env": "NAME"}',
-  }).transform((value, ctx) => {
-    const text = typeof value === "string" ? value : env(value.env);
-    if (text === undefined) {
-      const name = (value as { env: string }).env;
-      ctx.addIssue({ code: "custom", message: `environment variable ${name} is not set` });
-      return z.NEVER;
-    }
-    const problem = check?.(text);
-    if (problem) {
-      ctx.addIssue({ code: "custom", message: problem });
-      return z.NEVER;
-    }
-    return text;
-  });
 }
 
 function redisSchema(env: EnvLookup) {
@@ -122,6 +92,12 @@ function serviceSchema(env: EnvLookup) {
     heartbeat_period: positiveSeconds.nullable().default(null)
       .describe("Seconds between on_heartbeat calls of a subscription; null: none."),
     on_heartbeat: callback.describe("URL called every heartbeat_period seconds per subscription."),
+    history: z.strictObject({
+      size: z.int().min(1).max(10000).describe("Envelopes kept per topic (1-10000)."),
+      ttl: positiveSeconds.describe("Seconds a topic's history lives after its last publish."),
+    }).nullable().default(null).describe(
+      "Keep each topic's last envelopes: messages carry offset and epoch, clients may recover; null: off.",
+    ),
   }).superRefine((service, ctx) => {
     const contradiction = (path: string, message: string) =>
       ctx.addIssue({ code: "custom", path: [path], message });
@@ -227,6 +203,8 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         auth_fields: fieldList.default([])
           .describe("Keys of the validation reply kept as the session's auth info."),
       }).optional().describe("Ticket authentication (the auth event's method ticket)."),
+      jwt: jwtSchema(env).nullable().optional()
+        .describe("JWT authentication (the auth event's method jwt); null: not configured."),
     }).prefault({}).describe("Authentication methods of the auth event; {} configures none."),
     services: z.record(
       z.string().regex(/^[^.]+$/, "a service name must be non-empty and contain no '.'"),
@@ -258,6 +236,11 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         .describe("json: one JSON object per line; text: readable lines."),
     }).prefault({}).describe("Shark's own log."),
   }).superRefine((config, ctx) => {
+    for (const [name, service] of Object.entries(config.services)) {
+      if (service.history === null || config.pubsub.adapter !== "broadcast_channel") continue;
+      const message = "is not available with the broadcast_channel adapter (no shared store)";
+      ctx.addIssue({ code: "custom", path: ["services", name, "history"], message });
+    }
     const prometheus = config.metrics.prometheus;
     if (
       prometheus.port !== null && prometheus.port !== 0 && prometheus.port === config.server.port

@@ -24,6 +24,7 @@ import type { PubSub } from "./pubsub.ts";
 import { ServiceClient } from "./service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
 import type { Socket } from "./socket.ts";
+import { serviceOf } from "./subscription_name.ts";
 import { delay, type JsonObject } from "./util.ts";
 
 /**
@@ -160,18 +161,26 @@ export class Engine {
    */
   async publish(envelopes: unknown): Promise<number> {
     const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
-    list.forEach((envelope, index) => {
+    const valid = list.map((envelope, index) => {
       const parsed = parseEnvelope(envelope);
       if (typeof parsed === "string") {
         throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${parsed}` : parsed);
       }
+      return parsed;
     });
-    await Promise.all(list.map((envelope) => {
-      const topic = (envelope as JsonObject).subscription as string;
-      return this.pubsub.publish(topic, JSON.stringify(envelope));
-    }));
-    this.metrics.published += list.length;
-    return list.length;
+    await Promise.all(valid.map((envelope) => this.#publishOne(envelope)));
+    this.metrics.published += valid.length;
+    return valid.length;
+  }
+
+  /** One valid envelope: through the topic's history when its service keeps one. */
+  async #publishOne(envelope: JsonObject): Promise<void> {
+    const topic = envelope.subscription as string;
+    const service = this.config.services[serviceOf(topic)!];
+    const payload = JSON.stringify(envelope);
+    if (!service?.history || !this.pubsub.history) return this.pubsub.publish(topic, payload);
+    await this.pubsub.history.publish(topic, payload, service.history);
+    this.metrics.historyPublished++;
   }
 
   /**
@@ -187,10 +196,23 @@ export class Engine {
   async #start(): Promise<void> {
     const adapter = this.pubsub.name;
     try {
+      const keepsHistory = Object.entries(this.config.services)
+        .filter(([, service]) => service.history !== null);
+      if (keepsHistory.length > 0 && !this.pubsub.history) {
+        throw new Error(
+          `services.${keepsHistory[0][0]}.history: the ${adapter} adapter keeps no history`,
+        );
+      }
       await this.pubsub.start({
         message: (topic, payload) => this.#hub.receive(topic, payload),
         health: (healthy, reason) => this.#pubsubHealth(healthy, reason),
       });
+      if (keepsHistory.length > 0) {
+        await this.pubsub.history!.prepare().catch(async (error) => {
+          await this.pubsub.close();
+          throw error;
+        });
+      }
     } catch (error) {
       this.#state = "failed";
       this.#log.fatal("pub/sub adapter {adapter} could not start: {error}", {
@@ -301,6 +323,7 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
+    this.#events.close();
     const sessions = [...this.#sessions];
     this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Position } from "./history.ts";
 import { serviceOf } from "./subscription_name.ts";
 import { isObject, isoTime, type JsonObject, parseNumber } from "./util.ts";
 
@@ -106,6 +107,8 @@ export class Delivery {
   readonly throttle: number | undefined;
   /** The throttle bucket (`options.throttle_key`). */
   readonly throttleKey: unknown;
+  /** The envelope's position in its topic's history, for a service with `history`. */
+  readonly position: Position | undefined;
   readonly #metadata: DeliveryMetadata | undefined;
   readonly #metadataJson: string | undefined;
   readonly #frameStart: string;
@@ -119,13 +122,16 @@ export class Delivery {
    * @param frameStart {@link messageFrameStart} of the envelope's topic.
    * @param metadata the delivery metadata for frames sent now, or `undefined`
    *   when `delivery.metadata` is off.
+   * @param position the envelope's position, sent next to `data`.
    */
   constructor(
     frameStart: string,
     envelope: JsonObject,
     metadata: DeliveryMetadata | undefined,
+    position?: Position,
   ) {
     this.#frameStart = frameStart;
+    this.position = position;
     this.envelope = envelope;
     const options = envelope.options as JsonObject | undefined;
     this.order = options ? parseNumber(options.order) : undefined;
@@ -176,7 +182,10 @@ export class Delivery {
   }
 
   #build(extra: string, metadata: string | undefined): string {
-    this.#head ??= this.#frameStart + (JSON.stringify(this.envelope.data) ?? "null");
+    this.#head ??= this.#frameStart + (JSON.stringify(this.envelope.data) ?? "null") +
+      (this.position
+        ? `,"offset":${this.position.offset},"epoch":${JSON.stringify(this.position.epoch)}`
+        : "");
     return `${this.#head}${extra}${metadata ?? ""}}`;
   }
 }

@@ -1,8 +1,10 @@
 /**
  * The hub: which subscriptions listen to which topic, which topics the
- * pub/sub adapter must carry, and the fan-out of each published envelope to
- * the subscribers of its topic. Payloads wait in a {@link FanoutQueue}, which
- * paces the fan-out; envelopes are validated by `parseEnvelope`.
+ * pub/sub adapter must carry, the fan-out of each published envelope to
+ * the subscribers of its topic, and the reads of a topic's history for
+ * subscribe replies and recovery (SPEC section 10). Payloads wait in a
+ * {@link FanoutQueue}, which paces the fan-out; envelopes are validated by
+ * `parseEnvelope`.
  *
  * @module
  */
@@ -15,6 +17,7 @@ import {
   parseEnvelope,
 } from "./envelope.ts";
 import { FanoutQueue, type Inbound } from "./fanout_queue.ts";
+import { type Position, positionOf } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 import type { Subscription } from "./subscription.ts";
@@ -33,6 +36,19 @@ interface Topic {
   ready: Promise<void>;
   /** {@link messageFrameStart} of the topic, serialized once. */
   readonly frameStart: string;
+  /** Whether the topic's service keeps history: its messages carry positions. */
+  readonly positioned: boolean;
+}
+
+/** A topic's history as a subscribe reply and a recovery need it. */
+export interface HistoryRead {
+  /** The topic's current position. */
+  readonly position: Position;
+  /**
+   * The envelopes after the requested position, ready for delivery, when
+   * they could all be recovered; `undefined` otherwise.
+   */
+  readonly replay: Delivery[] | undefined;
 }
 
 /** Options of a {@link Hub}. */
@@ -81,6 +97,7 @@ export class Hub {
         subscribers: new Set(),
         ready: Promise.resolve(),
         frameStart: messageFrameStart(name),
+        positioned: subscription.service.history !== null,
       };
       created.ready = this.#pubsub.subscribe(name).catch((error) => {
         if (this.#topics.get(name) === created) this.#forget(name);
@@ -95,6 +112,29 @@ export class Hub {
     } catch (error) {
       topic.subscribers.delete(subscription);
       throw new PubSubUnavailable(`cannot subscribe ${name}: ${error}`);
+    }
+  }
+
+  /**
+   * Reads the topic's history for a joined subscription of a service with
+   * `history`: its current position and, with `from`, the envelopes after
+   * it (their epoch created when the topic had none).
+   */
+  async readHistory(subscription: Subscription, from?: Position): Promise<HistoryRead> {
+    const { name, service } = subscription;
+    const topic = this.#topics.get(name);
+    const history = this.#pubsub.history;
+    if (!topic || !history || !service.history) {
+      throw new Error(`${name} has no history to read`);
+    }
+    try {
+      if (!from) {
+        return { position: await history.position(name, service.history), replay: undefined };
+      }
+      const recovery = await history.recover(name, from, service.history);
+      return { position: recovery.position, replay: this.#replay(topic, name, recovery.payloads) };
+    } catch (error) {
+      throw new PubSubUnavailable(`cannot read the history of ${name}: ${error}`);
     }
   }
 
@@ -133,20 +173,8 @@ export class Hub {
   #fanOut(inbound: Inbound, behind: number): number {
     const topic = this.#topics.get(inbound.topic);
     if (!topic) return 1;
-    const envelope = parseEnvelope(inbound.payload, inbound.topic);
-    if (typeof envelope === "string") {
-      this.#invalid(inbound, envelope);
-      return 1;
-    }
-    const published = envelope.published_at;
-    const metadata: DeliveryMetadata | undefined = this.#metadata
-      ? {
-        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
-        receivedAt: isoTime(inbound.receivedAt),
-        queueSize: behind,
-      }
-      : undefined;
-    const delivery = new Delivery(topic.frameStart, envelope, metadata);
+    const delivery = this.#delivery(topic, inbound, behind);
+    if (!delivery) return 1;
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);
@@ -158,6 +186,37 @@ export class Hub {
       }
     }
     return 1 + topic.subscribers.size;
+  }
+
+  /** The delivery of a payload, or `undefined` (counted and logged) when it is not an envelope. */
+  #delivery(topic: Topic, inbound: Inbound, behind: number): Delivery | undefined {
+    const envelope = parseEnvelope(inbound.payload, inbound.topic);
+    if (typeof envelope === "string") {
+      this.#invalid(inbound, envelope);
+      return undefined;
+    }
+    const published = envelope.published_at;
+    const metadata: DeliveryMetadata | undefined = this.#metadata
+      ? {
+        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
+        receivedAt: isoTime(inbound.receivedAt),
+        queueSize: behind,
+      }
+      : undefined;
+    const position = topic.positioned ? positionOf(envelope) : undefined;
+    return new Delivery(topic.frameStart, envelope, metadata, position);
+  }
+
+  /** Deliveries of recovered payloads, received now with nothing queued behind them. */
+  #replay(topic: Topic, name: string, payloads: readonly string[] | undefined) {
+    if (!payloads) return undefined;
+    const receivedAt = Date.now();
+    const replay: Delivery[] = [];
+    for (const payload of payloads) {
+      const delivery = this.#delivery(topic, { topic: name, payload, receivedAt }, 0);
+      if (delivery) replay.push(delivery);
+    }
+    return replay;
   }
 
   #invalid(inbound: Inbound, reason: string): void {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -15,27 +16,15 @@ export type DropReason =
   | "invalid"
   | "held_overflow";
 
+/**
+ * How an `auth` event ended: `ok`; `failed` (credentials missing or refused);
+ * `unavailable` (the ticket service could not be reached); `unsupported`
+ * (the method is not configured).
+ */
+export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
+
 /** Why an upgrade was refused. */
 export type RejectReason = "max_connections" | "origin" | "not_ready";
-
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-class LatencyHistogram {
-  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
-  count = 0;
-  sum = 0;
-
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      if (seconds <= LATENCY_BUCKETS[i]) {
-        this.counts[i]++;
-        return;
-      }
-    }
-  }
-}
 
 /** Counts by one label value. */
 type ByOne = Map<string, number>;
@@ -71,7 +60,9 @@ interface LabelledCounts {
   readonly rejected: ByOne;
   readonly closed: ByOne;
   readonly events: ByTwo;
+  readonly auth: ByTwo;
   readonly dropped: ByOne;
+  readonly recoveries: ByOne;
   readonly callbacks: ByTwo;
 }
 
@@ -136,6 +127,13 @@ const ROWS: readonly Row[] = [
     labels: ["event", "outcome"],
   },
   {
+    name: "shark_auth_total",
+    help: "auth events by method and outcome",
+    type: "counter",
+    key: "auth",
+    labels: ["method", "outcome"],
+  },
+  {
     name: "shark_subscriptions_open",
     help: "Subscriptions held by sessions",
     type: "gauge",
@@ -185,6 +183,27 @@ const ROWS: readonly Row[] = [
     labels: ["reason"],
   },
   {
+    name: "shark_history_published_total",
+    help: "Envelopes published with a position",
+    type: "counter",
+    field: "historyPublished",
+    key: "history_published",
+  },
+  {
+    name: "shark_recoveries_total",
+    help: "Subscribes with recover on a service with history, by outcome",
+    type: "counter",
+    key: "recoveries",
+    labels: ["outcome"],
+  },
+  {
+    name: "shark_history_replayed_total",
+    help: "Recovered envelopes replayed to subscriptions",
+    type: "counter",
+    field: "replayed",
+    key: "history_replayed",
+  },
+  {
     name: "shark_callbacks_total",
     help: "Service callbacks by callback and outcome",
     type: "counter",
@@ -225,11 +244,17 @@ export class Metrics {
   published = 0;
   /** Envelopes waiting to be fanned out now. */
   queued = 0;
+  /** Envelopes this process published with a position (services with `history`). */
+  historyPublished = 0;
+  /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
+  replayed = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),
     events: new Map(),
+    auth: new Map(),
     dropped: new Map(),
+    recoveries: new Map(),
     callbacks: new Map(),
   };
   readonly #latency = new Map<string, LatencyHistogram>();
@@ -239,9 +264,19 @@ export class Metrics {
     countTwo(this.#labelled.events, name, outcome);
   }
 
+  /** Counts an `auth` event by method (`other` for an unknown one) and outcome. */
+  auth(method: string, outcome: AuthOutcome): void {
+    countTwo(this.#labelled.auth, method, outcome);
+  }
+
   /** Counts messages not delivered, by reason. */
   dropped(reason: DropReason, count = 1): void {
     countOne(this.#labelled.dropped, reason, count);
+  }
+
+  /** Counts a subscribe with `recover` on a service with history, by outcome. */
+  recovery(outcome: "recovered" | "not_recovered"): void {
+    countOne(this.#labelled.recoveries, outcome);
   }
 
   /** Counts a refused upgrade, by reason. */
@@ -280,17 +315,7 @@ export class Metrics {
     }
     header(LATENCY, "histogram", "Service callback latency");
     for (const [name, histogram] of this.#latency) {
-      const label = `callback="${escapeLabel(name)}"`;
-      let cumulative = 0;
-      LATENCY_BUCKETS.forEach((bound, i) => {
-        cumulative += histogram.counts[i];
-        lines.push(`${LATENCY}_bucket{${label},le="${bound}"} ${cumulative}`);
-      });
-      lines.push(
-        `${LATENCY}_bucket{${label},le="+Inf"} ${histogram.count}`,
-        `${LATENCY}_sum{${label}} ${histogram.sum}`,
-        `${LATENCY}_count{${label}} ${histogram.count}`,
-      );
+      lines.push(...histogram.exposition(LATENCY, `callback="${escapeLabel(name)}"`));
     }
     return lines.join("\n") + "\n";
   }

@@ -10,6 +10,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { ServiceConfig } from "./config.ts";
 import { bucketOf, type Delivery } from "./envelope.ts";
+import type { Position } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import { isObject, jsonEqual, type JsonObject, parseNumber } from "./util.ts";
 
@@ -24,6 +25,14 @@ export interface Subscriber {
   readonly authInfo: JsonObject;
   /** Sends a message frame to the client; `false` when it could not. */
   deliver(frame: string): boolean;
+}
+
+/** What a successful recovery hands to {@link Subscription.release}. */
+export interface Replay {
+  /** The recovered envelopes, in offset order. */
+  readonly deliveries: readonly Delivery[];
+  /** The position the history was read at: the last recovered offset. */
+  readonly upTo: Position;
 }
 
 /** The time a subscription's rules read and the timers they set. */
@@ -71,6 +80,8 @@ export class Subscription {
   /** Whether published messages are held until {@link release}. */
   #holding = true;
   #held: Delivery[] | undefined;
+  /** After a recovery: positions up to this one were replayed and are not sent again. */
+  #replayedUpTo: Position | undefined;
   #timers: Set<unknown> | undefined;
   #order: Map<unknown, number> | undefined;
   #throttles: Map<unknown, ThrottleState> | undefined;
@@ -119,6 +130,7 @@ export class Subscription {
       else this.#metrics.dropped("held_overflow");
       return;
     }
+    if (this.#replayedUpTo && this.#replayed(delivery)) return;
     if (this.#passes(delivery)) this.session.deliver(delivery.frame(this.extraJson));
   }
 
@@ -140,18 +152,29 @@ export class Subscription {
   }
 
   /**
-   * Confirms the subscription: messages held since the topic was subscribed
-   * go out now, through the same rules, and later ones flow directly.
+   * Confirms the subscription: after a recovery, the recovered envelopes go
+   * out first; then the messages held since the topic was subscribed, and
+   * later ones flow directly; all through the same rules.
+   *
+   * The no-duplicate rule of a recovery: the history was read after the
+   * topic was subscribed, so every envelope published before the read was
+   * replayed, and a message held or still arriving with a position up to
+   * `replay.upTo` (same epoch) is one of them and is skipped. Positions
+   * reach this process in offset order, so the first later one ends the
+   * check. Without a recovery every held message is sent, as SPEC section 4
+   * says: the client's state comes from `before_subscribe`, which may
+   * predate any of them.
    */
-  release(): void {
+  release(replay?: Replay): void {
     const held = this.#held;
     this.#holding = false;
     this.#held = undefined;
-    if (!held) return;
-    for (const delivery of held) {
-      if (!this.active) return;
-      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson));
+    if (replay) {
+      this.#metrics.replayed += replay.deliveries.length;
+      this.#send(replay.deliveries);
+      this.#replayedUpTo = replay.upTo;
     }
+    if (held) this.#send(held);
   }
 
   /** Ends the subscription's timers and pending throttled messages. */
@@ -167,6 +190,25 @@ export class Subscription {
       for (const state of this.#throttles.values()) this.#clock.clearTimeout(state.timer);
       this.#throttles = undefined;
     }
+  }
+
+  /** Sends messages later than their fan-out, through the rules. */
+  #send(deliveries: readonly Delivery[]): void {
+    for (const delivery of deliveries) {
+      if (!this.active) return;
+      if (this.#replayedUpTo && this.#replayed(delivery)) continue;
+      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson));
+    }
+  }
+
+  /** Whether a recovery already replayed this message; the first one past it ends the check. */
+  #replayed(delivery: Delivery): boolean {
+    const position = delivery.position;
+    if (!position) return false;
+    const upTo = this.#replayedUpTo!;
+    if (position.epoch === upTo.epoch && position.offset <= upTo.offset) return true;
+    this.#replayedUpTo = undefined;
+    return false;
   }
 
   /** The rules of SPEC section 4, in order: filter fields, order, throttle. */

@@ -16,51 +16,10 @@ import {
   Subscription,
 } from "../src/subscription.ts";
 import type { JsonObject } from "../src/util.ts";
+import { FakeClock } from "./helpers/clock.ts";
 
 const TOPIC = "books.1";
 const FRAME_START = messageFrameStart(TOPIC);
-
-/** Time that moves only when told to; due timers run in time order. */
-class FakeClock implements Clock {
-  #now = 0;
-  #nextId = 1;
-  readonly #timers = new Map<number, { at: number; task: () => void }>();
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(task: () => void, ms: number): number {
-    const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + ms, task });
-    return id;
-  }
-
-  clearTimeout(timer: unknown): void {
-    this.#timers.delete(timer as number);
-  }
-
-  /** Timers set and not yet run or cleared. */
-  get pending(): number {
-    return this.#timers.size;
-  }
-
-  /** Moves time `ms` forward, running each timer due on the way at its own time. */
-  tick(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      let next: [number, { at: number; task: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      }
-      if (!next) break;
-      this.#timers.delete(next[0]);
-      this.#now = next[1].at;
-      next[1].task();
-    }
-    this.#now = end;
-  }
-}
 
 /** A session that records what it is sent, and when. */
 class FakeSession implements Subscriber {
@@ -339,4 +298,68 @@ Deno.test("a task set with after() runs after its seconds, unless the subscripti
   assert.equal(clock.pending, 0);
   clock.tick(10_000);
   assert.deepEqual(ran, ["first"]);
+});
+
+/** A message of a history service at `offset` in `epoch`. */
+function positioned(data: unknown, offset: number, epoch = "e"): Delivery {
+  return new Delivery(FRAME_START, { subscription: TOPIC, data, offset, epoch }, undefined, {
+    offset,
+    epoch,
+  });
+}
+
+Deno.test("recovery: replayed messages go first, then held ones; any held or late one already replayed is skipped until the first later one", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.offer(positioned("held 3", 3));
+  subscription.offer(new Delivery(FRAME_START, { subscription: TOPIC, data: "plain" }, undefined));
+  subscription.release({
+    deliveries: [
+      positioned("replayed 2", 2),
+      positioned("replayed 3", 3),
+      positioned("replayed 4", 4),
+    ],
+    upTo: { offset: 4, epoch: "e" },
+  });
+  subscription.offer(positioned("late 4", 4));
+  subscription.offer(positioned("live 5", 5));
+  subscription.offer(positioned("live 6", 6));
+  assert.deepEqual(session.data, [
+    "replayed 2",
+    "replayed 3",
+    "replayed 4",
+    "plain",
+    "live 5",
+    "live 6",
+  ]);
+  assert.deepEqual(session.sent.map(({ frame }) => frame.offset), [2, 3, 4, undefined, 5, 6]);
+});
+
+Deno.test("recovery: a message of another epoch (the history was lost meanwhile) is not taken for a replayed one", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.release({
+    deliveries: [positioned("replayed 4", 4)],
+    upTo: { offset: 4, epoch: "e" },
+  });
+  subscription.offer(positioned("new epoch 1", 1, "f"));
+  assert.deepEqual(session.data, ["replayed 4", "new epoch 1"]);
+});
+
+Deno.test("without a recovery every held message is sent, whatever its position", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.offer(positioned("held 3", 3));
+  subscription.offer(positioned("held 4", 4));
+  subscription.release();
+  subscription.offer(positioned("live 5", 5));
+  assert.deepEqual(session.data, ["held 3", "held 4", "live 5"]);
+});
+
+Deno.test("a positioned message's frame has offset and epoch right after data, before the extra fields", () => {
+  const { session, subscription } = setUp({ extra: { tag: "t" } });
+  const delivery = positioned({ n: 1 }, 7, 'e"1');
+  subscription.offer(delivery);
+  assert.equal(
+    delivery.frame(subscription.extraJson),
+    '{"event":"message","subscription":"books.1","data":{"n":1},"offset":7,"epoch":"e\\"1","tag":"t"}',
+  );
+  assert.deepEqual(session.sent[0].frame, JSON.parse(delivery.frame(subscription.extraJson)));
 });
