@@ -312,6 +312,7 @@ export function configJsonSchema(): Record<string, unknown> {
   return {
     ...schema,
     title: "Shark configuration (shark.json)",
-    description: "See SPEC section 6. Every key is optional; defaults are filled in at start.",
+    description:
+      "Every key is optional; defaults are filled in at start. See the README's Configuration section.",
   };
 }
