@@ -8,14 +8,21 @@
  * @module
  */
 import { z } from "zod";
+import {
+  checkHttpUrl,
+  type EnvLookup,
+  fieldList,
+  positiveSeconds,
+  seconds,
+  secret,
+} from "./config_fields.ts";
+import { jwtSchema } from "./config_jwt.ts";
 import type { SharkConfig } from "./config_types.ts";
 import { redactUrl } from "./redact.ts";
 import { redisUrlProblem } from "./redis_url.ts";
 
 export type * from "./config_types.ts";
-
-/** Looks up an environment variable for `{"env": "NAME"}` secrets. */
-export type EnvLookup = (name: string) => string | undefined;
+export type { EnvLookup } from "./config_fields.ts";
 
 /** Raised for a configuration that cannot be used; `problems` name key paths. */
 export class ConfigError extends Error {
@@ -35,47 +42,10 @@ export class ConfigError extends Error {
   }
 }
 
-const seconds = z.number().min(0);
-const positiveSeconds = z.number().gt(0);
-const fieldList = z.array(z.string().min(1));
-
-function checkHttpUrl(text: string): string | undefined {
-  const url = URL.parse(text);
-  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return `expected an http:// or https:// URL, got ${JSON.stringify(redactUrl(text))}`;
-  }
-}
-
 /** The database number is left to the adapter, which names the URL in its error. */
 function checkRedisUrl(text: string): string | undefined {
   const problem = redisUrlProblem(text, { database: false });
   if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
-}
-
-/**
- * A string that may instead be given as `{"env": "NAME"}`; resolved while
- * parsing so that the rest of Shark only ever sees strings.
- */
-function secret(env: EnvLookup, check?: (text: string) => string | undefined) {
-  const fromEnv = z.strictObject({
-    env: z.string().min(1).describe("The environment variable holding the value."),
-  });
-  return z.union([z.string(), fromEnv], {
-    error: 'expected a string or {"env": "NAME"}',
-  }).transform((value, ctx) => {
-    const text = typeof value === "string" ? value : env(value.env);
-    if (text === undefined) {
-      const name = (value as { env: string }).env;
-      ctx.addIssue({ code: "custom", message: `environment variable ${name} is not set` });
-      return z.NEVER;
-    }
-    const problem = check?.(text);
-    if (problem) {
-      ctx.addIssue({ code: "custom", message: problem });
-      return z.NEVER;
-    }
-    return text;
-  });
 }
 
 function redisSchema(env: EnvLookup) {
@@ -233,6 +203,8 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         auth_fields: fieldList.default([])
           .describe("Keys of the validation reply kept as the session's auth info."),
       }).optional().describe("Ticket authentication (the auth event's method ticket)."),
+      jwt: jwtSchema(env).nullable().optional()
+        .describe("JWT authentication (the auth event's method jwt); null: not configured."),
     }).prefault({}).describe("Authentication methods of the auth event; {} configures none."),
     services: z.record(
       z.string().regex(/^[^.]+$/, "a service name must be non-empty and contain no '.'"),
@@ -340,6 +312,7 @@ export function configJsonSchema(): Record<string, unknown> {
   return {
     ...schema,
     title: "Shark configuration (shark.json)",
-    description: "See SPEC section 6. Every key is optional; defaults are filled in at start.",
+    description:
+      "Every key is optional; defaults are filled in at start. See the README's Configuration section.",
   };
 }

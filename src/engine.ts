@@ -323,6 +323,7 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
+    this.#events.close();
     const sessions = [...this.#sessions];
     this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));

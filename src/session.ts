@@ -9,7 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
 import { OPEN, type Socket } from "./socket.ts";
-import type { Subscriber, Subscription } from "./subscription.ts";
+import { type Clock, REAL_CLOCK, type Subscriber, type Subscription } from "./subscription.ts";
 import { EMPTY, type JsonObject, randomId } from "./util.ts";
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
@@ -24,7 +24,12 @@ export interface SessionHost {
   handleEvent(session: Session, frame: ClientFrame): Promise<void>;
   /** Ends the subscriptions of a closed session, running their callbacks. */
   sessionClosed(session: Session): Promise<void>;
+  /** The timers of credential expiry; tests pass a fake clock. Default the runtime's. */
+  readonly clock?: Clock;
 }
+
+/** Longer delays overflow `setTimeout` (they would fire at once): longer waits are chained. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A slow consumer is noticed within this much output: the buffer may exceed
@@ -71,6 +76,8 @@ export class Session implements Subscriber, EventListenerObject {
   #unchecked = 0;
   #done: PromiseWithResolvers<void> | undefined;
   #finished = false;
+  /** The timer that closes the connection when the credentials of the last `auth` expire. */
+  #expiry: unknown;
 
   constructor(socket: Socket, host: SessionHost, log: Logger) {
     this.#socket = socket;
@@ -151,6 +158,23 @@ export class Session implements Subscriber, EventListenerObject {
     return finished;
   }
 
+  /**
+   * Closes the connection with 4001 "token expired" (SPEC section 11) after
+   * `ms` milliseconds, once the unsubscribe callbacks have run; a later call
+   * (a new successful `auth`) replaces the deadline, `undefined` removes it.
+   */
+  expireAuthIn(ms: number | undefined): void {
+    const clock = this.#host.clock ?? REAL_CLOCK;
+    clock.clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    if (ms === undefined || this.#closed) return;
+    const step = Math.max(0, Math.min(ms, MAX_TIMER_MS));
+    this.#expiry = clock.setTimeout(() => {
+      if (step < ms) this.expireAuthIn(ms - step);
+      else this.close(CloseReason.tokenExpired, { afterCleanup: true });
+    }, step);
+  }
+
   #write(frame: string): boolean {
     const socket = this.#socket;
     if (this.#closed || socket.readyState !== OPEN) return false;
@@ -197,6 +221,7 @@ export class Session implements Subscriber, EventListenerObject {
   #end(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.expireAuthIn(undefined);
     this.#host.sessionClosed(this).catch((error) =>
       this.log.error("closing session failed: {error}", { error: String(error) })
     ).finally(() => {
