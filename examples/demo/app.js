@@ -1,7 +1,8 @@
 // The demo page: one SharkClient, one room subscription, and what happens to
-// them shown as it happens. The client comes from the bundle the service
-// serves at /shark-client.js (dist/shark-client.js).
-import { SharkClient } from "/shark-client.js";
+// them shown as it happens. The client is the bundle, dist/shark-client.js:
+// the service serves it at /dist/shark-client.js, where this relative path
+// leads in the browser as in the repository.
+import { SharkClient } from "../../dist/shark-client.js";
 
 const params = new URLSearchParams(location.search);
 const user = params.get("user") ?? `guest-${Math.floor(Math.random() * 1000)}`;

@@ -35,7 +35,7 @@ const NAME = /^[A-Za-z0-9_-]{1,24}$/;
 const PAGE_FILES: Record<string, [string, string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["app.js", "text/javascript; charset=utf-8"],
-  "/shark-client.js": ["../../dist/shark-client.js", "text/javascript; charset=utf-8"],
+  "/dist/shark-client.js": ["../../dist/shark-client.js", "text/javascript; charset=utf-8"],
 };
 
 type Body = Record<string, unknown>;
