@@ -151,20 +151,22 @@ export interface SharkClientOptions {
   readonly auth?: (context: AuthContext) => Credentials | Promise<Credentials>;
   /** Reconnect delays. */
   readonly backoff?: BackoffOptions;
-  /** A `ping` is sent this often (ms) on a connected client. Default 25 000; 0 disables. */
+  /** A `ping` is sent this often (ms) on an open connection. Default 25 000; 0 disables. */
   readonly pingInterval?: number;
   /**
-   * Nothing received for this long (ms) after a `ping`: the connection is
-   * taken as dead, closed (code 4000) and reconnected. Shark answers a ping
-   * after the events sent before it, so keep this above the slowest service
-   * callback. Default 20 000.
+   * Nothing received for this long (ms) after a `ping`, or a socket not open
+   * this long after the attempt began: the connection is taken as dead,
+   * closed (code 4000) and reconnected. Shark answers a ping after the events
+   * sent before it, so keep this above the slowest service callback.
+   * Default 20 000.
    */
   readonly pongTimeout?: number;
   /** A JWT is refreshed this long (ms) before its `exp`, at most half its life. Default 30 000. */
   readonly refreshBefore?: number;
   /**
-   * Events sent and not yet answered, at most; more wait in the client.
-   * Shark closes a connection with more than 256 queued (1008). Default 128.
+   * Events sent and not yet answered, at most (2 at the least: a message and
+   * its ping); more wait in the client. Shark closes a connection with more
+   * than 256 queued (1008). Default 128.
    */
   readonly maxPendingEvents?: number;
   /** The jitter's random source, in [0, 1). Default `Math.random`. */
@@ -424,6 +426,8 @@ export interface SharkClientEventMap {
 
 /** The close code of a connection the client itself gave up on. */
 const GAVE_UP = 4000;
+/** Timers fire at once beyond this (ms, about 24.8 days): a long-lived token must not loop. */
+const MAX_TIMER = 2 ** 31 - 1;
 const DEFAULT_BACKOFF = { min: 500, max: 20_000, resetAfter: 10_000 };
 
 /** Whether a close code gets a reconnect: Shark's table decides the codes it knows. */
@@ -507,7 +511,7 @@ class Connection {
 
   constructor(socket: WebSocket, max: number) {
     this.socket = socket;
-    this.#max = max;
+    this.#max = Math.max(2, max);
     this.closed = new Promise((resolve) => socket.addEventListener("close", () => resolve()));
   }
 
@@ -548,7 +552,11 @@ class Connection {
   /** Runs `task` after `ms`, replacing the timer of the same name. */
   after(name: string, ms: number, task: () => void): void {
     clearTimeout(this.#timers.get(name));
-    this.#timers.set(name, setTimeout(task, ms));
+    this.#timers.set(name, setTimeout(task, Math.min(ms, MAX_TIMER)));
+  }
+
+  cancel(name: string): void {
+    clearTimeout(this.#timers.get(name));
   }
 
   /** Stops timers and fails every unanswered event. */
@@ -921,14 +929,24 @@ export class SharkClient extends EventTarget {
     const connection = new Connection(socket, this.#options.maxPendingEvents ?? 128);
     this.#connection = connection;
     this.#track(connection);
-    socket.onopen = () => this.#authenticate(connection);
+    const timeout = this.#options.pongTimeout ?? 20_000;
+    connection.after(
+      "open",
+      timeout,
+      () => this.#drop(connection, `not open within ${timeout} ms`),
+    );
+    socket.onopen = () => {
+      connection.cancel("open");
+      connection.lastFrameAt = Date.now();
+      this.#ping(connection);
+      this.#authenticate(connection);
+    };
     socket.onmessage = (event) => this.#receive(connection, event.data);
     // Deno reports an abnormal closure (no close frame) as 0, browsers as 1006.
     socket.onclose = (event) => this.#lost(connection, event.code || 1006, event.reason);
   }
 
   async #authenticate(connection: Connection): Promise<void> {
-    connection.lastFrameAt = Date.now();
     try {
       if (this.#options.auth) await this.#login(connection, "connect");
     } catch (error) {
@@ -940,7 +958,6 @@ export class SharkClient extends EventTarget {
     connection.connectedAt = Date.now();
     this.#setState("connected", "connected", { reconnected: this.#wasConnected });
     this.#wasConnected = true;
-    this.#ping(connection);
     for (const subscription of this.#subscriptions.values()) subscription.connected();
   }
 
@@ -1077,7 +1094,8 @@ export class SharkClient extends EventTarget {
 
   #delay(attempt: number): number {
     const { min, max } = this.#backoff;
-    return Math.round((this.#options.random ?? Math.random)() * Math.min(max, min * 2 ** attempt));
+    const cap = Math.min(max, min * 2 ** attempt, MAX_TIMER);
+    return Math.round((this.#options.random ?? Math.random)() * cap);
   }
 
   #setState<K extends keyof SharkClientEventMap>(

@@ -101,3 +101,29 @@ Deno.test("JWT: no fresh token before exp (the hook fails) → Shark closes with
     await service.close();
   }
 });
+
+Deno.test("JWT: a token that lives longer than a timer can wait (40 days) is refreshed once, not in a loop", async () => {
+  const service = new TestService();
+  const node = await startShark(jwtConfig(service));
+  const key = await hmacKey("HS256", SECRET);
+  let calls = 0;
+  const client = new SharkClient(node.url, {
+    auth: async () => {
+      calls++;
+      const iat = Math.floor(Date.now() / 1000);
+      return {
+        method: "jwt",
+        token: await signToken(key, { sub: "u", iat, exp: iat + 40 * 86400 }),
+      };
+    },
+  });
+  try {
+    await client.subscribe("books.b1").ready;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(calls, 1);
+  } finally {
+    await client.close();
+    await node.stop();
+    await service.close();
+  }
+});

@@ -433,6 +433,36 @@ Deno.test("liveness: ping events while answered; nothing received within pongTim
   }
 });
 
+Deno.test("a socket not open within pongTimeout (a server that accepts and never answers the upgrade) is given up (4000) and tried again", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const connection of listener) held.push(connection);
+  })().catch(() => {});
+  const client = new SharkClient(`ws://127.0.0.1:${listener.addr.port}/`, {
+    pongTimeout: 200,
+    ...FAST,
+  });
+  try {
+    const events = new Recorder(client);
+    const [first, second] = await events.wait("disconnected", 2);
+    for (const { detail } of [first, second]) {
+      assert.deepEqual(detail, {
+        code: 4000,
+        reason: "not open within 200 ms",
+        reconnect: true,
+        delay: detail.delay,
+      });
+    }
+    assert.ok(first.at - events.of("connecting")[0].at >= 199);
+  } finally {
+    await client.close();
+    listener.close();
+    await accepting;
+    for (const connection of held) connection.close();
+  }
+});
+
 Deno.test("at most maxPendingEvents in flight: 150 messages behind a slow on_message are all answered, in order, without a 1008", async () => {
   const app = new AppService();
   app.answer("/on_message", async ({ body }) => {
