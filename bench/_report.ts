@@ -19,6 +19,9 @@ function figure(result: Result): string {
         `${number(result.connect_s)} s to connect+subscribe`;
     case "subrate":
       return `${number(result.per_s)} auth+subscribe/s`;
+    case "recovery":
+      return `${number(result.caught_up_s)} s to catch up, ${number(result.recovered)} recovered` +
+        (result.complete === false ? " (INCOMPLETE)" : "");
     default:
       return `${number(result.msgs_per_s)} msg/s` +
         (result.complete === false ? " (INCOMPLETE)" : "");
@@ -99,14 +102,28 @@ export function ratios(results: Result[]): Ratio[] {
     target: string,
     pass: (value: number) => boolean,
     servers: [string, string] = ["shark", "baseline"],
+    variants: [string, string] = [variant, variant],
   ): Ratio => {
-    const top = find(scenario, variant, servers[0])?.[field];
-    const bottom = find(scenario, variant, servers[1])?.[field];
+    const top = find(scenario, variants[0], servers[0])?.[field];
+    const bottom = find(scenario, variants[1], servers[1])?.[field];
     const value = typeof top === "number" && typeof bottom === "number" && bottom !== 0
       ? Math.round(top / bottom * 100) / 100
       : null;
     return { name, value, target, pass: value === null ? null : pass(value) };
   };
+  /** Shark's `top` variant against its `bottom` variant of one scenario, figure by figure. */
+  const variantRatios = (
+    scenario: string,
+    top: string,
+    bottom: string,
+    fields: [string, string][],
+  ) =>
+    fields.map(([name, field]) =>
+      ratio(`${scenario} ${top} ${name} (/ ${bottom})`, scenario, "", field, "report", () => true, [
+        "shark",
+        "shark",
+      ], [top, bottom])
+    );
   const subrateVariant = String(results.find((r) => r.scenario === "subrate")?.variant ?? "c200");
   return [
     ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
@@ -131,6 +148,20 @@ export function ratios(results: Result[]): Ratio[] {
       ">= 1.6",
       (v) => v >= 1.6,
       ["shark-2-workers", "shark-1-isolate"],
+    ),
+    ...["fanout", "topics"].flatMap((shape) =>
+      variantRatios("history", `${shape}-history`, `${shape}-plain`, [
+        ["msg/s", "msgs_per_s"],
+        ["server CPU/msg", "server_cpu_us_per_msg"],
+        ["redis CPU/publish", "redis_cpu_us_per_publish"],
+      ])
+    ),
+    ...["recover-one-topic", "recover-own-topics"].flatMap((variant) =>
+      variantRatios("recovery", variant, "resubscribe", [
+        ["time to catch up", "caught_up_s"],
+        ["server CPU", "server_cpu_ms"],
+        ["redis+cb CPU", "helpers_cpu_ms"],
+      ])
     ),
     ratio(
       "parallel CPU/msg (2 workers / 1)",

@@ -6,10 +6,19 @@
  *
  * @module
  */
-import type { LoadSpec } from "./loadgen.ts";
+import { BENCH_HISTORY, type LoadSpec } from "./loadgen.ts";
 
 /** The scenarios, in the order `deno task bench` runs them. */
-export const SCENARIOS = ["clients", "fanout", "topics", "idle", "subrate", "parallel"] as const;
+export const SCENARIOS = [
+  "clients",
+  "fanout",
+  "topics",
+  "idle",
+  "subrate",
+  "parallel",
+  "history",
+  "recovery",
+] as const;
 export type Scenario = typeof SCENARIOS[number];
 
 /** One line per scenario, logged when it starts. */
@@ -20,6 +29,10 @@ export const DESCRIPTIONS: Record<Scenario, string> = {
   idle: "as many subscribed idle connections as the fd limit allows",
   subrate: "2,000 clients doing auth + subscribe (authorizer, before_subscribe), 200 at a time",
   parallel: "broadcast_channel adapter: --workers 2 vs one isolate, fanout burst via POST /publish",
+  history:
+    "history service: bursts through the history script vs plain PUBLISH, to 5,000 subscribers of one topic, then of 5,000 topics",
+  recovery:
+    "5,000 clients reconnect at once: resubscribe, or recover 50 missed envelopes (one topic; own topics)",
 };
 
 /** The CPU of the server under test. */
@@ -61,6 +74,7 @@ export function sharkConfig(redisPort: number, callbackPort: number) {
     },
     services: {
       bench: { require_authentication: false },
+      hist: { require_authentication: false, history: BENCH_HISTORY },
       secure: {
         require_authentication: true,
         authorizer: callback("/authorize"),
@@ -130,6 +144,12 @@ export function targets(scenario: Scenario, context: Context): Target[] {
         { server: "baseline", cpus: SERVER_CPUS, command: baseline(context, callbacks), spec },
         { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
       ];
+    }
+    case "history":
+      return [{ server: "shark", cpus: SERVER_CPUS, command: shark(context), spec: fanout }];
+    case "recovery": {
+      const spec = { connections: 5000, concurrency: 5000, rounds: 1 };
+      return [{ server: "shark", cpus: SERVER_CPUS, command: shark(context), spec }];
     }
     case "parallel": {
       // Two isolates need two cores: the server gets both, the generator stays on CPU 1.

@@ -1,5 +1,5 @@
 /**
- * A client session: one WebSocket, its auth info and subscriptions, the queue
+ * A client session: one socket, its auth info and subscriptions, the queue
  * of its events (handled one at a time, in arrival order) and its output,
  * guarded against slow consumers.
  *
@@ -8,7 +8,8 @@
 import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
-import type { Subscriber, Subscription } from "./subscription.ts";
+import { OPEN, type Socket } from "./socket.ts";
+import { type Clock, REAL_CLOCK, type Subscriber, type Subscription } from "./subscription.ts";
 import { EMPTY, type JsonObject, randomId } from "./util.ts";
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
@@ -23,16 +24,19 @@ export interface SessionHost {
   handleEvent(session: Session, frame: ClientFrame): Promise<void>;
   /** Ends the subscriptions of a closed session, running their callbacks. */
   sessionClosed(session: Session): Promise<void>;
+  /** The timers of credential expiry; tests pass a fake clock. Default the runtime's. */
+  readonly clock?: Clock;
 }
 
-const OPEN = 1;
+/** Longer delays overflow `setTimeout` (they would fire at once): longer waits are chained. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A slow consumer is noticed within this much output: the buffer may exceed
  * `server.max_buffered_bytes` by at most this many bytes (times 3 for
  * non-ASCII text) before the connection is closed.
  */
-const BUFFER_CHECK_BYTES = 16 * 1024;
+export const BUFFER_CHECK_BYTES = 16 * 1024;
 
 /** The UTF-8 size of `text` if it may exceed `limit`, else a cheap lower bound. */
 function utf8Size(text: string, limit: number): number {
@@ -42,7 +46,7 @@ function utf8Size(text: string, limit: number): number {
 
 /**
  * One client connection. Kept small: an idle subscribed connection costs
- * little more than the runtime's own WebSocket, so logger contexts, the
+ * little more than its socket, so logger contexts, the
  * event queue and the close promise are only allocated when used.
  *
  * @example
@@ -61,7 +65,7 @@ export class Session implements Subscriber, EventListenerObject {
   authInfo: JsonObject = EMPTY;
   /** Confirmed subscriptions by name. */
   readonly subscriptions: Map<string, Subscription> = new Map();
-  readonly #socket: WebSocket;
+  readonly #socket: Socket;
   readonly #host: SessionHost;
   readonly #baseLog: Logger;
   #log: Logger | undefined;
@@ -72,14 +76,16 @@ export class Session implements Subscriber, EventListenerObject {
   #unchecked = 0;
   #done: PromiseWithResolvers<void> | undefined;
   #finished = false;
+  /** The timer that closes the connection when the credentials of the last `auth` expire. */
+  #expiry: unknown;
 
-  constructor(socket: WebSocket, host: SessionHost, log: Logger) {
+  constructor(socket: Socket, host: SessionHost, log: Logger) {
     this.#socket = socket;
     this.#host = host;
     this.#baseLog = log;
     socket.binaryType = "arraybuffer";
-    // The session itself is the listener: no closure per connection. An
-    // error event is always followed by a close event.
+    // The session itself is the listener: no closure per connection. No
+    // error listener: a close event follows every error (see Socket).
     socket.addEventListener("message", this);
     socket.addEventListener("close", this);
   }
@@ -152,6 +158,23 @@ export class Session implements Subscriber, EventListenerObject {
     return finished;
   }
 
+  /**
+   * Closes the connection with 4001 "token expired" (SPEC section 11) after
+   * `ms` milliseconds, once the unsubscribe callbacks have run; a later call
+   * (a new successful `auth`) replaces the deadline, `undefined` removes it.
+   */
+  expireAuthIn(ms: number | undefined): void {
+    const clock = this.#host.clock ?? REAL_CLOCK;
+    clock.clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    if (ms === undefined || this.#closed) return;
+    const step = Math.max(0, Math.min(ms, MAX_TIMER_MS));
+    this.#expiry = clock.setTimeout(() => {
+      if (step < ms) this.expireAuthIn(ms - step);
+      else this.close(CloseReason.tokenExpired, { afterCleanup: true });
+    }, step);
+  }
+
   #write(frame: string): boolean {
     const socket = this.#socket;
     if (this.#closed || socket.readyState !== OPEN) return false;
@@ -198,6 +221,7 @@ export class Session implements Subscriber, EventListenerObject {
   #end(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.expireAuthIn(undefined);
     this.#host.sessionClosed(this).catch((error) =>
       this.log.error("closing session failed: {error}", { error: String(error) })
     ).finally(() => {
