@@ -62,6 +62,9 @@ Deno.test("invalid configurations are rejected with the key path of every proble
   assert.deepEqual(problems({ pubsub: { redis: { url: "http://127.0.0.1:6379" } } }), [
     'pubsub.redis.url: expected a redis:// or rediss:// URL, got "http://127.0.0.1:6379"',
   ]);
+  assert.deepEqual(problems({ pubsub: { redis: { url: "redis://:pw@127.0.0.1:6379/books" } } }), [
+    'pubsub.redis.url: the database "books" is not a number, got "redis://:*****@127.0.0.1:6379/books"',
+  ]);
   assert.match(problems({ services: { "a.b": {} } })[0], /^services\["a.b"\]: .*no '.'/);
   assert.match(problems({ http: { tries: 0 } })[0], /^http\.tries: /);
   assert.match(problems({ pubsub: { adapter: "kafka" } })[0], /^pubsub\.adapter: /);

@@ -375,7 +375,12 @@ test("adapter: start rejects with one clear line naming the URL when Redis (or r
     );
   });
   await t.step("a database that is not a number", async () => {
-    const badDb = adapter({ redis: { url: "redis://127.0.0.1:1/books" } });
+    // Past the configuration, which refuses it at load: the adapter checks its own options too.
+    const options = loadConfig({ pubsub: { adapter: "redis" } }).pubsub;
+    const badDb = new RedisPubSub({
+      ...options,
+      redis: { ...options.redis, url: "redis://127.0.0.1:1/books" },
+    });
     await assert.rejects(badDb.start(recorder().listener), /database "books" is not a number/);
   });
 });
