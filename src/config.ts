@@ -42,9 +42,8 @@ export class ConfigError extends Error {
   }
 }
 
-/** The database number is left to the adapter, which names the URL in its error. */
 function checkRedisUrl(text: string): string | undefined {
-  const problem = redisUrlProblem(text, { database: false });
+  const problem = redisUrlProblem(text);
   if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
 }
 

@@ -19,7 +19,7 @@ import {
   type TestKey,
 } from "./helpers/jwt.ts";
 import { TestService } from "./helpers/service.ts";
-import { withShark } from "./helpers/shark.ts";
+import { TestShark } from "./helpers/shark.ts";
 
 const SECRET = "the identity provider's HMAC secret, 32 bytes or more";
 const ISSUER = "https://id.example";
@@ -67,13 +67,14 @@ Deno.test("HS256, RS256, ES256 and EdDSA tokens are accepted with their secret, 
     [ed, { jwks_url: jwks.url, algorithms: ["EdDSA"] }, { kid: "ed" }],
   ];
   for (const [key, jwt, header] of cases) {
-    await withShark({ authentication: { jwt } } as SharkConfigInput, async (shark) => {
+    {
+      await using shark = await TestShark.start({ authentication: { jwt } } as SharkConfigInput);
       const client = await shark.connect();
       const token = await signToken(key, { sub: "u1", exp: seconds() + 60 }, header);
       assert.deepEqual(await client.request(jwtAuth(token)), ok, key.alg);
       assert.equal(shark.shark.metrics.snapshot()["auth.jwt.ok"], 1);
       await client.close();
-    });
+    }
   }
 });
 
@@ -96,33 +97,32 @@ Deno.test("every rejection reason answers only 'Authentication failed.', and the
     ["malformed: not a string", 42 as unknown as string],
   ];
   const config = hsConfig({ issuer: ISSUER, audience: "shark", leeway: 5 });
-  await withShark(
-    { ...config, services: { books: {} } },
-    async (shark) => {
-      const client = await shark.connect();
-      for (const [reason, token] of refused) {
-        assert.deepEqual(await client.request(jwtAuth(token)), failed, reason);
-      }
-      assert.deepEqual(await client.request({ event: "subscribe", subscription: "books.1" }), {
-        event: "subscribe",
-        subscription: "books.1",
-        status: "error",
-        error: "Authentication required.",
-      });
-      // Within the leeway on both sides, the same claims are accepted.
-      const skewed = await signToken(hs256, { ...good, exp: now - 2, nbf: now + 2 });
-      assert.deepEqual(await client.request(jwtAuth(skewed)), ok);
-      const counts = shark.shark.metrics.snapshot();
-      assert.equal(counts["auth.jwt.failed"], refused.length);
-      assert.equal(counts["auth.jwt.ok"], 1);
-      await client.close();
-    },
-  );
+  {
+    await using shark = await TestShark.start({ ...config, services: { books: {} } });
+    const client = await shark.connect();
+    for (const [reason, token] of refused) {
+      assert.deepEqual(await client.request(jwtAuth(token)), failed, reason);
+    }
+    assert.deepEqual(await client.request({ event: "subscribe", subscription: "books.1" }), {
+      event: "subscribe",
+      subscription: "books.1",
+      status: "error",
+      error: "Authentication required.",
+    });
+    // Within the leeway on both sides, the same claims are accepted.
+    const skewed = await signToken(hs256, { ...good, exp: now - 2, nbf: now + 2 });
+    assert.deepEqual(await client.request(jwtAuth(skewed)), ok);
+    const counts = shark.shark.metrics.snapshot();
+    assert.equal(counts["auth.jwt.failed"], refused.length);
+    assert.equal(counts["auth.jwt.ok"], 1);
+    await client.close();
+  }
 });
 
 Deno.test("a missing or empty token is 'Must specify token.'; jwt without authentication.jwt is unsupported", async () => {
   const needsToken = { event: "auth", status: "error", error: "Must specify token." };
-  await withShark(hsConfig(), async (shark) => {
+  {
+    await using shark = await TestShark.start(hsConfig());
     const client = await shark.connect();
     for (const request of [{}, { token: "" }, { token: null }]) {
       assert.deepEqual(
@@ -137,10 +137,11 @@ Deno.test("a missing or empty token is 'Must specify token.'; jwt without authen
       error: "Authentication method unsupported.",
     });
     await client.close();
-  });
+  }
   const token = await signToken(await hmacKey("HS256", SECRET), { sub: "u1" });
   for (const authentication of [{}, { ticket: { validation_url: "http://127.0.0.1:9/" } }]) {
-    await withShark({ authentication }, async (shark) => {
+    {
+      await using shark = await TestShark.start({ authentication });
       const client = await shark.connect();
       assert.deepEqual(await client.request(jwtAuth(token)), {
         event: "auth",
@@ -149,7 +150,7 @@ Deno.test("a missing or empty token is 'Must specify token.'; jwt without authen
       });
       assert.equal(shark.shark.metrics.snapshot()["auth.jwt.unsupported"], 1);
       await client.close();
-    });
+    }
   }
 });
 
@@ -166,7 +167,8 @@ Deno.test("auth info is the token's auth_fields claims, in callback bodies and f
         },
       },
     };
-    await withShark(config, async (shark) => {
+    {
+      await using shark = await TestShark.start(config);
       const client = await shark.connect();
       const claims = { sub: "u1", org: "o1", role: "admin", exp: seconds() + 60 };
       const token = await signToken(await hmacKey("HS256", SECRET), claims);
@@ -184,7 +186,7 @@ Deno.test("auth info is the token's auth_fields claims, in callback bodies and f
       const message = await client.next();
       assert.equal(message.data, "for u1");
       await client.close();
-    });
+    }
   } finally {
     await service.close();
   }
@@ -197,7 +199,8 @@ Deno.test("JWKS: a token signed with a key rotated in after the first fetch is a
   const config = {
     authentication: { jwt: { jwks_url: jwks.url, algorithms: ["ES256"] } },
   } as SharkConfigInput;
-  await withShark(config, async (shark) => {
+  {
+    await using shark = await TestShark.start(config);
     const client = await shark.connect();
     const claims = { sub: "u1", exp: seconds() + 60 };
     assert.equal(jwks.requests, 0, "nothing is fetched before a token needs it");
@@ -212,7 +215,7 @@ Deno.test("JWKS: a token signed with a key rotated in after the first fetch is a
     assert.equal(jwks.requests, 2, "another unknown kid within 30 s is not fetched");
     assert.deepEqual(await client.request(jwtAuth(await signToken(k1, claims, { kid: "k1" }))), ok);
     await client.close();
-  });
+  }
 });
 
 Deno.test("an expired token closes the connection with 4001 after the unsubscribe callbacks", async () => {
@@ -227,7 +230,8 @@ Deno.test("an expired token closes the connection with 4001 after the unsubscrib
         },
       },
     };
-    await withShark(config, async (shark) => {
+    {
+      await using shark = await TestShark.start(config);
       const client = await shark.connect();
       const exp = seconds() + 1;
       const token = await signToken(await hmacKey("HS256", SECRET), { sub: "u1", exp });
@@ -249,7 +253,7 @@ Deno.test("an expired token closes the connection with 4001 after the unsubscrib
       ]);
       for (const call of service.calls) assert.ok(call.at < closedAt, `${call.path} after close`);
       assert.equal(shark.shark.metrics.snapshot()["closed.token_expired"], 1);
-    });
+    }
   } finally {
     await service.close();
   }
@@ -265,7 +269,8 @@ Deno.test("a new auth before exp keeps the connection; a failed one does not rep
         ticket: { validation_url: ticketService.url("/ticket") },
       },
     } as SharkConfigInput;
-    await withShark(config, async (shark) => {
+    {
+      await using shark = await TestShark.start(config);
       const [refreshed, ticket, noExp, refusedRefresh, unrefreshed] = await Promise.all(
         Array.from({ length: 5 }, () => shark.connect()),
       );
@@ -289,7 +294,7 @@ Deno.test("a new auth before exp keeps the connection; a failed one does not rep
       );
       for (const client of [refreshed, ticket, noExp]) await ping(client);
       await Promise.all([refreshed, ticket, noExp].map((client) => client.close()));
-    });
+    }
   } finally {
     await ticketService.close();
   }

@@ -19,7 +19,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { loadConfig } from "../mod.ts";
 import { Running } from "./helpers/command.ts";
 import { ROOT } from "./helpers/process.ts";
-import { freePort } from "./helpers/redis_server.ts";
+import { freePort } from "./helpers/loopback.ts";
 
 const LAUNCHER = "npx -y deno@2.9.6";
 
