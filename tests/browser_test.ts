@@ -13,7 +13,8 @@
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { Demo } from "../examples/demo/main.ts";
-import { freePort, redisAvailable, RedisServer } from "./helpers/redis_server.ts";
+import { freePort } from "./helpers/loopback.ts";
+import { redisAvailable, RedisServer } from "./helpers/redis_server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const noChromium = !(await Deno.stat(CHROMIUM).then(() => true, () => false));
@@ -22,8 +23,9 @@ const noRedis = noChromium || !(await redisAvailable());
 const SCREENSHOT = new URL("../examples/demo/screenshot.png", import.meta.url);
 const WAIT = { timeout: 20_000 };
 
-function launch(): Promise<Browser> {
-  return chromium.launch({
+/** Chromium, closed when the test's `await using` scope ends. */
+async function launch(): Promise<Browser & AsyncDisposable> {
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
       "--headless",
@@ -36,6 +38,7 @@ function launch(): Promise<Browser> {
       "--disable-sync",
     ],
   });
+  return Object.assign(browser, { [Symbol.asyncDispose]: () => browser.close() });
 }
 
 /** Opens the demo as `user` in the lobby and waits until it has joined. */
@@ -78,31 +81,26 @@ Deno.test({
     "browser, memory adapter: a post appears on the other page; Shark restarted → both pages reconnect and show the room's fresh state",
   ignore: noChromium,
   async fn() {
-    const demo = await Demo.start({ port: 0, sharkPort: freePort(), logs: false });
-    const browser = await launch();
-    try {
-      const ada = await open(browser, demo, "ada");
-      const bob = await open(browser, demo, "bob");
-      await post(ada, "hello from ada");
-      await message(bob, "hello from ada").waitFor(WAIT);
-      await post(bob, "hi ada");
-      await message(ada, "hi ada").waitFor(WAIT);
+    await using demo = await Demo.start({ port: 0, sharkPort: freePort(), logs: false });
+    await using browser = await launch();
+    const ada = await open(browser, demo, "ada");
+    const bob = await open(browser, demo, "bob");
+    await post(ada, "hello from ada");
+    await message(bob, "hello from ada").waitFor(WAIT);
+    await post(bob, "hi ada");
+    await message(ada, "hi ada").waitFor(WAIT);
 
-      await restartShark(demo, [ada, bob], async () => {
-        await demo.service.post("lobby", "bot", "posted while Shark was down");
-      });
-      for (const page of [ada, bob]) {
-        await page.locator("#log li", { hasText: "fresh room state loaded" }).waitFor(WAIT);
-        await message(page, "posted while Shark was down").waitFor(WAIT);
-        assert.equal(await page.locator("#messages li").count(), 3);
-      }
-      await post(bob, "still here");
-      await message(ada, "still here").waitFor(WAIT);
-      if (Deno.env.get("SHARK_SCREENSHOT")) await ada.screenshot({ path: SCREENSHOT.pathname });
-    } finally {
-      await browser.close();
-      await demo.stop();
+    await restartShark(demo, [ada, bob], async () => {
+      await demo.service.post("lobby", "bot", "posted while Shark was down");
+    });
+    for (const page of [ada, bob]) {
+      await page.locator("#log li", { hasText: "fresh room state loaded" }).waitFor(WAIT);
+      await message(page, "posted while Shark was down").waitFor(WAIT);
+      assert.equal(await page.locator("#messages li").count(), 3);
     }
+    await post(bob, "still here");
+    await message(ada, "still here").waitFor(WAIT);
+    if (Deno.env.get("SHARK_SCREENSHOT")) await ada.screenshot({ path: SCREENSHOT.pathname });
   },
 });
 
@@ -111,41 +109,35 @@ Deno.test({
     "browser, Redis with history: Shark restarted → both pages reconnect, recover, and show the messages published during the gap once",
   ignore: noRedis,
   async fn() {
-    const redis = await RedisServer.start();
-    const demo = await Demo.start({
+    await using redis = await RedisServer.start();
+    await using demo = await Demo.start({
       port: 0,
       sharkPort: freePort(),
       redisUrl: redis.url(),
       logs: false,
     });
-    const browser = await launch();
-    try {
-      const ada = await open(browser, demo, "ada");
-      const bob = await open(browser, demo, "bob");
-      await post(ada, "before the restart");
-      await message(bob, "before the restart").waitFor(WAIT);
+    await using browser = await launch();
+    const ada = await open(browser, demo, "ada");
+    const bob = await open(browser, demo, "bob");
+    await post(ada, "before the restart");
+    await message(bob, "before the restart").waitFor(WAIT);
 
-      await restartShark(demo, [ada, bob], async () => {
-        // The service publishes through the other node; the history in Redis keeps them.
-        await demo.service.post("lobby", "bot", "missed one");
-        await demo.service.post("lobby", "bot", "missed two");
-      });
-      for (const page of [ada, bob]) {
-        await page.locator("#log li", { hasText: "caught up: 2 missed message(s) follow" })
-          .waitFor(WAIT);
-        await message(page, "missed two").waitFor(WAIT);
-        const texts = await page.locator("#messages li").allTextContents();
-        assert.deepEqual(texts.map((text) => text.replace(/\d.*$/, "")), [
-          "ada before the restart",
-          "bot missed one",
-          "bot missed two",
-        ]);
-        assert.equal(await page.locator("#log li", { hasText: "fresh room state" }).count(), 0);
-      }
-    } finally {
-      await browser.close();
-      await demo.stop();
-      await redis.stop();
+    await restartShark(demo, [ada, bob], async () => {
+      // The service publishes through the other node; the history in Redis keeps them.
+      await demo.service.post("lobby", "bot", "missed one");
+      await demo.service.post("lobby", "bot", "missed two");
+    });
+    for (const page of [ada, bob]) {
+      await page.locator("#log li", { hasText: "caught up: 2 missed message(s) follow" })
+        .waitFor(WAIT);
+      await message(page, "missed two").waitFor(WAIT);
+      const texts = await page.locator("#messages li").allTextContents();
+      assert.deepEqual(texts.map((text) => text.replace(/\d.*$/, "")), [
+        "ada before the restart",
+        "bot missed one",
+        "bot missed two",
+      ]);
+      assert.equal(await page.locator("#log li", { hasText: "fresh room state" }).count(), 0);
     }
   },
 });

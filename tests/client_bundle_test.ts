@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { buildBundle, BUNDLE_FILE } from "../scripts/bundle.ts";
-import { AppService, startShark } from "./helpers/client_app.ts";
+import { AppService } from "./helpers/client_app.ts";
+import { TestShark } from "./helpers/shark.ts";
 
 Deno.test("dist/shark-client.js is what `deno task bundle` builds from client.ts now", async () => {
   assert.equal(
@@ -44,23 +45,21 @@ Deno.test("client.ts imports only src/protocol.ts, and that module imports nothi
 
 Deno.test("the bundle works as an ES module: connect, authenticate, subscribe, request", async () => {
   const { SharkClient } = await import(BUNDLE_FILE.href);
-  const app = new AppService();
+  await using app = new AppService();
   app.answer("/before_subscribe", { status: "ok", data: { from: "bundle" } });
   app.answer("/on_message", ({ body }) => ({ status: "ok", data: body.data }));
-  const node = await startShark({
+  await using node = await TestShark.start({
     authentication: app.authentication,
     services: {
       books: { before_subscribe: app.url("/before_subscribe"), on_message: app.url("/on_message") },
     },
   });
-  const client = new SharkClient(node.url, { auth: () => app.issue() });
+  const client = new SharkClient(node.wsUrl, { auth: () => app.issue() });
   try {
     const book = client.subscribe("books.b1");
     assert.deepEqual((await book.ready).data, { from: "bundle" });
     assert.equal(await book.request("echo"), "echo");
   } finally {
     await client.close();
-    await node.stop();
-    await app.close();
   }
 });

@@ -46,7 +46,7 @@ interface Node {
 }
 
 /** The running demo: the chat service and its Shark nodes. */
-export class Demo {
+export class Demo implements AsyncDisposable {
   readonly service: ChatService;
   readonly #nodes: Node[];
   readonly #options: DemoOptions;
@@ -124,6 +124,10 @@ export class Demo {
   async stop(): Promise<void> {
     for (let index = 0; index < this.#nodes.length; index++) await this.stopShark(index);
     await this.service.stop();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 }
 

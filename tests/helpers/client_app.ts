@@ -1,48 +1,24 @@
 /**
- * What the client SDK's tests share: an in-process Shark that can stop and
- * start again on the same port (where clients reconnect), an application
- * service that issues single-use tickets and validates them, and a recorder
- * of a {@link SharkClient}'s events.
+ * What the client SDK's tests share: an application service that issues
+ * single-use tickets and validates them, a {@link SharkClient} that a test
+ * disposes of, a recorder of its events, and a TCP proxy whose connections
+ * can be cut. (A Shark that restarts on its port: `TestShark.start` with
+ * `port`.)
  *
  * @module
  */
-import type { SharkClient, SharkClientEventMap } from "../../client.ts";
-import { type PubSub, Shark, type SharkConfigInput } from "../../mod.ts";
+import { SharkClient, type SharkClientEventMap, type SharkClientOptions } from "../../client.ts";
+import type { SharkConfigInput } from "../../mod.ts";
 import { TestService } from "./service.ts";
-import { FAST_HTTP } from "./shark.ts";
+import { waitUntil } from "./wait.ts";
 
-/** An in-process Shark on a fixed loopback port. */
-export interface SharkNode {
-  readonly shark: Shark;
-  readonly port: number;
-  /** `ws://127.0.0.1:PORT/` */
-  readonly url: string;
-  /** Shuts Shark down (clients get 1001) and stops listening. */
-  stop(): Promise<void>;
-}
-
-/** Starts Shark on `port` (0: a free one); `http` defaults to quick retries. */
-export async function startShark(
-  config: SharkConfigInput,
-  port = 0,
-  pubsub?: PubSub,
-): Promise<SharkNode> {
-  const shark = new Shark({ http: FAST_HTTP, ...config }, pubsub ? { pubsub } : {});
-  await shark.started;
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port, onListen() {} },
-    (request) => shark.handle(request),
-  );
-  const bound = server.addr.port;
-  return {
-    shark,
-    port: bound,
-    url: `ws://127.0.0.1:${bound}/`,
-    async stop() {
-      await shark.shutdown();
-      await server.shutdown();
-    },
-  };
+/** A client closed when the test's `await using` scope ends. */
+export function testClient(
+  url: string,
+  options: SharkClientOptions = {},
+): SharkClient & AsyncDisposable {
+  const client = new SharkClient(url, options);
+  return Object.assign(client, { [Symbol.asyncDispose]: () => client.close() });
 }
 
 /**
@@ -109,21 +85,8 @@ export class Recorder {
     count = 1,
     ms = 5000,
   ): Promise<Recorded<K>[]> {
-    await until(() => this.of(type).length >= count, ms, `${count} ${type} events`);
+    await waitUntil(() => this.of(type).length >= count, ms, `${count} ${type} events`);
     return this.of(type);
-  }
-}
-
-/** Polls `test` until it holds; throws naming `what` after `ms`. */
-export async function until(
-  test: () => boolean | Promise<boolean>,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await test())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 
@@ -132,7 +95,7 @@ export async function until(
  * once: a network that drops, as a phone changing networks sees it (no
  * close frame either way).
  */
-export class TcpProxy {
+export class TcpProxy implements AsyncDisposable {
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<Deno.Conn>();
   readonly #pipes = new Set<Promise<unknown>>();
@@ -160,7 +123,7 @@ export class TcpProxy {
     this.#connections.clear();
   }
 
-  async close(): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     this.#listener.close();
     await this.#accepting;
     this.cut();
