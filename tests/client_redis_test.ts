@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { RedisPubSub } from "../adapters/redis.ts";
-import type { MessageFrame, SubscribeReply } from "../client.ts";
+import type { MessageFrame, SharkClient, SubscribeReply } from "../client.ts";
 import { loadConfig, type SharkConfigInput } from "../mod.ts";
 import { AppService, Recorder, TcpProxy, testClient } from "./helpers/client_app.ts";
 import { redisAvailable, RedisServer } from "./helpers/redis_server.ts";
@@ -37,6 +37,18 @@ function redisConfig(app: AppService, url: string, history = true): SharkConfigI
 /** Shark on its own {@link RedisPubSub}, as main.ts builds one. */
 function startRedisShark(config: SharkConfigInput, port = 0): Promise<TestShark> {
   return TestShark.start(config, { port, pubsub: new RedisPubSub(loadConfig(config).pubsub) });
+}
+
+/** Subscribes `name`, recording its subscribe replies and messages. */
+async function subscribed(client: SharkClient, name: string) {
+  const messages: MessageFrame[] = [];
+  const replies: SubscribeReply[] = [];
+  const book = client.subscribe(name, {
+    onSubscribed: (reply) => replies.push(reply),
+    onMessage: (message) => messages.push(message),
+  });
+  await book.ready;
+  return { book, messages, replies };
 }
 
 function numbers(messages: MessageFrame[]): number[] {
@@ -95,13 +107,7 @@ Deno.test({
       random: () => 1,
     });
     const events = new Recorder(client);
-    const messages: MessageFrame[] = [];
-    const replies: SubscribeReply[] = [];
-    const book = client.subscribe("books.b1", {
-      onSubscribed: (reply) => replies.push(reply),
-      onMessage: (message) => messages.push(message),
-    });
-    await book.ready;
+    const { messages, replies } = await subscribed(client, "books.b1");
     const total = 60;
     const publishedAt: number[] = [];
     const publisher = (async () => {
@@ -145,13 +151,7 @@ Deno.test({
       auth: () => app.issue(),
       backoff: { min: 50, max: 200 },
     });
-    const messages: MessageFrame[] = [];
-    const replies: SubscribeReply[] = [];
-    const book = client.subscribe("books.b1", {
-      onSubscribed: (reply) => replies.push(reply),
-      onMessage: (message) => messages.push(message),
-    });
-    await book.ready;
+    const { book, messages, replies } = await subscribed(client, "books.b1");
     for (let n = 1; n <= 3; n++) {
       await node.shark.publish({ subscription: "books.b1", data: { n } });
     }
