@@ -113,6 +113,7 @@ Deno.test({
     await using demo = await Demo.start({
       port: 0,
       sharkPort: freePort(),
+      otherPort: freePort(),
       redisUrl: redis.url(),
       logs: false,
     });

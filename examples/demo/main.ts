@@ -31,8 +31,10 @@ const CONFIG_ORIGIN = "http://127.0.0.1:8000";
 export interface DemoOptions {
   /** The chat service's port (0: a free one). Default 8000. */
   readonly port?: number;
-  /** Shark's port; with Redis the second node takes the next one. Default 9000. */
+  /** Shark's port (the page connects here). Default 9000. */
   readonly sharkPort?: number;
+  /** With Redis, the second node's port. Default `sharkPort` + 1. */
+  readonly otherPort?: number;
   /** Run two Shark nodes on this Redis instead of one on the memory adapter. */
   readonly redisUrl?: string;
   /** Shark's log lines go to this process's stderr; default true. */
@@ -62,7 +64,7 @@ export class Demo implements AsyncDisposable {
   /** Starts the service and every Shark node, and waits until they answer. */
   static async start(options: DemoOptions = {}): Promise<Demo> {
     const sharkPort = options.sharkPort ?? 9000;
-    const ports = options.redisUrl ? [sharkPort, sharkPort + 1] : [sharkPort];
+    const ports = options.redisUrl ? [sharkPort, options.otherPort ?? sharkPort + 1] : [sharkPort];
     const secret = crypto.randomUUID();
     const service = new ChatService({
       port: options.port ?? 8000,
@@ -90,7 +92,7 @@ export class Demo implements AsyncDisposable {
     const args = ["run", "-A", "main.ts", "--port", String(node.port)];
     if (config === text) args.push("--config", CONFIG.pathname);
     if (redisUrl) args.push("--adapter", "redis", "--redis-url", redisUrl);
-    node.child = new Deno.Command(Deno.execPath(), {
+    const child = node.child = new Deno.Command(Deno.execPath(), {
       args,
       cwd: ROOT,
       env: config === text ? this.#env : { ...this.#env, SHARK_CONFIG: config },
@@ -98,8 +100,14 @@ export class Demo implements AsyncDisposable {
       stdout: logs ? "inherit" : "null",
       stderr: logs ? "inherit" : "null",
     }).spawn();
+    let exit: number | undefined;
+    child.status.then((status) => exit = status.code);
     const deadline = Date.now() + 20_000;
     for (;;) {
+      if (exit !== undefined) {
+        node.child = undefined;
+        throw new Error(`Shark on port ${node.port} exited with code ${exit} (is the port taken?)`);
+      }
       try {
         const response = await fetch(`http://127.0.0.1:${node.port}/healthz`);
         await response.body?.cancel();
@@ -107,7 +115,10 @@ export class Demo implements AsyncDisposable {
       } catch {
         // not listening yet
       }
-      if (Date.now() > deadline) throw new Error(`Shark on port ${node.port} did not start`);
+      if (Date.now() > deadline) {
+        await this.stopShark(index);
+        throw new Error(`Shark on port ${node.port} did not start within 20 s`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
