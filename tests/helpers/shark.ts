@@ -25,12 +25,20 @@ export class TestShark {
     this.server = server;
   }
 
-  /** Starts Shark with `config` (port and host are chosen here) and `options`. */
-  static async start(config: SharkConfigInput, options: SharkOptions = {}): Promise<TestShark> {
-    const shark = new Shark({ http: FAST_HTTP, ...config }, options);
+  /**
+   * Starts Shark with `config` (the host is chosen here) and `options`, on
+   * `options.port` (default 0: a free one; a stopped Shark's port starts one
+   * where its clients reconnect).
+   */
+  static async start(
+    config: SharkConfigInput,
+    options: SharkOptions & { port?: number } = {},
+  ): Promise<TestShark> {
+    const { port = 0, ...sharkOptions } = options;
+    const shark = new Shark({ http: FAST_HTTP, ...config }, sharkOptions);
     await shark.started;
     const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      { hostname: "127.0.0.1", port, onListen() {} },
       (request) => shark.handle(request),
     );
     return new TestShark(shark, server);
