@@ -11,6 +11,7 @@ import { z } from "zod";
 import type { SharkConfig } from "./config_types.ts";
 import { redactUrl } from "./redact.ts";
 import { redisUrlProblem } from "./redis_url.ts";
+import { MAX_TIMER_MS } from "./util.ts";
 
 export type * from "./config_types.ts";
 
@@ -35,8 +36,10 @@ export class ConfigError extends Error {
   }
 }
 
-const seconds = z.number().min(0);
-const positiveSeconds = z.number().gt(0);
+/** Every duration becomes a timer, and a timer waits at most `MAX_TIMER_MS`. */
+const seconds = z.number().min(0)
+  .max(MAX_TIMER_MS / 1000, `at most ${MAX_TIMER_MS / 1000} seconds (~24.8 days)`);
+const positiveSeconds = seconds.gt(0);
 const fieldList = z.array(z.string().min(1));
 
 function checkHttpUrl(text: string): string | undefined {

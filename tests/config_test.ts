@@ -78,6 +78,19 @@ Deno.test("invalid configurations are rejected with the key path of every proble
   assert.match(problems([])[0], /^\(top level\): /);
 });
 
+Deno.test("a duration past what a timer can wait (2^31 - 1 ms, ~24.8 days) is rejected at load, naming the key", () => {
+  const month = 30 * 24 * 3600;
+  assert.match(
+    problems({
+      services: { books: { heartbeat_period: month, on_heartbeat: "http://a/" } },
+    })[0],
+    /^services\.books\.heartbeat_period: .*2147483/,
+  );
+  assert.match(problems({ http: { wait: month } })[0], /^http\.wait: /);
+  assert.match(problems({ server: { shutdown_timeout: month } })[0], /^server\.shutdown_timeout: /);
+  assert.equal(loadConfig({ http: { timeout: 2147483 } }).http.timeout, 2147483);
+});
+
 Deno.test("contradictions are rejected with the key path", () => {
   const service = (fields: Record<string, unknown>) => problems({ services: { books: fields } });
   assert.match(

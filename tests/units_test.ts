@@ -51,6 +51,29 @@ Deno.test("parseNumber reads finite numbers and numeric strings only", () => {
   }
 });
 
+Deno.test("parseNumber reads a string as Python's float() does: no 0x/0b/0o, digit separators allowed", () => {
+  // What float() accepts (infinities and NaN aside: they are not numbers here).
+  const accepted: [string, number][] = [
+    ["1e3", 1000],
+    [" 1 ", 1],
+    ["\t-2.5\n", -2.5],
+    ["1_000", 1000],
+    ["1_000.000_1", 1000.0001],
+    ["+.5", 0.5],
+    ["5.", 5],
+    ["1E-2", 0.01],
+    ["007", 7],
+  ];
+  for (const [text, value] of accepted) assert.equal(parseNumber(text), value, text);
+  // What float() refuses, and Number() would take.
+  for (const text of ["0x10", "0b1", "0o7", "0X1F", "1__0", "_1", "1_", "1_.5", "1e_3", "."]) {
+    assert.equal(parseNumber(text), undefined, text);
+  }
+  for (const text of ["inf", "-inf", "nan", "Infinity", "1e400"]) {
+    assert.equal(parseNumber(text), undefined, text);
+  }
+});
+
 Deno.test("jsonEqual compares decoded JSON values structurally", () => {
   assert.ok(jsonEqual({ a: [1, { b: null }] }, { a: [1, { b: null }] }));
   assert.ok(jsonEqual({ a: 1, b: 2 }, { b: 2, a: 1 }));
