@@ -27,7 +27,7 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const SERVER_CPUS = "0";
 const HELPER_CPUS = "1";
 /** The publish API secret of the Shark under test. */
-const PUBLISH_SECRET = "bench-secret";
+const PUBLISH_SECRET = "bench-publish-secret";
 /** No server start waits longer than this for `/healthz`. */
 const START_TIMEOUT_MS = 30_000;
 /** No load generator run may last longer than this. */

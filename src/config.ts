@@ -49,6 +49,13 @@ function checkHttpUrl(text: string): string | undefined {
   }
 }
 
+/** The shortest `publish_api.secret`: anyone who guesses it publishes to every client. */
+const MIN_PUBLISH_SECRET = 16;
+
+function checkPublishSecret(text: string): string | undefined {
+  if (text.length < MIN_PUBLISH_SECRET) return `must be at least ${MIN_PUBLISH_SECRET} characters`;
+}
+
 /** The database number is left to the adapter, which names the URL in its error. */
 function checkRedisUrl(text: string): string | undefined {
   const problem = redisUrlProblem(text, { database: false });
@@ -246,8 +253,10 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         .describe("Whether messages carry published_at, received_at, sent_at and queue_size."),
     }).prefault({}).describe("What published messages carry."),
     publish_api: z.strictObject({
-      secret: secret(env).nullable().default(null)
-        .describe("Bearer secret of POST /publish; null disables the endpoint."),
+      secret: secret(env, checkPublishSecret).nullable().default(null)
+        .describe(
+          `Bearer secret of POST /publish, at least ${MIN_PUBLISH_SECRET} characters; null disables the endpoint.`,
+        ),
     }).prefault({}).describe("The HTTP publish endpoint."),
     metrics: z.strictObject({
       prometheus: z.strictObject({

@@ -91,6 +91,24 @@ Deno.test("a duration past what a timer can wait (2^31 - 1 ms, ~24.8 days) is re
   assert.equal(loadConfig({ http: { timeout: 2147483 } }).http.timeout, 2147483);
 });
 
+Deno.test("publish_api.secret shorter than 16 characters, empty included, is rejected at load", () => {
+  for (const secret of ["", "s", "fifteen-chars-x"]) {
+    assert.match(
+      problems({ publish_api: { secret } })[0],
+      /^publish_api\.secret: must be at least 16 characters/,
+      JSON.stringify(secret),
+    );
+  }
+  assert.match(
+    problems({ publish_api: { secret: { env: "SHORT" } } }, { SHORT: "short" })[0],
+    /^publish_api\.secret: must be at least 16 characters/,
+  );
+  assert.equal(
+    loadConfig({ publish_api: { secret: "sixteen-chars-xx" } }).publish_api.secret,
+    "sixteen-chars-xx",
+  );
+});
+
 Deno.test("contradictions are rejected with the key path", () => {
   const service = (fields: Record<string, unknown>) => problems({ services: { books: fields } });
   assert.match(
@@ -135,13 +153,13 @@ Deno.test('secrets given as {"env": NAME} are read from the environment; a missi
     },
     (name) =>
       ({
-        PUBLISH_SECRET: "s3cret",
+        PUBLISH_SECRET: "s3cret-from-the-environment",
         REDIS_URL: "redis://10.0.0.1:6379/2",
         TICKET_URL: "http://auth/ticket",
         AUTHORIZER_URL: "http://auth/authorize",
       })[name],
   );
-  assert.equal(config.publish_api.secret, "s3cret");
+  assert.equal(config.publish_api.secret, "s3cret-from-the-environment");
   assert.equal(config.pubsub.redis.url, "redis://10.0.0.1:6379/2");
   assert.equal(config.authentication.ticket?.validation_url, "http://auth/ticket");
   assert.equal(config.services.books.authorizer, "http://auth/authorize");
@@ -178,7 +196,7 @@ Deno.test("--check on a broken config exits 2 naming the key; on a valid one exi
   assert.match(missing.stderr, /cannot read --config/);
   const valid = await runMain(["--config", `${ROOT}shark.example.json`, "--check"], {
     SHARK_REDIS_URL: "redis://127.0.0.1:6379/0",
-    SHARK_PUBLISH_SECRET: "x",
+    SHARK_PUBLISH_SECRET: "publish-secret-for-tests",
     SHARK_BOOKS_HEARTBEAT_URL: "http://books.internal/heartbeat",
   });
   assert.equal(valid.code, 0, valid.stderr);
@@ -237,7 +255,7 @@ Deno.test("without --config Shark runs on embedded defaults and says so first", 
 });
 
 Deno.test("SHARK_CONFIG is used without --config; --config wins over it; flags win over both", async () => {
-  const secret = "from-env-config";
+  const secret = "from-env-config-secret";
   const env = {
     SHARK_CONFIG: JSON.stringify({
       server: { port: 1 },
@@ -306,7 +324,11 @@ Deno.test("shark.schema.json is generated from the schema Shark validates with",
 
 Deno.test("shark.example.json is valid and sets every option of the schema", async () => {
   const example = JSON.parse(await Deno.readTextFile(`${ROOT}shark.example.json`));
-  loadConfig(example, (name) => name === "SHARK_REDIS_URL" ? "redis://127.0.0.1/0" : "http://x/");
+  const env: Record<string, string> = {
+    SHARK_REDIS_URL: "redis://127.0.0.1/0",
+    SHARK_PUBLISH_SECRET: "publish-secret-for-tests",
+  };
+  loadConfig(example, (name) => env[name] ?? "http://x/");
   const missing: string[] = [];
   // deno-lint-ignore no-explicit-any
   const walk = (schema: any, value: any, path: string) => {

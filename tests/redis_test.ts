@@ -23,7 +23,7 @@ import { FAST_HTTP, TestShark } from "./helpers/shark.ts";
 
 const ignore = !(await redisAvailable());
 const ignoreTls = ignore || !(await opensslAvailable());
-const SECRET = "publish-secret";
+const SECRET = "publish-secret-for-tests";
 /** Fast loss detection, so that the loss tests take well under a second to notice. */
 const PING = { ping_interval: 0.2, ping_timeout: 0.5 };
 

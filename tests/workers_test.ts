@@ -31,7 +31,7 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
     JSON.stringify({
       server: { port: 0 },
       pubsub: { adapter: "broadcast_channel", broadcast_channel: { name: crypto.randomUUID() } },
-      publish_api: { secret: "s" },
+      publish_api: { secret: "publish-secret-for-tests" },
       metrics: { prometheus: { port: metricsPort } },
       delivery: { metadata: false },
       services: { news: { require_authentication: false } },
@@ -68,7 +68,7 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
     for (let i = 0; i < 40 && (published < 4 || !(await bothHave("shark_published_total"))); i++) {
       const response = await fetch(`http://127.0.0.1:${port}/publish`, {
         method: "POST",
-        headers: { authorization: "Bearer s", connection: "close" },
+        headers: { authorization: "Bearer publish-secret-for-tests", connection: "close" },
         body: JSON.stringify({ subscription: "news.today", data: { n: published } }),
       });
       assert.equal(response.status, 200);
@@ -111,7 +111,7 @@ Deno.test("deno serve --parallel with examples/deno_serve.ts delivers across its
       DENO_JOBS: "2",
       SHARK_CONFIG: JSON.stringify({
         pubsub: { adapter: "broadcast_channel", broadcast_channel: { name: crypto.randomUUID() } },
-        publish_api: { secret: "s" },
+        publish_api: { secret: "publish-secret-for-tests" },
         delivery: { metadata: false },
         services: { news: { require_authentication: false } },
       }),
@@ -135,7 +135,7 @@ Deno.test("deno serve --parallel with examples/deno_serve.ts delivers across its
     for (let n = 0; n < 6; n++) {
       const response = await fetch(`http://127.0.0.1:${port}/publish`, {
         method: "POST",
-        headers: { authorization: "Bearer s", connection: "close" },
+        headers: { authorization: "Bearer publish-secret-for-tests", connection: "close" },
         body: JSON.stringify({ subscription: "news.today", data: n }),
       });
       assert.equal(response.status, 200);
