@@ -14,6 +14,7 @@ import {
   seconds,
   secret,
 } from "./config_values.ts";
+import { HISTORY_RESERVED_FIELDS, RESERVED_FIELDS } from "./protocol.ts";
 
 /** The schema of one service; `env` resolves `{"env": "NAME"}` callback URLs. */
 export function serviceSchema(env: EnvLookup) {
@@ -32,7 +33,7 @@ export function serviceSchema(env: EnvLookup) {
     authorization_renewal_jitter: seconds.default(0)
       .describe("Up to this many seconds are taken off each renewal period at random."),
     extra_fields: fieldList.default([]).describe(
-      "Keys of the subscribe request kept with the subscription, sent with its callbacks and echoed in its messages.",
+      "Keys of the subscribe request kept with the subscription, sent with its callbacks and echoed in its messages; none may be a key Shark writes itself (event, status, error, data, subscription, the delivery metadata, and with history offset, epoch, recovered, recover).",
     ),
     filter_fields: fieldList.default([]).describe(
       "Envelope keys a message must match to be delivered: one of extra_fields against the subscription's value, any other against the session's auth info.",
@@ -73,6 +74,15 @@ export function serviceSchema(env: EnvLookup) {
     }
     if (service.on_authorization_change && service.authorization_renewal_period === null) {
       contradiction("on_authorization_change", "is only called with authorization_renewal_period");
+    }
+    const reserved = service.history
+      ? [...RESERVED_FIELDS, ...HISTORY_RESERVED_FIELDS]
+      : RESERVED_FIELDS;
+    for (const field of service.extra_fields.filter((field) => reserved.includes(field))) {
+      contradiction(
+        "extra_fields",
+        `${JSON.stringify(field)} is a key Shark writes into the subscription's frames`,
+      );
     }
     if ((service.heartbeat_period === null) !== !service.on_heartbeat) {
       contradiction(

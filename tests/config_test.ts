@@ -109,6 +109,31 @@ Deno.test("publish_api.secret shorter than 16 characters, empty included, is rej
   );
 });
 
+Deno.test("extra_fields may not name a key Shark writes into the subscription's frames: rejected at load, naming it", () => {
+  const extra = (fields: string[], service: Record<string, unknown> = {}) =>
+    problems({ services: { books: { extra_fields: fields, ...service } } });
+  const always = ["event", "status", "error", "data", "subscription"];
+  const metadata = ["published_at", "received_at", "sent_at", "queue_size"];
+  for (const key of [...always, ...metadata]) {
+    assert.deepEqual(extra(["author_id", key]), [
+      `services.books.extra_fields: "${key}" is a key Shark writes into the subscription's frames`,
+    ]);
+  }
+  const history = { history: { size: 10, ttl: 60 } };
+  for (const key of ["offset", "epoch", "recovered", "recover"]) {
+    assert.match(
+      extra([key], history)[0],
+      new RegExp(`^services\\.books\\.extra_fields: "${key}"`),
+    );
+    assert.deepEqual(
+      loadConfig({ services: { books: { extra_fields: [key] } } }).services.books
+        .extra_fields,
+      [key],
+      `${key} is free without history`,
+    );
+  }
+});
+
 Deno.test("contradictions are rejected with the key path", () => {
   const service = (fields: Record<string, unknown>) => problems({ services: { books: fields } });
   assert.match(
