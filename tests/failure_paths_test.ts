@@ -1,0 +1,121 @@
+/**
+ * Failure paths (SPEC sections 1, 2, 3, 5 and 8): what Shark does when
+ * something goes wrong half-way — a subscribe that fails after joining its
+ * topic, a pub/sub loss while services hang, a shutdown right after clients
+ * left, a publish that fails mid-array, a service that redirects or rate
+ * limits a closed session — and what never reaches a log line. Each rule
+ * closes fast, cleans up always, and leaks nothing.
+ */
+import assert from "node:assert/strict";
+import { TestClient } from "./helpers/client.ts";
+import { SharkProcess } from "./helpers/process.ts";
+import { TestService } from "./helpers/service.ts";
+import { withShark } from "./helpers/shark.ts";
+
+/** Polls `test` every 25 ms until it holds; rejects naming `what` after `ms`. */
+async function waitUntil(test: () => boolean | Promise<boolean>, ms: number, what: string) {
+  const deadline = Date.now() + ms;
+  while (!(await test())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Runs `main.ts` with `config` written to a temporary file; always stops it. */
+async function withProcess(
+  config: Record<string, unknown>,
+  body: (shark: SharkProcess, port: number) => Promise<void>,
+): Promise<void> {
+  const file = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(file, JSON.stringify({ server: { port: 0 }, ...config }));
+  const shark = SharkProcess.spawn(["--config", file]);
+  try {
+    const port = Number(
+      (await waitUntilLine(shark, (line) => /listening on/.test(line))).match(/(\d+)\D*$/)?.[1],
+    );
+    await body(shark, port);
+  } finally {
+    try {
+      shark.child.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
+    await shark.exit();
+    await Deno.remove(file);
+  }
+}
+
+/** Waits for a stderr line (JSON or text format) matching `test`. */
+async function waitUntilLine(shark: SharkProcess, test: (line: string) => boolean) {
+  await waitUntil(() => shark.lines.some(test), 10_000, "log line");
+  return shark.lines.find(test)!;
+}
+
+Deno.test("a subscription name over 256 characters or with control characters is `Invalid subscription format.`, for clients and publishers alike", async () => {
+  await withShark({
+    publish_api: { secret: "publish-secret-for-tests" },
+    services: { books: { require_authentication: false } },
+  }, async (shark) => {
+    const client = await shark.connect();
+    const bad = [
+      `books.${"x".repeat(251)}`,
+      "books.a\n2026-01-01 [ERR] forged",
+      "books.a\u0000b",
+      "books.a\u007f",
+      "books.a\u0085",
+      "books.a\u2028",
+      "books.\ud800",
+    ];
+    for (const name of bad) {
+      for (const event of ["subscribe", "message", "unsubscribe"]) {
+        assert.deepEqual(await client.request({ event, subscription: name }), {
+          event,
+          status: "error",
+          error: "Invalid subscription format.",
+          subscription: name,
+        }, `${event} ${JSON.stringify(name)}`);
+      }
+      await assert.rejects(shark.publish({ subscription: name, data: {} }), /SERVICE\.TOPIC/);
+    }
+    const longest = `books.${"x".repeat(250)}`;
+    assert.equal(
+      (await client.request({ event: "subscribe", subscription: longest })).status,
+      "ok",
+    );
+    const unicode = "books.ünïcödé 📚 spaced";
+    assert.equal(
+      (await client.request({ event: "subscribe", subscription: unicode })).status,
+      "ok",
+    );
+    await client.close();
+  });
+});
+
+Deno.test("log lines never carry raw control characters: a newline in a service's error cannot forge a line in the text format", async () => {
+  const forged = "2026-01-01 00:00:00.000 +00:00 [FTL] shark: forged";
+  const service = new TestService({
+    "/heartbeat": { status: "error", error: `down\n${forged}\u0007` },
+  });
+  try {
+    await withProcess({
+      log: { format: "text" },
+      services: {
+        books: {
+          require_authentication: false,
+          heartbeat_period: 0.1,
+          on_heartbeat: service.url("/heartbeat"),
+        },
+      },
+    }, async (shark, port) => {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+      await client.request({ event: "subscribe", subscription: "books.1" });
+      const line = await waitUntilLine(shark, (line) => line.includes("heartbeat of"));
+      assert.ok(line.includes("\\n2026-01-01"), line);
+      assert.ok(!shark.lines.some((line) => line.startsWith(forged)), shark.lines.join("\n"));
+      assert.ok(!shark.lines.some((line) => /\p{Cc}/u.test(line)));
+      await client.close();
+    });
+  } finally {
+    await service.close();
+  }
+});
