@@ -9,7 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import type { SharkConfig } from "./config.ts";
 import type { Metrics } from "./metrics.ts";
 import { ErrorText } from "./protocol.ts";
-import { redactUrl } from "./redact.ts";
+import { redactUrl, redactUrls } from "./redact.ts";
 import { delay, isObject, readLimited } from "./util.ts";
 
 /**
@@ -45,6 +45,17 @@ interface Target {
   /** The URL as it may appear in logs. */
   readonly shown: string;
   readonly headers: HeadersInit;
+}
+
+/**
+ * What went wrong, for the log: the error's name and message, and its
+ * cause's message, where `fetch` says why and names the URL it tried (which
+ * the caller redacts).
+ */
+function problemOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  return `${error.name}: ${error.message}${cause}`;
 }
 
 function targetOf(text: string): Target {
@@ -177,8 +188,7 @@ export class ServiceClient {
       const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
       return isObject(reply) ? reply : new TryFailure("the reply is not a JSON object");
     } catch (error) {
-      const problem = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return new TryFailure(problem);
+      return new TryFailure(redactUrls(problemOf(error)));
     } finally {
       clearTimeout(timer);
       this.#inFlight.delete(controller);

@@ -119,3 +119,55 @@ Deno.test("log lines never carry raw control characters: a newline in a service'
     await service.close();
   }
 });
+
+/** A loopback port nothing listens on. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+Deno.test("tokens in a callback URL's query, its userinfo, and the URL inside a fetch error never reach the logs", async () => {
+  const service = new TestService({ "/fails": new Response("down", { status: 503 }) });
+  const failing = service.url("/fails?token=QUERY-SECRET&plain=visible-value").replace(
+    "//",
+    "//svc:USERINFO-SECRET@",
+  );
+  const unreachable = `http://127.0.0.1:${closedPort()}/auth?api_key=FETCH-SECRET`;
+  try {
+    await withProcess({
+      log: { level: "debug" },
+      http: { timeout: 1, tries: 2, wait: 0.01 },
+      services: {
+        books: { require_authentication: false, before_subscribe: failing },
+        maps: { require_authentication: false, authorizer: unreachable },
+      },
+    }, async (shark, port) => {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+      for (const subscription of ["books.1", "maps.1"]) {
+        const reply = await client.request({ event: "subscribe", subscription });
+        assert.equal(reply.error, "Service unavailable.", subscription);
+      }
+      await client.close();
+      const refused = await shark.waitForLog((line) =>
+        line.properties?.callback === "authorizer" && line.properties?.attempt === 2
+      );
+      assert.match(String(refused.properties?.error), /onnection refused/);
+      assert.match(String(refused.properties?.error), /api_key=\*\*\*\*\*/);
+      const failed = await shark.waitForLog((line) =>
+        line.properties?.callback === "before_subscribe" && line.properties?.attempt === 2
+      );
+      assert.equal(
+        failed.properties?.url,
+        `${service.origin.replace("//", "//*****:*****@")}/fails?token=*****&plain=*****`,
+      );
+      const logs = shark.lines.join("\n");
+      for (const secret of ["QUERY-SECRET", "visible-value", "USERINFO-SECRET", "FETCH-SECRET"]) {
+        assert.ok(!logs.includes(secret), `${secret} logged:\n${logs}`);
+      }
+    });
+  } finally {
+    await service.close();
+  }
+});

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { mergeExpositions } from "../cli/workers.ts";
 import { normalizeTimestamp } from "../src/envelope.ts";
+import { redactUrl, redactUrls } from "../src/redact.ts";
 import {
   constantTimeEqual,
   EMPTY,
@@ -72,6 +73,22 @@ Deno.test("parseNumber reads a string as Python's float() does: no 0x/0b/0o, dig
   for (const text of ["inf", "-inf", "nan", "Infinity", "1e400"]) {
     assert.equal(parseNumber(text), undefined, text);
   }
+});
+
+Deno.test("redactUrl masks the user name, password, every query value and the fragment; redactUrls every URL in a text", () => {
+  assert.equal(
+    redactUrl("https://svc:pw@hooks.internal:8443/cb/x?token=abc&flag&empty=#frag"),
+    "https://*****:*****@hooks.internal:8443/cb/x?token=*****&*****&empty=*****#*****",
+  );
+  assert.equal(redactUrl("redis://:hunter2@10.0.0.1:6379/0"), "redis://:*****@10.0.0.1:6379/0");
+  assert.equal(redactUrl("http://plain.internal/path"), "http://plain.internal/path");
+  assert.equal(redactUrl("not a url ?token=x"), "not a url ?token=x");
+  assert.equal(
+    redactUrls(
+      "error sending request for url (http://a:1/cb?token=abc): refused; see https://b/?k=v",
+    ),
+    "error sending request for url (http://a:1/cb?token=*****): refused; see https://b/?k=*****",
+  );
 });
 
 Deno.test("jsonEqual compares decoded JSON values structurally", () => {
