@@ -58,6 +58,18 @@ function problemOf(error: unknown): string {
   return `${error.name}: ${error.message}${cause}`;
 }
 
+/**
+ * Where a 3xx reply points, for the log: its `Location`'s origin only (the
+ * rest may carry tokens). Redirects are not followed: a 301/302 would turn
+ * the POST into a bodyless GET, and any of them could carry the URL's
+ * credentials to another origin.
+ */
+function redirection(response: Response): string {
+  if (response.status < 300 || response.status > 399) return "";
+  const location = URL.parse(response.headers.get("location") ?? "", response.url);
+  return `, a redirect to ${location?.origin ?? "nowhere"} (not followed)`;
+}
+
 function targetOf(text: string): Target {
   const url = new URL(text);
   const headers: Record<string, string> = { "content-type": "application/json" };
@@ -176,6 +188,7 @@ export class ServiceClient {
         headers: target.headers,
         body,
         signal: controller.signal,
+        redirect: "manual",
       });
       if (response.status === 429) {
         await response.body?.cancel();
@@ -183,7 +196,7 @@ export class ServiceClient {
       }
       if (!response.ok) {
         await response.body?.cancel();
-        return new TryFailure(`HTTP status ${response.status}`);
+        return new TryFailure(`HTTP status ${response.status}${redirection(response)}`);
       }
       const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
       return isObject(reply) ? reply : new TryFailure("the reply is not a JSON object");

@@ -171,3 +171,48 @@ Deno.test("tokens in a callback URL's query, its userinfo, and the URL inside a 
     await service.close();
   }
 });
+
+Deno.test("a service's 3xx is not followed: it is a failed try, logged with the Location's origin only", async () => {
+  const elsewhere = new TestService();
+  const service = new TestService({
+    "/moved": () =>
+      new Response(null, {
+        status: 302,
+        headers: { location: elsewhere.url("/hook?token=LOCATION-SECRET") },
+      }),
+    "/temporary": () =>
+      new Response(null, { status: 307, headers: { location: elsewhere.url("/hook") } }),
+  });
+  try {
+    await withProcess({
+      http: { timeout: 1, tries: 2, wait: 0.01 },
+      services: {
+        books: {
+          require_authentication: false,
+          before_subscribe: service.url("/moved").replace("//", "//svc:pw@"),
+        },
+        maps: { require_authentication: false, before_subscribe: service.url("/temporary") },
+      },
+    }, async (shark, port) => {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+      for (const subscription of ["books.1", "maps.1"]) {
+        const reply = await client.request({ event: "subscribe", subscription });
+        assert.equal(reply.error, "Service unavailable.", subscription);
+      }
+      await client.close();
+      assert.deepEqual(elsewhere.calls, [], "the other origin never hears of it");
+      assert.deepEqual(service.paths(), ["/moved", "/moved", "/temporary", "/temporary"]);
+      const line = await shark.waitForLog((line) =>
+        line.properties?.callback === "before_subscribe"
+      );
+      assert.equal(
+        line.properties?.error,
+        `HTTP status 302, a redirect to ${elsewhere.origin} (not followed)`,
+      );
+      assert.ok(!shark.lines.join("\n").includes("LOCATION-SECRET"));
+    });
+  } finally {
+    await service.close();
+    await elsewhere.close();
+  }
+});
