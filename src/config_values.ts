@@ -21,11 +21,22 @@ export const positiveSeconds = seconds.gt(0);
 /** A list of JSON keys. */
 export const fieldList = z.array(z.string().min(1));
 
-/** Why `text` is not an http(s) URL, if it is not one (the URL redacted). */
+/**
+ * Why `text` is not an http(s) URL a callback can be sent to, if it is not
+ * one (the URL redacted): its credentials become a Basic header, so they must
+ * decode.
+ */
 export function checkHttpUrl(text: string): string | undefined {
   const url = URL.parse(text);
+  const shown = JSON.stringify(redactUrl(text));
   if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return `expected an http:// or https:// URL, got ${JSON.stringify(redactUrl(text))}`;
+    return `expected an http:// or https:// URL, got ${shown}`;
+  }
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return `the user name or password is not valid percent-encoding, got ${shown}`;
   }
 }
 

@@ -134,6 +134,21 @@ Deno.test("extra_fields may not name a key Shark writes into the subscription's 
   }
 });
 
+Deno.test("a callback URL whose user name or password is not valid percent-encoding is rejected at load", () => {
+  assert.deepEqual(problems({ services: { books: { authorizer: "http://svc:50%ZZoff@a/" } } }), [
+    'services.books.authorizer: the user name or password is not valid percent-encoding, got "http://*****:*****@a/"',
+  ]);
+  assert.match(
+    problems({ authentication: { ticket: { validation_url: "http://%E0%A4%A@a/" } } })[0],
+    /^authentication\.ticket\.validation_url: the user name or password/,
+  );
+  assert.equal(
+    loadConfig({ services: { books: { authorizer: "http://svc:50%25off@a/" } } }).services.books
+      .authorizer,
+    "http://svc:50%25off@a/",
+  );
+});
+
 Deno.test("contradictions are rejected with the key path", () => {
   const service = (fields: Record<string, unknown>) => problems({ services: { books: fields } });
   assert.match(

@@ -7,9 +7,11 @@
  * closes fast, cleans up always, and leaks nothing.
  */
 import assert from "node:assert/strict";
+import { getLogger, type Logger } from "@logtape/logtape";
+import { MemoryPubSub, Shark, type SharkConfigInput } from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
 import { SharkProcess } from "./helpers/process.ts";
-import { TestService } from "./helpers/service.ts";
+import { slowly, TestService } from "./helpers/service.ts";
 import { withShark } from "./helpers/shark.ts";
 
 /** Polls `test` every 25 ms until it holds; rejects naming `what` after `ms`. */
@@ -214,5 +216,96 @@ Deno.test("a service's 3xx is not followed: it is a failed try, logged with the 
   } finally {
     await service.close();
     await elsewhere.close();
+  }
+});
+
+/**
+ * A logger that logs at every level and throws on the debug line `fails`
+ * picks: an unexpected internal failure at a chosen point.
+ */
+function failingLogger(
+  logger: Logger,
+  fails: (properties: Record<string, unknown>) => boolean,
+): Logger {
+  return new Proxy(logger, {
+    get(target, property) {
+      if (property === "isEnabledFor") return () => true;
+      if (property === "debug") {
+        return (message: string, properties: Record<string, unknown> = {}) => {
+          if (fails(properties)) throw new Error("injected failure");
+          target.debug(message, properties);
+        };
+      }
+      if (property === "with") {
+        return (properties: Record<string, unknown>) =>
+          failingLogger(target.with(properties), fails);
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** An in-process Shark on loopback with its own logger and adapter. */
+async function startShark(config: SharkConfigInput, logger: Logger, pubsub = new MemoryPubSub()) {
+  const shark = new Shark(config, { logger, pubsub });
+  await shark.started;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) => shark.handle(request),
+  );
+  return {
+    shark,
+    pubsub,
+    connect: () => TestClient.connect(`ws://127.0.0.1:${server.addr.port}/`),
+    async [Symbol.asyncDispose]() {
+      await shark.shutdown();
+      await server.shutdown();
+    },
+  };
+}
+
+Deno.test("a subscribe that fails unexpectedly after joining its topic leaves nothing behind: topic unsubscribed, held messages freed, on_unsubscribe sent", async () => {
+  const service = new TestService({ "/before_subscribe": slowly(200) });
+  try {
+    // Shark fails right after the service confirmed before_subscribe.
+    const logger = failingLogger(
+      getLogger(["shark-test"]),
+      (properties) => properties.callback === "before_subscribe",
+    );
+    await using shark = await startShark({
+      services: {
+        books: {
+          require_authentication: false,
+          before_subscribe: service.url("/before_subscribe"),
+          before_unsubscribe: service.url("/before_unsubscribe"),
+          on_unsubscribe: service.url("/on_unsubscribe"),
+        },
+      },
+    }, logger);
+    const client = await shark.connect();
+    client.send({ event: "subscribe", subscription: "books.1" });
+    await service.waitFor("/before_subscribe");
+    await shark.shark.publish({ subscription: "books.1", data: "held while subscribing" });
+    assert.deepEqual(await client.next(), {
+      event: "subscribe",
+      status: "error",
+      error: "Unhandled exception.",
+      subscription: "books.1",
+    });
+    assert.equal((await client.closed).code, 1011);
+    await service.waitFor("/on_unsubscribe");
+    assert.deepEqual(service.paths(), [
+      "/before_subscribe",
+      "/before_unsubscribe",
+      "/on_unsubscribe",
+    ]);
+    assert.equal(shark.shark.metrics.topicsOpen, 0, "topic given up");
+    assert.equal(shark.shark.metrics.subscriptionsOpen, 0);
+    const received = shark.shark.metrics.received;
+    await shark.shark.publish({ subscription: "books.1", data: "nobody listens" });
+    assert.equal(shark.shark.metrics.received, received, "the adapter no longer carries the topic");
+  } finally {
+    await service.close();
   }
 });
