@@ -309,3 +309,55 @@ Deno.test("a subscribe that fails unexpectedly after joining its topic leaves no
     await service.close();
   }
 });
+
+Deno.test("a failed re-authorization tells the client at once, without waiting for on_unsubscribe; its messages meanwhile get Subscription does not exist.", async () => {
+  let authorizations = 0;
+  const service = new TestService({
+    "/authorizer": () =>
+      ++authorizations === 1 ? { status: "ok" } : { status: "error", error: "Revoked." },
+    "/before_unsubscribe": slowly(300, { status: "ok", data: { bye: true } }),
+    "/on_unsubscribe": slowly(3000),
+  });
+  try {
+    await withShark({
+      http: { timeout: 5, tries: 1, wait: 0 },
+      services: {
+        books: {
+          require_authentication: false,
+          extra_fields: ["shelf"],
+          authorizer: service.url("/authorizer"),
+          authorization_renewal_period: 0.2,
+          on_message: service.url("/on_message"),
+          before_unsubscribe: service.url("/before_unsubscribe"),
+          on_unsubscribe: service.url("/on_unsubscribe"),
+        },
+      },
+    }, async (shark) => {
+      const client = await shark.connect();
+      await client.request({ event: "subscribe", subscription: "books.1", shelf: "s1" });
+      const [ending] = await service.waitFor("/before_unsubscribe");
+      assert.deepEqual(
+        await client.request({ event: "message", subscription: "books.1", data: {} }),
+        {
+          event: "message",
+          status: "error",
+          error: "Subscription does not exist.",
+          subscription: "books.1",
+        },
+      );
+      assert.deepEqual(await client.next(1500), {
+        event: "unsubscribe",
+        subscription: "books.1",
+        data: { bye: true },
+        error: "Revoked.",
+        shelf: "s1",
+      });
+      assert.ok(performance.now() - ending.at < 1500, "told before on_unsubscribe answered");
+      await service.waitFor("/on_unsubscribe");
+      assert.deepEqual(service.bodies("/on_message"), [], "nothing reached on_message");
+      await client.close();
+    });
+  } finally {
+    await service.close();
+  }
+});
