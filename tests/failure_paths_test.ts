@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { getLogger, type Logger } from "@logtape/logtape";
-import { MemoryPubSub, Shark, type SharkConfigInput } from "../mod.ts";
+import { InvalidEnvelope, MemoryPubSub, Shark, type SharkConfigInput } from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
 import { SharkProcess } from "./helpers/process.ts";
 import { slowly, TestService } from "./helpers/service.ts";
@@ -360,4 +360,48 @@ Deno.test("a failed re-authorization tells the client at once, without waiting f
   } finally {
     await service.close();
   }
+});
+
+Deno.test("a publish with an envelope that cannot be serialized publishes nothing of the request: InvalidEnvelope naming it", async () => {
+  await withShark({ services: { books: { require_authentication: false } } }, async (shark) => {
+    const client = await shark.connect();
+    await client.request({ event: "subscribe", subscription: "books.1" });
+    await assert.rejects(
+      shark.publish([
+        { subscription: "books.1", data: "first" },
+        { subscription: "books.1", data: { big: 1n } },
+      ]),
+      (error: Error) => error instanceof InvalidEnvelope && /^envelope 1: /.test(error.message),
+    );
+    await client.silence(200);
+    assert.equal(shark.shark.metrics.published, 0);
+    await client.close();
+  });
+});
+
+/** The memory adapter, but a publish of a payload containing `fail` is refused after a while. */
+class FlakyPubSub extends MemoryPubSub {
+  override async publish(topic: string, payload: string): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, payload.includes("fail") ? 10 : 100));
+    if (payload.includes("fail")) throw new Error("backend refused it");
+    return super.publish(topic, payload);
+  }
+}
+
+Deno.test("a publish that fails for one envelope of an array settles once every envelope has, counting those that went out", async () => {
+  await using shark = await startShark(
+    { services: { books: { require_authentication: false } }, delivery: { metadata: false } },
+    getLogger(["shark-test"]),
+    new FlakyPubSub(),
+  );
+  const client = await shark.connect();
+  await client.request({ event: "subscribe", subscription: "books.1" });
+  const envelopes = ["a", "fail", "c"].map((data) => ({ subscription: "books.1", data }));
+  await assert.rejects(
+    shark.shark.publish(envelopes),
+    /^Error: 2 of 3 envelopes published; envelope 1: backend refused it$/,
+  );
+  assert.equal(shark.shark.metrics.published, 2);
+  assert.deepEqual((await client.take(2)).map((message) => message.data), ["a", "c"]);
+  await client.close();
 });
