@@ -8,11 +8,22 @@
  */
 import assert from "node:assert/strict";
 import { getLogger, type Logger } from "@logtape/logtape";
-import { InvalidEnvelope, MemoryPubSub, Shark, type SharkConfigInput } from "../mod.ts";
+import { RedisPubSub } from "../adapters/redis.ts";
+import {
+  InvalidEnvelope,
+  loadConfig,
+  MemoryPubSub,
+  type PubSubListener,
+  Shark,
+  type SharkConfigInput,
+} from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
 import { SharkProcess } from "./helpers/process.ts";
+import { redisAvailable, RedisServer } from "./helpers/redis_server.ts";
 import { slowly, TestService } from "./helpers/service.ts";
 import { withShark } from "./helpers/shark.ts";
+
+const noRedis = !(await redisAvailable());
 
 /** Polls `test` every 25 ms until it holds; rejects naming `what` after `ms`. */
 async function waitUntil(test: () => boolean | Promise<boolean>, ms: number, what: string) {
@@ -404,4 +415,88 @@ Deno.test("a publish that fails for one envelope of an array settles once every 
   assert.equal(shark.shark.metrics.published, 2);
   assert.deepEqual((await client.take(2)).map((message) => message.data), ["a", "c"]);
   await client.close();
+});
+
+/** A TCP proxy to `port` that accepts at once but passes nothing on until `open()`. */
+function gatedProxy(port: number) {
+  const gate = Promise.withResolvers<void>();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const client of listener) {
+      conns.push(client);
+      gate.promise.then(async () => {
+        const server = await Deno.connect({ hostname: "127.0.0.1", port });
+        conns.push(server);
+        client.readable.pipeTo(server.writable).catch(() => {});
+        server.readable.pipeTo(client.writable).catch(() => {});
+      });
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    open: () => gate.resolve(),
+    close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed by its peer
+        }
+      }
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "redis_alt: the main server lost while redis_alt is still connecting leaves the adapter unhealthy, until the main server is back",
+  ignore: noRedis,
+  async fn() {
+    const main = await RedisServer.start();
+    const alt = await RedisServer.start();
+    const slowAlt = gatedProxy(alt.port);
+    const ping = { ping_interval: 0.2, ping_timeout: 3 };
+    const pubsub = new RedisPubSub(
+      loadConfig({
+        pubsub: {
+          adapter: "redis",
+          redis: { url: main.url(), ...ping },
+          redis_alt: {
+            url: `redis://127.0.0.1:${slowAlt.port}/0`,
+            channel_prefix: "old:",
+            ...ping,
+          },
+        },
+      }).pubsub,
+    );
+    const health: boolean[] = [];
+    const listener: PubSubListener = { message() {}, health: (healthy) => health.push(healthy) };
+    try {
+      const started = pubsub.start(listener);
+      // The main server's subscriber and publisher have answered their PING: it is up.
+      await waitUntil(
+        async () => {
+          const clients = (await main.cli("CLIENT", "LIST")).stdout;
+          return clients.split("\n").filter((line) => line.includes("cmd=ping")).length === 2;
+        },
+        3000,
+        "main server up",
+      );
+      await main.stop({ kill: true });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      slowAlt.open();
+      await started;
+      assert.equal(pubsub.healthy, false, "not healthy while the main server is down");
+      await main.restart();
+      await waitUntil(() => health.includes(true), 5000, "health(true) once main is back");
+      assert.equal(pubsub.healthy, true);
+    } finally {
+      await pubsub.close();
+      slowAlt.close();
+      await main.stop();
+      await alt.stop();
+    }
+  },
 });
