@@ -240,9 +240,9 @@ export class Engine {
       reason: reason ?? "unknown",
       count: this.#sessions.size,
     });
-    for (const session of this.#sessions) {
-      session.close(CloseReason.pubsubLost, { afterCleanup: true });
-    }
+    // At once, not after the unsubscribe callbacks: a socket kept open while
+    // services that share the lost backend are slow would be a silent stall.
+    for (const session of this.#sessions) session.close(CloseReason.pubsubLost);
   }
 
   #accept(request: Request, info: RequestInfo): Response {

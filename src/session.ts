@@ -129,24 +129,19 @@ export class Session implements Subscriber, EventListenerObject {
   }
 
   /**
-   * Closes the connection. With `afterCleanup`, the unsubscribe callbacks run
-   * first and the socket closes once they are done (so a client reconnecting
-   * finds the services already told); otherwise the socket closes at once.
+   * Closes the connection at once; the unsubscribe callbacks run afterwards.
+   * Resolves once they are done.
    */
-  close(reason: CloseReason, options: { afterCleanup?: boolean } = {}): Promise<void> {
+  close(reason: CloseReason): Promise<void> {
     if (this.#closed) return this.finished;
     this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
     this.#host.metrics.closed(reason.name);
-    const closeSocket = () => {
-      try {
-        this.#socket.close(reason.code, reason.reason);
-      } catch (error) {
-        this.log.debug("socket close failed: {error}", { error: String(error) });
-      }
-    };
+    try {
+      this.#socket.close(reason.code, reason.reason);
+    } catch (error) {
+      this.log.debug("socket close failed: {error}", { error: String(error) });
+    }
     const finished = this.finished;
-    if (options.afterCleanup) finished.then(closeSocket);
-    else closeSocket();
     this.#end();
     return finished;
   }

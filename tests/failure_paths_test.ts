@@ -13,6 +13,7 @@ import {
   InvalidEnvelope,
   loadConfig,
   MemoryPubSub,
+  type PubSub,
   type PubSubListener,
   Shark,
   type SharkConfigInput,
@@ -258,7 +259,11 @@ function failingLogger(
 }
 
 /** An in-process Shark on loopback with its own logger and adapter. */
-async function startShark(config: SharkConfigInput, logger: Logger, pubsub = new MemoryPubSub()) {
+async function startShark(
+  config: SharkConfigInput,
+  logger: Logger,
+  pubsub: PubSub = new MemoryPubSub(),
+) {
   const shark = new Shark(config, { logger, pubsub });
   await shark.started;
   const server = Deno.serve(
@@ -497,6 +502,65 @@ Deno.test({
       slowAlt.close();
       await main.stop();
       await alt.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "pub/sub loss closes every client with 1012 within ping_interval + ping_timeout + 1 s even when every unsubscribe callback hangs; the callbacks still run afterwards",
+  ignore: noRedis,
+  async fn() {
+    const redis = await RedisServer.start();
+    const service = new TestService({
+      "/before_unsubscribe": slowly(4000),
+      "/on_unsubscribe": slowly(4000),
+    });
+    const ping = { ping_interval: 0.2, ping_timeout: 0.5 };
+    const config: SharkConfigInput = {
+      http: { timeout: 10, tries: 1, wait: 0 },
+      pubsub: { adapter: "redis", redis: { url: redis.url(), ...ping } },
+      services: {
+        books: {
+          require_authentication: false,
+          before_unsubscribe: service.url("/before_unsubscribe"),
+          on_unsubscribe: service.url("/on_unsubscribe"),
+        },
+      },
+    };
+    try {
+      await using shark = await startShark(
+        config,
+        getLogger(["shark-test"]),
+        new RedisPubSub(loadConfig(config).pubsub),
+      );
+      const clients = [await shark.connect(), await shark.connect()];
+      for (const [i, client] of clients.entries()) {
+        for (const topic of ["a", "b"]) {
+          const reply = await client.request({
+            event: "subscribe",
+            subscription: `books.${i}${topic}`,
+          });
+          assert.equal(reply.status, "ok");
+        }
+      }
+      const lost = performance.now();
+      assert.equal((await redis.cli("CLIENT", "PAUSE", "3000")).stdout, "OK");
+      const bound = (ping.ping_interval + ping.ping_timeout + 1) * 1000;
+      for (const client of clients) {
+        const closed = await Promise.race([
+          client.closed,
+          new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), bound + 500)),
+        ]);
+        assert.equal(closed?.code, 1012);
+      }
+      const took = performance.now() - lost;
+      assert.ok(took < bound, `closed after ${Math.round(took)} ms`);
+      await service.waitFor("/on_unsubscribe", 4, 10_000);
+      assert.equal(service.bodies("/before_unsubscribe").length, 4);
+    } finally {
+      await service.close();
+      await redis.stop();
     }
   },
 });

@@ -261,7 +261,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "Redis killed: clients are closed with 1012 after their unsubscribe callbacks and /healthz is 503; Redis back: /healthz 200 and delivery works again",
+    "Redis killed: clients are closed with 1012, their unsubscribe callbacks follow, and /healthz is 503; Redis back: /healthz 200 and delivery works again",
   ignore,
   async fn() {
     const redis = await RedisServer.start();
@@ -280,8 +280,6 @@ Deno.test({
         },
       }));
       client = await shark.connect();
-      let closedAt = Infinity;
-      client.socket.addEventListener("close", () => closedAt = performance.now());
       await subscribe(client, "books.book_1");
       assert.equal(await healthStatus(shark), 200);
 
@@ -290,7 +288,6 @@ Deno.test({
       assert.equal(closed.code, 1012);
       const [call] = await service.waitFor("/on_unsubscribe", 1, 1000);
       assert.equal(call.body.subscription, "books.book_1");
-      assert.ok(call.at < closedAt, "on_unsubscribe was called before the connection closed");
       assert.equal(await healthStatus(shark), 503);
       await assert.rejects(shark.connect(), "upgrades are refused while Redis is down");
       await assert.rejects(
