@@ -5,6 +5,16 @@
  *
  * @module
  */
+import {
+  type ByOne,
+  type ByTwo,
+  cells,
+  countOne,
+  countTwo,
+  escapeLabel,
+  LATENCY_BUCKETS,
+  LatencyHistogram,
+} from "./metric_counts.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -17,54 +27,6 @@ export type DropReason =
 
 /** Why an upgrade was refused. */
 export type RejectReason = "max_connections" | "origin" | "not_ready";
-
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-class LatencyHistogram {
-  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
-  count = 0;
-  sum = 0;
-
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      if (seconds <= LATENCY_BUCKETS[i]) {
-        this.counts[i]++;
-        return;
-      }
-    }
-  }
-}
-
-/** Counts by one label value. */
-type ByOne = Map<string, number>;
-/** Counts by two label values, without building a key string per count. */
-type ByTwo = Map<string, Map<string, number>>;
-
-function countOne(counts: ByOne, value: string, by = 1): void {
-  counts.set(value, (counts.get(value) ?? 0) + by);
-}
-
-function countTwo(counts: ByTwo, first: string, second: string): void {
-  let row = counts.get(first);
-  if (!row) counts.set(first, row = new Map());
-  row.set(second, (row.get(second) ?? 0) + 1);
-}
-
-/** The label values and count of every cell of a one- or two-label counter. */
-function cells(counts: ByOne | ByTwo): [string[], number][] {
-  const out: [string[], number][] = [];
-  for (const [first, value] of counts) {
-    if (typeof value === "number") out.push([[first], value]);
-    else for (const [second, count] of value) out.push([[first, second], count]);
-  }
-  return out;
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
-}
 
 /** The counters with labels, by their snapshot key prefix. */
 interface LabelledCounts {

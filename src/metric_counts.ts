@@ -1,0 +1,60 @@
+/**
+ * The building blocks of `Metrics` (`metrics.ts`): counts by one or two
+ * label values, kept without a key string per count, and the callback
+ * latency histogram, with what the Prometheus text format needs of them.
+ *
+ * @module
+ */
+
+/** The upper bounds of the latency histogram's buckets, in seconds. */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** A latency histogram over {@link LATENCY_BUCKETS}. */
+export class LatencyHistogram {
+  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
+  count = 0;
+  sum = 0;
+
+  observe(seconds: number): void {
+    this.count++;
+    this.sum += seconds;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      if (seconds <= LATENCY_BUCKETS[i]) {
+        this.counts[i]++;
+        return;
+      }
+    }
+  }
+}
+
+/** Counts by one label value. */
+export type ByOne = Map<string, number>;
+/** Counts by two label values, without building a key string per count. */
+export type ByTwo = Map<string, Map<string, number>>;
+
+/** Adds `by` to the count of `value`. */
+export function countOne(counts: ByOne, value: string, by = 1): void {
+  counts.set(value, (counts.get(value) ?? 0) + by);
+}
+
+/** Adds one to the count of `first`, `second`. */
+export function countTwo(counts: ByTwo, first: string, second: string): void {
+  let row = counts.get(first);
+  if (!row) counts.set(first, row = new Map());
+  row.set(second, (row.get(second) ?? 0) + 1);
+}
+
+/** The label values and count of every cell of a one- or two-label counter. */
+export function cells(counts: ByOne | ByTwo): [string[], number][] {
+  const out: [string[], number][] = [];
+  for (const [first, value] of counts) {
+    if (typeof value === "number") out.push([[first], value]);
+    else for (const [second, count] of value) out.push([[first, second], count]);
+  }
+  return out;
+}
+
+/** A label value as the Prometheus text format quotes it. */
+export function escapeLabel(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+}
