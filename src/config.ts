@@ -121,6 +121,9 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       tries: z.int().min(1).max(100).default(3)
         .describe('Tries before a callback fails with "Service unavailable."'),
       wait: seconds.default(3).describe("Seconds between tries."),
+      max_concurrent: z.int().min(1).default(64).describe(
+        "Callbacks in flight at once to one origin (scheme, host, port); more wait their turn, in order.",
+      ),
       rate_limit_reset_header_names: z.array(z.string().min(1)).default(["X-Rate-Limit-Reset"])
         .describe("Headers giving a 429 reply's wait in seconds; the first present wins."),
     }).prefault({}).describe("The transport of service callbacks."),

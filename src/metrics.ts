@@ -169,6 +169,13 @@ const ROWS: readonly Row[] = [
     key: "history_replayed",
   },
   {
+    name: "shark_callbacks_queued",
+    help: "Service callbacks waiting for one of the http.max_concurrent slots of their origin",
+    type: "gauge",
+    field: "callbacksQueued",
+    key: "callbacks_queued",
+  },
+  {
     name: "shark_callbacks_total",
     help: "Service callbacks by callback and outcome",
     type: "counter",
@@ -213,6 +220,8 @@ export class Metrics {
   historyPublished = 0;
   /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
   replayed = 0;
+  /** Service callbacks waiting for a slot of `http.max_concurrent` now. */
+  callbacksQueued = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),

@@ -1,11 +1,13 @@
 /**
  * The HTTP client for service callbacks (SPEC section 2): JSON POSTs over
- * `fetch` with a timeout per try, retries, 429 handling and credentials kept
- * out of logs.
+ * `fetch` with a timeout per try, retries, 429 handling, at most
+ * `http.max_concurrent` tries in flight per origin (`callback_slots.ts`) and
+ * credentials kept out of logs.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { Slots } from "./callback_slots.ts";
 import type { SharkConfig } from "./config.ts";
 import type { Metrics } from "./metrics.ts";
 import { ErrorText } from "./protocol.ts";
@@ -45,6 +47,8 @@ interface Target {
   /** The URL as it may appear in logs. */
   readonly shown: string;
   readonly headers: HeadersInit;
+  /** The `http.max_concurrent` slots of the URL's origin. */
+  readonly slots: Slots;
 }
 
 /**
@@ -70,7 +74,7 @@ function redirection(response: Response): string {
   return `, a redirect to ${location?.origin ?? "nowhere"} (not followed)`;
 }
 
-function targetOf(text: string): Target {
+function targetOf(text: string, slots: Slots): Target {
   const url = new URL(text);
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (url.username || url.password) {
@@ -81,7 +85,7 @@ function targetOf(text: string): Target {
     url.username = "";
     url.password = "";
   }
-  return { url: url.href, shown: redactUrl(text), headers };
+  return { url: url.href, shown: redactUrl(text), headers, slots };
 }
 
 /**
@@ -99,6 +103,8 @@ export class ServiceClient {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #targets = new Map<string, Target>();
+  /** The slots of each origin called so far. */
+  readonly #slots = new Map<string, Slots>();
   /** Requests in flight, aborted by {@link close}. */
   readonly #inFlight = new Set<AbortController>();
   readonly #stop = new AbortController();
@@ -126,7 +132,7 @@ export class ServiceClient {
     source: LogSource = { log: this.#log },
   ): Promise<ServiceReply> {
     let target = this.#targets.get(url);
-    if (!target) this.#targets.set(url, target = targetOf(url));
+    if (!target) this.#targets.set(url, target = targetOf(url, this.#slotsOf(url)));
     const text = JSON.stringify(body);
     const started = performance.now();
     const tries = this.#http.tries;
@@ -134,7 +140,14 @@ export class ServiceClient {
     for (let attempt = 1; attempt <= tries && !this.#stop.signal.aborted; attempt++) {
       if (attempt > 1 && wait > 0) await delay(wait * 1000, this.#stop.signal);
       wait = this.#http.wait;
-      const outcome = await this.#try(target, text);
+      const slots = target.slots;
+      if (!slots.tryTake() && !(await slots.wait(this.#stop.signal))) break;
+      let outcome: ServiceReply | number | TryFailure;
+      try {
+        outcome = await this.#try(target, text);
+      } finally {
+        slots.release();
+      }
       if (typeof outcome !== "number" && !(outcome instanceof TryFailure)) {
         const seconds = (performance.now() - started) / 1000;
         this.#metrics.callback(callback, outcome.status === "ok" ? "ok" : "error", seconds);
@@ -168,6 +181,15 @@ export class ServiceClient {
     }
     this.#metrics.callback(callback, "unavailable", (performance.now() - started) / 1000);
     return UNAVAILABLE;
+  }
+
+  #slotsOf(url: string): Slots {
+    const origin = new URL(url).origin;
+    let slots = this.#slots.get(origin);
+    if (!slots) {
+      this.#slots.set(origin, slots = new Slots(this.#http.max_concurrent, this.#metrics));
+    }
+    return slots;
   }
 
   /**

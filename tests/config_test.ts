@@ -48,6 +48,7 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     timeout: 15,
     tries: 3,
     wait: 3,
+    max_concurrent: 64,
     rate_limit_reset_header_names: ["X-Rate-Limit-Reset"],
   });
   assert.deepEqual(config.authentication, {});

@@ -564,3 +564,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test("callbacks to one origin never exceed http.max_concurrent in flight; the others wait their turn, counted in shark_callbacks_queued", async () => {
+  let inFlight = 0;
+  let most = 0;
+  const service = new TestService({
+    "/on_unsubscribe": async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      inFlight--;
+      return { status: "ok" };
+    },
+  });
+  try {
+    await withShark({
+      http: { timeout: 5, tries: 1, wait: 0, max_concurrent: 2 },
+      services: {
+        books: { require_authentication: false, on_unsubscribe: service.url("/on_unsubscribe") },
+      },
+    }, async (shark) => {
+      const clients = await Promise.all([...Array(6)].map(() => shark.connect()));
+      for (const [i, client] of clients.entries()) {
+        await client.request({ event: "subscribe", subscription: `books.${i}` });
+      }
+      await Promise.all(clients.map((client) => client.close()));
+      await service.waitFor("/on_unsubscribe", 2);
+      await waitUntil(
+        () => shark.shark.metrics.prometheus().includes("shark_callbacks_queued 4"),
+        1000,
+        "four callbacks waiting",
+      );
+      await service.waitFor("/on_unsubscribe", 6);
+      await waitUntil(() => shark.shark.metrics.callbacksQueued === 0, 1000, "line empty");
+      assert.equal(most, 2);
+    });
+  } finally {
+    await service.close();
+  }
+});
