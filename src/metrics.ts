@@ -258,7 +258,11 @@ export class Metrics {
   }
 
   /** Counts one service callback with its outcome and duration. */
-  callback(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void {
+  callback(
+    name: string,
+    outcome: "ok" | "error" | "unavailable" | "cancelled",
+    seconds: number,
+  ): void {
     countTwo(this.#labelled.callbacks, name, outcome);
     let histogram = this.#latency.get(name);
     if (!histogram) this.#latency.set(name, histogram = new LatencyHistogram());

@@ -14,12 +14,20 @@ import { ErrorText } from "./protocol.ts";
 import { redactUrl, redactUrls } from "./redact.ts";
 import { delay, isObject, readLimited } from "./util.ts";
 
-/**
- * Whose logger a callback's lines go to. Read only when a line is written,
- * so that sessions whose callbacks succeed quietly never build a logger.
- */
-export interface LogSource {
+/** Whose callback it is. */
+export interface Caller {
+  /**
+   * Where the callback's lines go. Read only when a line is written, so that
+   * sessions whose callbacks succeed quietly never build a logger.
+   */
   readonly log: Logger;
+  /**
+   * Aborted when the reply is no longer wanted (the session closed): the
+   * callback then stops waiting, for a 429's reset, between tries or for a
+   * slot, and no further try starts; a try in flight finishes, since the
+   * service may already act on it. Read only when the callback has to wait.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** A service's JSON reply; `status: "ok"` means success. */
@@ -129,7 +137,7 @@ export class ServiceClient {
     callback: string,
     url: string,
     body: Record<string, unknown>,
-    source: LogSource = { log: this.#log },
+    source: Caller = { log: this.#log },
   ): Promise<ServiceReply> {
     let target = this.#targets.get(url);
     if (!target) this.#targets.set(url, target = targetOf(url, this.#slotsOf(url)));
@@ -137,11 +145,17 @@ export class ServiceClient {
     const started = performance.now();
     const tries = this.#http.tries;
     let wait = this.#http.wait;
-    for (let attempt = 1; attempt <= tries && !this.#stop.signal.aborted; attempt++) {
-      if (attempt > 1 && wait > 0) await delay(wait * 1000, this.#stop.signal);
+    /** Stops the waits: the client closing, or the caller no longer needing the reply. */
+    let cancel: AbortSignal | undefined = this.#stop.signal.aborted ? this.#stop.signal : undefined;
+    for (let attempt = 1; attempt <= tries && !cancel?.aborted; attempt++) {
+      if (attempt > 1) {
+        cancel ??= this.#cancelOf(source);
+        if (wait > 0) await delay(wait * 1000, cancel);
+        if (cancel.aborted) break;
+      }
       wait = this.#http.wait;
       const slots = target.slots;
-      if (!slots.tryTake() && !(await slots.wait(this.#stop.signal))) break;
+      if (!slots.tryTake() && !(await slots.wait(cancel ??= this.#cancelOf(source)))) break;
       let outcome: ServiceReply | number | TryFailure;
       try {
         outcome = await this.#try(target, text);
@@ -179,8 +193,15 @@ export class ServiceClient {
         });
       }
     }
-    this.#metrics.callback(callback, "unavailable", (performance.now() - started) / 1000);
+    const outcome = cancel?.aborted ? "cancelled" : "unavailable";
+    this.#metrics.callback(callback, outcome, (performance.now() - started) / 1000);
     return UNAVAILABLE;
+  }
+
+  /** What stops a callback's waits: the client closing, or the caller's signal. */
+  #cancelOf(caller: Caller): AbortSignal {
+    const signal = caller.signal;
+    return signal ? AbortSignal.any([this.#stop.signal, signal]) : this.#stop.signal;
   }
 
   #slotsOf(url: string): Slots {

@@ -71,6 +71,7 @@ export class Session implements Subscriber, EventListenerObject {
   #unchecked = 0;
   #done: PromiseWithResolvers<void> | undefined;
   #finished = false;
+  #closing: AbortController | undefined;
 
   constructor(socket: Socket, host: SessionHost, log: Logger) {
     this.#socket = socket;
@@ -97,6 +98,18 @@ export class Session implements Subscriber, EventListenerObject {
   /** Whether the session has ended; its pending work checks this after each await. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Aborted when the session ends, so that callbacks it no longer needs stop
+   * waiting. Created when first asked for: most sessions never wait.
+   */
+  get signal(): AbortSignal {
+    if (!this.#closing) {
+      this.#closing = new AbortController();
+      if (this.#closed) this.#closing.abort();
+    }
+    return this.#closing.signal;
   }
 
   /** Socket events. */
@@ -192,6 +205,7 @@ export class Session implements Subscriber, EventListenerObject {
   #end(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing?.abort();
     this.#host.sessionClosed(this).catch((error) =>
       this.log.error("closing session failed: {error}", { error: String(error) })
     ).finally(() => {

@@ -602,3 +602,53 @@ Deno.test("callbacks to one origin never exceed http.max_concurrent in flight; t
     await service.close();
   }
 });
+
+Deno.test("a closed session's callbacks stop waiting (a 429's reset, the wait between tries), while its unsubscribe callbacks are still sent", async () => {
+  let unsubscribes = 0;
+  const limited = (seconds: string) =>
+    new Response("slow down", { status: 429, headers: { "X-Rate-Limit-Reset": seconds } });
+  const service = new TestService({
+    "/on_message": () => limited("3600"),
+    "/on_heartbeat": () => new Response("down", { status: 503 }),
+    "/on_unsubscribe": () => ++unsubscribes === 1 ? limited("0.3") : { status: "ok" },
+  });
+  try {
+    await withShark({
+      http: { timeout: 2, tries: 3, wait: 3600 },
+      services: {
+        books: {
+          require_authentication: false,
+          on_message: service.url("/on_message"),
+          heartbeat_period: 0.05,
+          on_heartbeat: service.url("/on_heartbeat"),
+          on_unsubscribe: service.url("/on_unsubscribe"),
+        },
+      },
+    }, async (shark) => {
+      const client = await shark.connect();
+      await client.request({ event: "subscribe", subscription: "books.1" });
+      client.send({ event: "message", subscription: "books.1", data: {} });
+      await service.waitFor("/on_message");
+      await service.waitFor("/on_heartbeat");
+      const closed = performance.now();
+      await client.close();
+      const snapshot = () => shark.shark.metrics.snapshot();
+      await waitUntil(
+        () => snapshot()["callbacks.on_message.cancelled"] === 1,
+        1000,
+        "on_message given up",
+      );
+      await waitUntil(
+        () => snapshot()["callbacks.on_heartbeat.cancelled"] === 1,
+        1000,
+        "on_heartbeat given up",
+      );
+      await waitUntil(() => snapshot()["callbacks.on_unsubscribe.ok"] === 1, 2000, "unsubscribed");
+      assert.ok(performance.now() - closed < 2000);
+      assert.equal(service.bodies("/on_message").length, 1, "no second try");
+      assert.equal(service.bodies("/on_unsubscribe").length, 2, "the 429 was waited out");
+    });
+  } finally {
+    await service.close();
+  }
+});
