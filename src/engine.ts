@@ -87,6 +87,8 @@ export class Engine {
   readonly #lifecycle: Lifecycle;
   readonly #publisher: Publisher;
   readonly #sessions = new Set<Session>();
+  /** Closed sessions whose unsubscribe callbacks still run: shutdown waits for them too. */
+  readonly #closing = new Set<Session>();
   readonly #sessionHost: SessionHost;
   readonly #httpHost: HttpHost;
   #state: State = "starting";
@@ -286,7 +288,12 @@ export class Engine {
 
   async #sessionClosed(session: Session): Promise<void> {
     if (this.#sessions.delete(session)) this.metrics.connectionsOpen--;
-    await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+    this.#closing.add(session);
+    try {
+      await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+    } finally {
+      this.#closing.delete(session);
+    }
   }
 
   #health(): HealthReport {
@@ -305,8 +312,9 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
-    const sessions = [...this.#sessions];
-    this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
+    this.#log.info("shutting down: closing {count} connections", { count: this.#sessions.size });
+    // Sessions closed just before are still ending: their callbacks are awaited too.
+    const sessions = [...this.#sessions, ...this.#closing];
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));
     const limit = new AbortController();
     const finished = await Promise.race([

@@ -652,3 +652,24 @@ Deno.test("a closed session's callbacks stop waiting (a 429's reset, the wait be
     await service.close();
   }
 });
+
+Deno.test("shutdown waits for sessions that closed just before it too: their on_unsubscribe completes, not aborted", async () => {
+  const service = new TestService({ "/on_unsubscribe": slowly(500) });
+  try {
+    await using shark = await startShark({
+      http: { timeout: 5, tries: 1, wait: 0 },
+      services: {
+        books: { require_authentication: false, on_unsubscribe: service.url("/on_unsubscribe") },
+      },
+    }, getLogger(["shark-test"]));
+    const client = await shark.connect();
+    await client.request({ event: "subscribe", subscription: "books.1" });
+    await client.close();
+    await service.waitFor("/on_unsubscribe");
+    assert.equal(shark.shark.connections, 0, "the session is already gone");
+    await shark.shark.shutdown();
+    assert.equal(shark.shark.metrics.snapshot()["callbacks.on_unsubscribe.ok"], 1);
+  } finally {
+    await service.close();
+  }
+});
