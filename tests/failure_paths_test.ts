@@ -20,7 +20,7 @@ import {
 } from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
 import { SharkProcess } from "./helpers/process.ts";
-import { redisAvailable, RedisServer } from "./helpers/redis_server.ts";
+import { freePort, redisAvailable, RedisServer } from "./helpers/redis_server.ts";
 import { slowly, TestService } from "./helpers/service.ts";
 import { withShark } from "./helpers/shark.ts";
 
@@ -65,11 +65,41 @@ async function waitUntilLine(shark: SharkProcess, test: (line: string) => boolea
   return shark.lines.find(test)!;
 }
 
+/** An in-process Shark on loopback with its own logger and adapter. */
+async function startShark(
+  config: SharkConfigInput,
+  logger: Logger,
+  pubsub: PubSub = new MemoryPubSub(),
+) {
+  const shark = new Shark(config, { logger, pubsub });
+  await shark.started;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) => shark.handle(request),
+  );
+  return {
+    shark,
+    pubsub,
+    connect: () => TestClient.connect(`ws://127.0.0.1:${server.addr.port}/`),
+    async [Symbol.asyncDispose]() {
+      await shark.shutdown();
+      await server.shutdown();
+    },
+  };
+}
+
+/** Subscribes a new client to each of `subscriptions`, each answered `Service unavailable.`. */
+async function subscribeUnavailable(port: number, ...subscriptions: string[]): Promise<void> {
+  const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+  for (const subscription of subscriptions) {
+    const reply = await client.request({ event: "subscribe", subscription });
+    assert.equal(reply.error, "Service unavailable.", subscription);
+  }
+  await client.close();
+}
+
 Deno.test("a subscription name over 256 characters or with control characters is `Invalid subscription format.`, for clients and publishers alike", async () => {
-  await withShark({
-    publish_api: { secret: "publish-secret-for-tests" },
-    services: { books: { require_authentication: false } },
-  }, async (shark) => {
+  await withShark({ services: { books: { require_authentication: false } } }, async (shark) => {
     const client = await shark.connect();
     const bad = [
       `books.${"x".repeat(251)}`,
@@ -134,21 +164,13 @@ Deno.test("log lines never carry raw control characters: a newline in a service'
   }
 });
 
-/** A loopback port nothing listens on. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 Deno.test("tokens in a callback URL's query, its userinfo, and the URL inside a fetch error never reach the logs", async () => {
   const service = new TestService({ "/fails": new Response("down", { status: 503 }) });
   const failing = service.url("/fails?token=QUERY-SECRET&plain=visible-value").replace(
     "//",
     "//svc:USERINFO-SECRET@",
   );
-  const unreachable = `http://127.0.0.1:${closedPort()}/auth?api_key=FETCH-SECRET`;
+  const unreachable = `http://127.0.0.1:${freePort()}/auth?api_key=FETCH-SECRET`;
   try {
     await withProcess({
       log: { level: "debug" },
@@ -158,12 +180,7 @@ Deno.test("tokens in a callback URL's query, its userinfo, and the URL inside a 
         maps: { require_authentication: false, authorizer: unreachable },
       },
     }, async (shark, port) => {
-      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
-      for (const subscription of ["books.1", "maps.1"]) {
-        const reply = await client.request({ event: "subscribe", subscription });
-        assert.equal(reply.error, "Service unavailable.", subscription);
-      }
-      await client.close();
+      await subscribeUnavailable(port, "books.1", "maps.1");
       const refused = await shark.waitForLog((line) =>
         line.properties?.callback === "authorizer" && line.properties?.attempt === 2
       );
@@ -208,12 +225,7 @@ Deno.test("a service's 3xx is not followed: it is a failed try, logged with the 
         maps: { require_authentication: false, before_subscribe: service.url("/temporary") },
       },
     }, async (shark, port) => {
-      const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
-      for (const subscription of ["books.1", "maps.1"]) {
-        const reply = await client.request({ event: "subscribe", subscription });
-        assert.equal(reply.error, "Service unavailable.", subscription);
-      }
-      await client.close();
+      await subscribeUnavailable(port, "books.1", "maps.1");
       assert.deepEqual(elsewhere.calls, [], "the other origin never hears of it");
       assert.deepEqual(service.paths(), ["/moved", "/moved", "/temporary", "/temporary"]);
       const line = await shark.waitForLog((line) =>
@@ -256,29 +268,6 @@ function failingLogger(
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-}
-
-/** An in-process Shark on loopback with its own logger and adapter. */
-async function startShark(
-  config: SharkConfigInput,
-  logger: Logger,
-  pubsub: PubSub = new MemoryPubSub(),
-) {
-  const shark = new Shark(config, { logger, pubsub });
-  await shark.started;
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    (request) => shark.handle(request),
-  );
-  return {
-    shark,
-    pubsub,
-    connect: () => TestClient.connect(`ws://127.0.0.1:${server.addr.port}/`),
-    async [Symbol.asyncDispose]() {
-      await shark.shutdown();
-      await server.shutdown();
-    },
-  };
 }
 
 Deno.test("a subscribe that fails unexpectedly after joining its topic leaves nothing behind: topic unsubscribed, held messages freed, on_unsubscribe sent", async () => {
