@@ -36,6 +36,7 @@ export {
   ConfigError,
   configJsonSchema,
   type EnvLookup,
+  type JwtConfig,
   loadConfig,
   type ServiceConfig,
   type SharkConfig,

@@ -8,8 +8,6 @@
  * @module
  */
 import { z } from "zod";
-import { serviceSchema } from "./config_service.ts";
-import type { SharkConfig } from "./config_types.ts";
 import {
   checkHttpUrl,
   checkPublishSecret,
@@ -20,10 +18,13 @@ import {
   positiveSeconds,
   seconds,
   secret,
-} from "./config_values.ts";
+} from "./config_fields.ts";
+import { jwtSchema } from "./config_jwt.ts";
+import { serviceSchema } from "./config_service.ts";
+import type { SharkConfig } from "./config_types.ts";
 
 export type * from "./config_types.ts";
-export type { EnvLookup } from "./config_values.ts";
+export type { EnvLookup } from "./config_fields.ts";
 
 /** Raised for a configuration that cannot be used; `problems` name key paths. */
 export class ConfigError extends Error {
@@ -134,6 +135,8 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         auth_fields: fieldList.default([])
           .describe("Keys of the validation reply kept as the session's auth info."),
       }).optional().describe("Ticket authentication (the auth event's method ticket)."),
+      jwt: jwtSchema(env).nullable().optional()
+        .describe("JWT authentication (the auth event's method jwt); null: not configured."),
     }).prefault({}).describe("Authentication methods of the auth event; {} configures none."),
     services: z.record(
       z.string().regex(/^[^.]+$/, "a service name must be non-empty and contain no '.'"),
@@ -243,6 +246,7 @@ export function configJsonSchema(): Record<string, unknown> {
   return {
     ...schema,
     title: "Shark configuration (shark.json)",
-    description: "See SPEC section 6. Every key is optional; defaults are filled in at start.",
+    description:
+      "Every key is optional; defaults are filled in at start. See the README's Configuration section.",
   };
 }

@@ -13,7 +13,7 @@ import {
   positiveSeconds,
   seconds,
   secret,
-} from "./config_values.ts";
+} from "./config_fields.ts";
 import { HISTORY_RESERVED_FIELDS, RESERVED_FIELDS } from "./protocol.ts";
 
 /** The schema of one service; `env` resolves `{"env": "NAME"}` callback URLs. */

@@ -312,6 +312,7 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
+    this.#events.close();
     this.#log.info("shutting down: closing {count} connections", { count: this.#sessions.size });
     // Sessions closed just before are still ending: their callbacks are awaited too.
     const sessions = [...this.#sessions, ...this.#closing];

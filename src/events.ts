@@ -83,7 +83,13 @@ export class EventHandler {
     this.#authentication = new Authentication(
       dependencies.config.authentication,
       dependencies.client,
+      dependencies.metrics,
     );
+  }
+
+  /** Aborts authentication work in progress (a JWKS fetch), at shutdown. */
+  close(): void {
+    this.#authentication.close();
   }
 
   /** Handles one frame of a session; never rejects. */
@@ -185,6 +191,7 @@ export class EventHandler {
     if ("error" in result) throw new EventError(result.error);
     session.authInfo = result.authInfo;
     session.authenticated = true;
+    session.expireAuthIn(result.expiresIn);
     this.#reply(session, context, "ok");
   }
 

@@ -1,31 +1,11 @@
 /**
- * The building blocks of `Metrics` (`metrics.ts`): counts by one or two
- * label values, kept without a key string per count, and the callback
- * latency histogram, with what the Prometheus text format needs of them.
+ * The labelled counters of `Metrics` (`metrics.ts`, SPEC section 7): counts
+ * by one or two label values, kept without a key string per count, and what
+ * the Prometheus text format needs of them. The latency histogram is in
+ * `histogram.ts`.
  *
  * @module
  */
-
-/** The upper bounds of the latency histogram's buckets, in seconds. */
-export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-/** A latency histogram over {@link LATENCY_BUCKETS}. */
-export class LatencyHistogram {
-  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
-  count = 0;
-  sum = 0;
-
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      if (seconds <= LATENCY_BUCKETS[i]) {
-        this.counts[i]++;
-        return;
-      }
-    }
-  }
-}
 
 /** Counts by one label value. */
 export type ByOne = Map<string, number>;

@@ -5,16 +5,8 @@
  *
  * @module
  */
-import {
-  type ByOne,
-  type ByTwo,
-  cells,
-  countOne,
-  countTwo,
-  escapeLabel,
-  LATENCY_BUCKETS,
-  LatencyHistogram,
-} from "./metric_counts.ts";
+import { LatencyHistogram } from "./histogram.ts";
+import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./metric_counts.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -25,6 +17,13 @@ export type DropReason =
   | "invalid"
   | "held_overflow";
 
+/**
+ * How an `auth` event ended: `ok`; `failed` (credentials missing or refused);
+ * `unavailable` (the ticket service could not be reached); `unsupported`
+ * (the method is not configured).
+ */
+export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
+
 /** Why an upgrade was refused. */
 export type RejectReason = "max_connections" | "origin" | "not_ready";
 
@@ -33,6 +32,7 @@ interface LabelledCounts {
   readonly rejected: ByOne;
   readonly closed: ByOne;
   readonly events: ByTwo;
+  readonly auth: ByTwo;
   readonly dropped: ByOne;
   readonly recoveries: ByOne;
   readonly callbacks: ByTwo;
@@ -97,6 +97,13 @@ const ROWS: readonly Row[] = [
     type: "counter",
     key: "events",
     labels: ["event", "outcome"],
+  },
+  {
+    name: "shark_auth_total",
+    help: "auth events by method and outcome",
+    type: "counter",
+    key: "auth",
+    labels: ["method", "outcome"],
   },
   {
     name: "shark_subscriptions_open",
@@ -226,6 +233,7 @@ export class Metrics {
     rejected: new Map(),
     closed: new Map(),
     events: new Map(),
+    auth: new Map(),
     dropped: new Map(),
     recoveries: new Map(),
     callbacks: new Map(),
@@ -235,6 +243,11 @@ export class Metrics {
   /** Counts a client event by name and outcome (`ok` or `error`). */
   event(name: string, outcome: "ok" | "error"): void {
     countTwo(this.#labelled.events, name, outcome);
+  }
+
+  /** Counts an `auth` event by method (`other` for an unknown one) and outcome. */
+  auth(method: string, outcome: AuthOutcome): void {
+    countTwo(this.#labelled.auth, method, outcome);
   }
 
   /** Counts messages not delivered, by reason. */
@@ -287,17 +300,7 @@ export class Metrics {
     }
     header(LATENCY, "histogram", "Service callback latency");
     for (const [name, histogram] of this.#latency) {
-      const label = `callback="${escapeLabel(name)}"`;
-      let cumulative = 0;
-      LATENCY_BUCKETS.forEach((bound, i) => {
-        cumulative += histogram.counts[i];
-        lines.push(`${LATENCY}_bucket{${label},le="${bound}"} ${cumulative}`);
-      });
-      lines.push(
-        `${LATENCY}_bucket{${label},le="+Inf"} ${histogram.count}`,
-        `${LATENCY}_sum{${label}} ${histogram.sum}`,
-        `${LATENCY}_count{${label}} ${histogram.count}`,
-      );
+      lines.push(...histogram.exposition(LATENCY, `callback="${escapeLabel(name)}"`));
     }
     return lines.join("\n") + "\n";
   }

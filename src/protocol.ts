@@ -37,6 +37,8 @@ export const ErrorText = {
   serviceUnavailable: "Service unavailable.",
   authUnsupported: "Authentication method unsupported.",
   needsTicket: "Must specify ticket.",
+  /** A `jwt` auth without a token (SPEC section 11). */
+  needsToken: "Must specify token.",
   authFailed: "Authentication failed.",
   authRequired: "Authentication required.",
   unauthorized: "Unauthorized.",
@@ -109,6 +111,8 @@ export const HttpErrorText = {
 /** Authentication methods, as the `method` of an `auth` event names them. */
 export const AuthMethod = {
   ticket: "ticket",
+  /** A signed token from the application's identity provider (SPEC section 11). */
+  jwt: "jwt",
 } as const;
 
 /** The authentication method used when an `auth` event names none. */
@@ -201,6 +205,16 @@ export const CloseReason = {
     code: 1011,
     reason: "internal error",
     name: "internal_error",
+    reconnect: true,
+  },
+  /**
+   * The JWT of the last `auth` expired (`exp` + leeway) without a new `auth`
+   * (SPEC section 11). Reconnect with a fresh token.
+   */
+  tokenExpired: {
+    code: 4001,
+    reason: "token expired",
+    name: "token_expired",
     reconnect: true,
   },
   /**

@@ -385,7 +385,9 @@ async function withSharks(
   try {
     const config = sharkConfig(redis, history);
     for (let i = 0; i < count; i++) {
-      sharks.push(await TestShark.start(config, new RedisPubSub(loadConfig(config).pubsub)));
+      sharks.push(
+        await TestShark.start(config, { pubsub: new RedisPubSub(loadConfig(config).pubsub) }),
+      );
     }
     await fn({
       redis,

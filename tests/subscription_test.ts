@@ -16,52 +16,10 @@ import {
   Subscription,
 } from "../src/subscription.ts";
 import type { JsonObject } from "../src/util.ts";
+import { FakeClock } from "./helpers/clock.ts";
 
 const TOPIC = "books.1";
 const FRAME_START = messageFrameStart(TOPIC);
-
-/** Time that moves only when told to; due timers run in time order. */
-class FakeClock implements Clock {
-  #now = 0;
-  #nextId = 1;
-  readonly #timers = new Map<number, { at: number; task: () => void }>();
-
-  now(): number {
-    return this.#now;
-  }
-
-  /** As the runtime's timers: a delay past 2^31 − 1 ms overflows and fires after 1 ms. */
-  setTimeout(task: () => void, ms: number): number {
-    const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + (ms > 2 ** 31 - 1 ? 1 : ms), task });
-    return id;
-  }
-
-  clearTimeout(timer: unknown): void {
-    this.#timers.delete(timer as number);
-  }
-
-  /** Timers set and not yet run or cleared. */
-  get pending(): number {
-    return this.#timers.size;
-  }
-
-  /** Moves time `ms` forward, running each timer due on the way at its own time. */
-  tick(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      let next: [number, { at: number; task: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      }
-      if (!next) break;
-      this.#timers.delete(next[0]);
-      this.#now = next[1].at;
-      next[1].task();
-    }
-    this.#now = end;
-  }
-}
 
 /** A session that records what it is sent, and when. */
 class FakeSession implements Subscriber {

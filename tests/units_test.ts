@@ -21,26 +21,30 @@ Deno.test("isoTime formats each millisecond exactly, whatever order they come in
   for (const millis of times) assert.equal(isoTime(millis), new Date(millis).toISOString());
 });
 
-Deno.test("normalizeTimestamp: offsets, no offset as UTC, fractions, and what it refuses", () => {
-  assert.equal(normalizeTimestamp("2024-05-01T12:00:00+02:00"), "2024-05-01T10:00:00.000Z");
-  assert.equal(normalizeTimestamp("2024-05-01T12:00:00.987654"), "2024-05-01T12:00:00.987Z");
-  assert.equal(normalizeTimestamp("2024-05-01"), "2024-05-01T00:00:00.000Z");
-  assert.equal(normalizeTimestamp("2024-05-01t12:00z"), "2024-05-01T12:00:00.000Z");
-  assert.equal(normalizeTimestamp("2024-12-31T23:30:00-01"), "2025-01-01T00:30:00.000Z");
-  for (
-    const bad of [
-      "2024-13-01",
-      "2024-02-30",
-      "2024-05-01T25:00:00",
-      "x",
-      "",
-      5,
-      null,
-      "9".repeat(80),
-    ]
-  ) {
-    assert.equal(normalizeTimestamp(bad), undefined, String(bad));
-  }
+Deno.test("normalizeTimestamp: offsets, no offset as UTC, fractions, and what it refuses", async (t) => {
+  await t.step("offsets, no offset as UTC, fractions cut to milliseconds", () => {
+    assert.equal(normalizeTimestamp("2024-05-01T12:00:00+02:00"), "2024-05-01T10:00:00.000Z");
+    assert.equal(normalizeTimestamp("2024-05-01T12:00:00.987654"), "2024-05-01T12:00:00.987Z");
+    assert.equal(normalizeTimestamp("2024-05-01"), "2024-05-01T00:00:00.000Z");
+    assert.equal(normalizeTimestamp("2024-05-01t12:00z"), "2024-05-01T12:00:00.000Z");
+    assert.equal(normalizeTimestamp("2024-12-31T23:30:00-01"), "2025-01-01T00:30:00.000Z");
+  });
+  await t.step("impossible dates, other types and overlong text are refused", () => {
+    for (
+      const bad of [
+        "2024-13-01",
+        "2024-02-30",
+        "2024-05-01T25:00:00",
+        "x",
+        "",
+        5,
+        null,
+        "9".repeat(80),
+      ]
+    ) {
+      assert.equal(normalizeTimestamp(bad), undefined, String(bad));
+    }
+  });
 });
 
 Deno.test("parseNumber reads finite numbers and numeric strings only", () => {

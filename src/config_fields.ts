@@ -1,7 +1,7 @@
 /**
- * The value schemas the sections of `shark.json` share (SPEC section 6):
- * durations, key lists, and strings that may come from the environment
- * (secrets and URLs), with their checks.
+ * The building blocks the parts of the configuration schema (SPEC section 6)
+ * share: durations, key lists, and strings that may come from the
+ * environment (secrets and URLs), with their checks.
  *
  * @module
  */
@@ -48,9 +48,9 @@ export function checkPublishSecret(text: string): string | undefined {
   if (text.length < MIN_PUBLISH_SECRET) return `must be at least ${MIN_PUBLISH_SECRET} characters`;
 }
 
-/** The database number is left to the adapter, which names the URL in its error. */
+/** Why `text` is not a Redis URL the client can connect with, if it is not one (redacted). */
 export function checkRedisUrl(text: string): string | undefined {
-  const problem = redisUrlProblem(text, { database: false });
+  const problem = redisUrlProblem(text);
   if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
 }
 
