@@ -40,7 +40,7 @@ export const SERVER_CPUS = "0";
 /** The CPU of the load generator, Redis, the callback service and the orchestrator. */
 export const HELPER_CPUS = "1";
 /** The publish API secret of the Shark under test. */
-export const PUBLISH_SECRET = "bench-secret";
+export const PUBLISH_SECRET = "bench-publish-secret";
 /** Connections the `idle` scenario leaves free below the fd limit (listener, Redis, runtime). */
 const FD_MARGIN = 100;
 

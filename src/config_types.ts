@@ -46,6 +46,7 @@ export interface HttpConfig {
   readonly timeout: number;
   readonly tries: number;
   readonly wait: number;
+  readonly max_concurrent: number;
   readonly rate_limit_reset_header_names: readonly string[];
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 import { LatencyHistogram } from "./histogram.ts";
+import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./metric_counts.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -25,35 +26,6 @@ export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
 
 /** Why an upgrade was refused. */
 export type RejectReason = "max_connections" | "origin" | "not_ready";
-
-/** Counts by one label value. */
-type ByOne = Map<string, number>;
-/** Counts by two label values, without building a key string per count. */
-type ByTwo = Map<string, Map<string, number>>;
-
-function countOne(counts: ByOne, value: string, by = 1): void {
-  counts.set(value, (counts.get(value) ?? 0) + by);
-}
-
-function countTwo(counts: ByTwo, first: string, second: string): void {
-  let row = counts.get(first);
-  if (!row) counts.set(first, row = new Map());
-  row.set(second, (row.get(second) ?? 0) + 1);
-}
-
-/** The label values and count of every cell of a one- or two-label counter. */
-function cells(counts: ByOne | ByTwo): [string[], number][] {
-  const out: [string[], number][] = [];
-  for (const [first, value] of counts) {
-    if (typeof value === "number") out.push([[first], value]);
-    else for (const [second, count] of value) out.push([[first, second], count]);
-  }
-  return out;
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
-}
 
 /** The counters with labels, by their snapshot key prefix. */
 interface LabelledCounts {
@@ -204,6 +176,13 @@ const ROWS: readonly Row[] = [
     key: "history_replayed",
   },
   {
+    name: "shark_callbacks_queued",
+    help: "Service callbacks waiting for one of the http.max_concurrent slots of their origin",
+    type: "gauge",
+    field: "callbacksQueued",
+    key: "callbacks_queued",
+  },
+  {
     name: "shark_callbacks_total",
     help: "Service callbacks by callback and outcome",
     type: "counter",
@@ -248,6 +227,8 @@ export class Metrics {
   historyPublished = 0;
   /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
   replayed = 0;
+  /** Service callbacks waiting for a slot of `http.max_concurrent` now. */
+  callbacksQueued = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),
@@ -290,7 +271,11 @@ export class Metrics {
   }
 
   /** Counts one service callback with its outcome and duration. */
-  callback(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void {
+  callback(
+    name: string,
+    outcome: "ok" | "error" | "unavailable" | "cancelled",
+    seconds: number,
+  ): void {
     countTwo(this.#labelled.callbacks, name, outcome);
     let histogram = this.#latency.get(name);
     if (!histogram) this.#latency.set(name, histogram = new LatencyHistogram());

@@ -51,6 +51,34 @@ export const ErrorText = {
   invalidRecoverPosition: "Invalid recover position.",
 } as const;
 
+/**
+ * Keys Shark writes into the frames of a subscription: replies, `unsubscribe`
+ * notices and messages (with delivery metadata). A service's `extra_fields`
+ * may not name one, so that every frame carries each key once.
+ */
+export const RESERVED_FIELDS: readonly string[] = [
+  "event",
+  "status",
+  "error",
+  "data",
+  "subscription",
+  "published_at",
+  "received_at",
+  "sent_at",
+  "queue_size",
+];
+
+/**
+ * Reserved as well in a service with `history` (SPEC section 10): the
+ * position keys of its replies and messages, and the subscribe's `recover`.
+ */
+export const HISTORY_RESERVED_FIELDS: readonly string[] = [
+  "offset",
+  "epoch",
+  "recovered",
+  "recover",
+];
+
 /** The largest `POST /publish` body accepted. */
 export const MAX_PUBLISH_BYTES = 8 * 1024 * 1024;
 

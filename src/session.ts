@@ -10,7 +10,7 @@ import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
 import { OPEN, type Socket } from "./socket.ts";
 import { type Clock, REAL_CLOCK, type Subscriber, type Subscription } from "./subscription.ts";
-import { EMPTY, type JsonObject, randomId } from "./util.ts";
+import { EMPTY, type JsonObject, MAX_TIMER_MS, randomId } from "./util.ts";
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
 export type ClientFrame = string | ArrayBuffer;
@@ -27,9 +27,6 @@ export interface SessionHost {
   /** The timers of credential expiry; tests pass a fake clock. Default the runtime's. */
   readonly clock?: Clock;
 }
-
-/** Longer delays overflow `setTimeout` (they would fire at once): longer waits are chained. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A slow consumer is noticed within this much output: the buffer may exceed
@@ -76,6 +73,7 @@ export class Session implements Subscriber, EventListenerObject {
   #unchecked = 0;
   #done: PromiseWithResolvers<void> | undefined;
   #finished = false;
+  #closing: AbortController | undefined;
   /** The timer that closes the connection when the credentials of the last `auth` expire. */
   #expiry: unknown;
 
@@ -104,6 +102,18 @@ export class Session implements Subscriber, EventListenerObject {
   /** Whether the session has ended; its pending work checks this after each await. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Aborted when the session ends, so that callbacks it no longer needs stop
+   * waiting. Created when first asked for: most sessions never wait.
+   */
+  get signal(): AbortSignal {
+    if (!this.#closing) {
+      this.#closing = new AbortController();
+      if (this.#closed) this.#closing.abort();
+    }
+    return this.#closing.signal;
   }
 
   /** Socket events. */
@@ -136,24 +146,14 @@ export class Session implements Subscriber, EventListenerObject {
   }
 
   /**
-   * Closes the connection. With `afterCleanup`, the unsubscribe callbacks run
-   * first and the socket closes once they are done (so a client reconnecting
-   * finds the services already told); otherwise the socket closes at once.
+   * Closes the connection at once; the unsubscribe callbacks run afterwards.
+   * Resolves once they are done.
    */
-  close(reason: CloseReason, options: { afterCleanup?: boolean } = {}): Promise<void> {
+  close(reason: CloseReason): Promise<void> {
     if (this.#closed) return this.finished;
-    this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
-    this.#host.metrics.closed(reason.name);
-    const closeSocket = () => {
-      try {
-        this.#socket.close(reason.code, reason.reason);
-      } catch (error) {
-        this.log.debug("socket close failed: {error}", { error: String(error) });
-      }
-    };
+    this.#noteClose(reason);
+    this.#closeSocket(reason);
     const finished = this.finished;
-    if (options.afterCleanup) finished.then(closeSocket);
-    else closeSocket();
     this.#end();
     return finished;
   }
@@ -171,8 +171,33 @@ export class Session implements Subscriber, EventListenerObject {
     const step = Math.max(0, Math.min(ms, MAX_TIMER_MS));
     this.#expiry = clock.setTimeout(() => {
       if (step < ms) this.expireAuthIn(ms - step);
-      else this.close(CloseReason.tokenExpired, { afterCleanup: true });
+      else this.#expire();
     }, step);
+  }
+
+  /**
+   * Unlike `close`, the socket closes only once the unsubscribe callbacks are
+   * done: a client that reconnects with a fresh token finds the services
+   * already told.
+   */
+  #expire(): void {
+    const reason = CloseReason.tokenExpired;
+    this.#noteClose(reason);
+    this.finished.then(() => this.#closeSocket(reason));
+    this.#end();
+  }
+
+  #noteClose(reason: CloseReason): void {
+    this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
+    this.#host.metrics.closed(reason.name);
+  }
+
+  #closeSocket(reason: CloseReason): void {
+    try {
+      this.#socket.close(reason.code, reason.reason);
+    } catch (error) {
+      this.log.debug("socket close failed: {error}", { error: String(error) });
+    }
   }
 
   #write(frame: string): boolean {
@@ -221,6 +246,7 @@ export class Session implements Subscriber, EventListenerObject {
   #end(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing?.abort();
     this.expireAuthIn(undefined);
     this.#host.sessionClosed(this).catch((error) =>
       this.log.error("closing session failed: {error}", { error: String(error) })

@@ -39,6 +39,7 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     timeout: 15,
     tries: 3,
     wait: 3,
+    max_concurrent: 64,
     rate_limit_reset_header_names: ["X-Rate-Limit-Reset"],
   });
   assert.deepEqual(config.authentication, {});
@@ -70,6 +71,77 @@ Deno.test("invalid configurations are rejected with the key path of every proble
   assert.match(problems({ pubsub: { adapter: "kafka" } })[0], /^pubsub\.adapter: /);
   assert.match(problems({ log: { level: "loud" } })[0], /^log\.level: /);
   assert.match(problems([])[0], /^\(top level\): /);
+});
+
+Deno.test("a duration past what a timer can wait (2^31 - 1 ms, ~24.8 days) is rejected at load, naming the key", () => {
+  const month = 30 * 24 * 3600;
+  assert.match(
+    problems({
+      services: { books: { heartbeat_period: month, on_heartbeat: "http://a/" } },
+    })[0],
+    /^services\.books\.heartbeat_period: .*2147483/,
+  );
+  assert.match(problems({ http: { wait: month } })[0], /^http\.wait: /);
+  assert.match(problems({ server: { shutdown_timeout: month } })[0], /^server\.shutdown_timeout: /);
+  assert.equal(loadConfig({ http: { timeout: 2147483 } }).http.timeout, 2147483);
+});
+
+Deno.test("publish_api.secret shorter than 16 characters, empty included, is rejected at load", () => {
+  for (const secret of ["", "s", "fifteen-chars-x"]) {
+    assert.match(
+      problems({ publish_api: { secret } })[0],
+      /^publish_api\.secret: must be at least 16 characters/,
+      JSON.stringify(secret),
+    );
+  }
+  assert.match(
+    problems({ publish_api: { secret: { env: "SHORT" } } }, { SHORT: "short" })[0],
+    /^publish_api\.secret: must be at least 16 characters/,
+  );
+  assert.equal(
+    loadConfig({ publish_api: { secret: "sixteen-chars-xx" } }).publish_api.secret,
+    "sixteen-chars-xx",
+  );
+});
+
+Deno.test("extra_fields may not name a key Shark writes into the subscription's frames: rejected at load, naming it", () => {
+  const extra = (fields: string[], service: Record<string, unknown> = {}) =>
+    problems({ services: { books: { extra_fields: fields, ...service } } });
+  const always = ["event", "status", "error", "data", "subscription"];
+  const metadata = ["published_at", "received_at", "sent_at", "queue_size"];
+  for (const key of [...always, ...metadata]) {
+    assert.deepEqual(extra(["author_id", key]), [
+      `services.books.extra_fields: "${key}" is a key Shark writes into the subscription's frames`,
+    ]);
+  }
+  const history = { history: { size: 10, ttl: 60 } };
+  for (const key of ["offset", "epoch", "recovered", "recover"]) {
+    assert.match(
+      extra([key], history)[0],
+      new RegExp(`^services\\.books\\.extra_fields: "${key}"`),
+    );
+    assert.deepEqual(
+      loadConfig({ services: { books: { extra_fields: [key] } } }).services.books
+        .extra_fields,
+      [key],
+      `${key} is free without history`,
+    );
+  }
+});
+
+Deno.test("a callback URL whose user name or password is not valid percent-encoding is rejected at load", () => {
+  assert.deepEqual(problems({ services: { books: { authorizer: "http://svc:50%ZZoff@a/" } } }), [
+    'services.books.authorizer: the user name or password is not valid percent-encoding, got "http://*****:*****@a/"',
+  ]);
+  assert.match(
+    problems({ authentication: { ticket: { validation_url: "http://%E0%A4%A@a/" } } })[0],
+    /^authentication\.ticket\.validation_url: the user name or password/,
+  );
+  assert.equal(
+    loadConfig({ services: { books: { authorizer: "http://svc:50%25off@a/" } } }).services.books
+      .authorizer,
+    "http://svc:50%25off@a/",
+  );
 });
 
 Deno.test("contradictions are rejected with the key path", () => {
@@ -116,13 +188,13 @@ Deno.test('secrets given as {"env": NAME} are read from the environment; a missi
     },
     (name) =>
       ({
-        PUBLISH_SECRET: "s3cret",
+        PUBLISH_SECRET: "s3cret-from-the-environment",
         REDIS_URL: "redis://10.0.0.1:6379/2",
         TICKET_URL: "http://auth/ticket",
         AUTHORIZER_URL: "http://auth/authorize",
       })[name],
   );
-  assert.equal(config.publish_api.secret, "s3cret");
+  assert.equal(config.publish_api.secret, "s3cret-from-the-environment");
   assert.equal(config.pubsub.redis.url, "redis://10.0.0.1:6379/2");
   assert.equal(config.authentication.ticket?.validation_url, "http://auth/ticket");
   assert.equal(config.services.books.authorizer, "http://auth/authorize");
@@ -164,7 +236,7 @@ Deno.test("--check on a broken config exits 2 naming the key; on a valid one exi
   await t.step("a valid file: exit 0", async () => {
     const valid = await runMain(["--config", `${ROOT}shark.example.json`, "--check"], {
       SHARK_REDIS_URL: "redis://127.0.0.1:6379/0",
-      SHARK_PUBLISH_SECRET: "x",
+      SHARK_PUBLISH_SECRET: "publish-secret-for-tests",
       SHARK_BOOKS_HEARTBEAT_URL: "http://books.internal/heartbeat",
     });
     assert.equal(valid.code, 0, valid.stderr);
@@ -225,7 +297,7 @@ Deno.test("without --config Shark runs on embedded defaults and says so first", 
 });
 
 Deno.test("SHARK_CONFIG is used without --config; --config wins over it; flags win over both", async (t) => {
-  const secret = "from-env-config";
+  const secret = "from-env-config-secret";
   const env = {
     SHARK_CONFIG: JSON.stringify({
       server: { port: 1 },
@@ -281,7 +353,11 @@ Deno.test("shark.schema.json is generated from the schema Shark validates with",
 
 Deno.test("shark.example.json is valid and sets every option of the schema", async () => {
   const example = JSON.parse(await Deno.readTextFile(`${ROOT}shark.example.json`));
-  loadConfig(example, (name) => name === "SHARK_REDIS_URL" ? "redis://127.0.0.1/0" : "http://x/");
+  const env: Record<string, string> = {
+    SHARK_REDIS_URL: "redis://127.0.0.1/0",
+    SHARK_PUBLISH_SECRET: "publish-secret-for-tests",
+  };
+  loadConfig(example, (name) => env[name] ?? "http://x/");
   const missing: string[] = [];
   // deno-lint-ignore no-explicit-any
   const walk = (schema: any, value: any, path: string) => {

@@ -58,7 +58,10 @@ async function check(permissions: string[], args: string[], env: Record<string, 
 
 /** The configuration the deployment files mount as /etc/shark/shark.json. */
 async function deployedConfig(): Promise<SharkConfig> {
-  return loadConfig(JSON.parse(await read("deploy/shark.json")), () => "a secret");
+  return loadConfig(
+    JSON.parse(await read("deploy/shark.json")),
+    () => "a secret of 16 characters or more",
+  );
 }
 
 async function localModules(entries: string[]): Promise<string[]> {
@@ -169,7 +172,9 @@ Deno.test("compose.yaml: Redis and two Shark nodes running the image's command w
     assert.equal(args[args.indexOf("--config") + 1], inContainer, name);
     // The node's own arguments and environment, with the mounted file as it is in the repository.
     const env = Object.fromEntries(
-      Object.keys(node.environment as Record<string, string>).map((key) => [key, "a secret"]),
+      Object.keys(node.environment as Record<string, string>).map((
+        key,
+      ) => [key, "a secret of 16 characters or more"]),
     );
     const local = args.map((arg) => arg === inContainer ? "deploy/shark.json" : arg);
     assert.match(await check(permissions, local, env), /configuration is valid/);
@@ -266,10 +271,16 @@ Deno.test("shark.service: the image's command, a config check first, SIGTERM wit
   const configPath = args[args.indexOf("--config") + 1];
   const local = (list: string[]) =>
     list.map((arg) => arg === configPath ? "deploy/shark.json" : arg);
-  assert.match(await check(permissions, local(args), { SHARK_PUBLISH_SECRET: "x" }), /valid/);
+  assert.match(
+    await check(permissions, local(args), { SHARK_PUBLISH_SECRET: "publish-secret-for-tests" }),
+    /valid/,
+  );
   const pre = splitCommand(["deno", ...one("Service.ExecStartPre")!.split(/\s+/).slice(1)]);
   assert.deepEqual(pre.args, [...args, "--check"], "the configuration is checked before start");
-  assert.match(await check(pre.permissions, local(args), { SHARK_PUBLISH_SECRET: "x" }), /valid/);
+  assert.match(
+    await check(pre.permissions, local(args), { SHARK_PUBLISH_SECRET: "publish-secret-for-tests" }),
+    /valid/,
+  );
   assert.equal(one("Service.KillSignal"), "SIGTERM");
   assert.ok(
     seconds(one("Service.TimeoutStopSec")!) > config.server.shutdown_timeout,

@@ -55,7 +55,7 @@ Deno.test("Prometheus metrics on their own listener cover the SPEC list", async 
   await using config = await tempFile({
     server: { port: 0 },
     metrics: { prometheus: { port: metricsPort } },
-    publish_api: { secret: "s" },
+    publish_api: { secret: "publish-secret-for-tests" },
     services: {
       books: {
         require_authentication: false,
@@ -73,7 +73,7 @@ Deno.test("Prometheus metrics on their own listener cover the SPEC list", async 
   const publish = (body: unknown) =>
     fetch(`http://127.0.0.1:${port}/publish`, {
       method: "POST",
-      headers: { authorization: "Bearer s" },
+      headers: { authorization: "Bearer publish-secret-for-tests" },
       body: JSON.stringify(body),
     }).then((response) => response.body?.cancel());
   await publish({ subscription: "books.1", data: 1 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { BroadcastChannelPubSub, InvalidEnvelope } from "../mod.ts";
 import { TestShark } from "./helpers/shark.ts";
 
-const SECRET = "publish-secret";
+const SECRET = "publish-secret-for-tests";
 const CONFIG = {
   publish_api: { secret: SECRET },
   delivery: { metadata: false },
@@ -65,6 +65,21 @@ Deno.test("POST /publish without or with a wrong secret is 401 and publishes not
     assert.equal((await response.json()).status, "error");
   }
   await client.silence(200);
+});
+
+Deno.test("POST /publish reads the auth scheme case-insensitively: bearer and BEARER work too", async () => {
+  await using shark = await TestShark.start(CONFIG);
+  const client = await shark.subscriber("books.1");
+  for (const scheme of ["bearer", "BEARER", "beaRer"]) {
+    const body = JSON.stringify({ subscription: "books.1", data: scheme });
+    const response = await post(shark, body, `${scheme} ${SECRET}`);
+    assert.equal(response.status, 200, scheme);
+    await response.body?.cancel();
+    assert.equal((await client.next()).data, scheme);
+  }
+  const wrong = await post(shark, "{}", `bearer ${SECRET.toUpperCase()}`);
+  assert.equal(wrong.status, 401, "the secret itself is compared exactly");
+  await wrong.body?.cancel();
 });
 
 Deno.test("POST /publish with an invalid envelope is 400 with a reason, and nothing of the request is published", async () => {

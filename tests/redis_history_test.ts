@@ -348,7 +348,7 @@ Deno.test({
     }),
 });
 
-const SECRET = "publish-secret";
+const SECRET = "publish-secret-for-tests";
 
 function sharkConfig(redis: RedisServer, history = OPTIONS): SharkConfigInput {
   return {

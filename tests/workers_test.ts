@@ -23,7 +23,7 @@ function perWorker(text: string, metric: string): Map<string, number> {
 async function publish(port: number, data: unknown): Promise<void> {
   const response = await fetch(`http://127.0.0.1:${port}/publish`, {
     method: "POST",
-    headers: { authorization: "Bearer s", connection: "close" },
+    headers: { authorization: "Bearer publish-secret-for-tests", connection: "close" },
     body: JSON.stringify({ subscription: "news.today", data }),
   });
   assert.equal(response.status, 200);
@@ -34,7 +34,7 @@ async function publish(port: number, data: unknown): Promise<void> {
 function crossIsolates(config: Record<string, unknown> = {}) {
   return {
     pubsub: { adapter: "broadcast_channel", broadcast_channel: { name: crypto.randomUUID() } },
-    publish_api: { secret: "s" },
+    publish_api: { secret: "publish-secret-for-tests" },
     delivery: { metadata: false },
     services: { news: { require_authentication: false } },
     ...config,
