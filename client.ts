@@ -2,8 +2,8 @@
  * The Shark client: one WebSocket to Shark that authenticates, subscribes,
  * reconnects with backoff and re-establishes every subscription, for
  * browsers, Deno, Node 22+ and Bun (web-standard APIs only, no
- * dependencies). It speaks the client protocol of SocketShark (SPEC section
- * 1) and Shark's history recovery and JWT refresh (sections 10 and 11).
+ * dependencies). It speaks the client protocol of SocketShark and Shark's
+ * history recovery and JWT refresh, as `docs/protocol.md` describes them.
  *
  * ```ts
  * import { SharkClient } from "./client.ts"; // or "@shark/shark/client"
@@ -24,7 +24,7 @@
  * ```
  *
  * How it works, where the protocol leaves room: Shark answers a connection's
- * events one at a time and in order (SPEC section 1), and answers every
+ * events one at a time and in order (docs/protocol.md, "Client events"), and answers every
  * event but a `message` whose `on_message` returned no `data`. So the client
  * follows each `message` with a `ping`: the pong (or the reply before it)
  * tells it exactly when and how each message was handled, and every reply is
@@ -65,7 +65,7 @@ export type JsonObject = { [key: string]: JsonValue };
 
 /**
  * What the `auth` hook returns: a single-use ticket that Shark validates with
- * the application, or a signed JWT (SPEC section 11).
+ * the application, or a signed JWT (docs/protocol.md, "Extension: JWT authentication").
  *
  * @example
  * ```ts
@@ -201,7 +201,7 @@ export type ConnectionState = "connecting" | "connected" | "disconnected" | "clo
 export type SubscriptionState = "subscribing" | "subscribed" | "unsubscribing" | "ended";
 
 /**
- * A position in a topic's history (SPEC section 10).
+ * A position in a topic's history (docs/protocol.md, "Extension: history and recovery").
  *
  * @example
  * ```ts

@@ -37,7 +37,7 @@ Exit codes: 0 clean exit, 1 start-up failure (e.g. Redis unreachable),
 
 /** What a newcomer who ran `deno task start` can do next. */
 const NEXT_STEPS =
-  "no service to subscribe to yet: deno task quickstart serves an open demo service (see the README), examples/quickstart.json and shark.example.json are configurations to start from, docs/README.md explains the protocol and deployment";
+  "no service to subscribe to yet: deno task quickstart serves an open demo service (see the README), deno task demo runs a chat in the browser on the client SDK, examples/quickstart.json and shark.example.json are configurations to start from, docs/README.md explains the protocol and deployment";
 
 interface Loaded {
   readonly config: SharkConfig;
