@@ -9,7 +9,7 @@
  * @module
  */
 
-import { concat, indexOfHeaderEnd } from "./_raw_ws.ts";
+import { concat, headEnd } from "../tests/helpers/ws_frame.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -132,7 +132,7 @@ export class FaultyService {
     const chunk = new Uint8Array(65536);
     for (;;) {
       let end: number;
-      while ((end = indexOfHeaderEnd(buffer)) < 0) {
+      while ((end = headEnd(buffer)) < 0) {
         const n = await conn.read(chunk);
         if (n === null) return;
         buffer = concat(buffer, chunk.subarray(0, n));

@@ -10,11 +10,13 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { Child, freePort, rssKiB } from "./_proc.ts";
-import { ReplyQueue } from "./_raw_ws.ts";
-import { RespConnection } from "./_resp.ts";
+import { freePort } from "../tests/helpers/loopback.ts";
+import { RedisServer } from "../tests/helpers/redis_server.ts";
+import { delay, Inbox } from "../tests/helpers/wait.ts";
+import { Child, rssKiB } from "./_proc.ts";
 
-export { freePort } from "./_proc.ts";
+export { freePort } from "../tests/helpers/loopback.ts";
+export { delay } from "../tests/helpers/wait.ts";
 
 /** The repository root. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
@@ -74,11 +76,6 @@ export class Random {
   }
 }
 
-/** Resolves after `ms`. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** The value at quantile `q` (0..1) of `values`, `NaN` when empty. */
 export function quantile(values: readonly number[], q: number): number {
   if (values.length === 0) return NaN;
@@ -91,113 +88,37 @@ export function log(message: string): void {
   console.error(`[${new Date().toISOString().slice(11, 23)}] ${message}`);
 }
 
-/** Polls `test` every `intervalMs` until it is true; false after `timeoutMs`. */
-export async function waitUntil(
+/**
+ * Whether `test` comes true within `timeoutMs`, tested every `intervalMs`
+ * (a harness must not load Shark with its polls while it measures).
+ */
+export async function becomes(
   test: () => boolean | Promise<boolean>,
   timeoutMs: number,
-  intervalMs = 20,
+  intervalMs = 25,
 ): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
+  for (;;) {
     if (await test()) return true;
-    await sleep(intervalMs);
+    if (performance.now() >= deadline) return false;
+    await delay(intervalMs);
   }
-  return await test();
 }
 
-/** A `redis-server` on a fixed loopback port, pinned to the helper CPU. */
-export class Redis {
-  readonly port: number;
-  #child: Child | undefined;
+/**
+ * A `redis-server` on a free loopback port, pinned to the helper CPU, that
+ * does not cut a slow subscriber off: a fault must come from the harness.
+ */
+export function startRedis(): Promise<RedisServer> {
+  return RedisServer.start({
+    args: ["--loglevel", "warning", "--client-output-buffer-limit", "pubsub 0 0 0"],
+    spawn: (command) => new Child({ name: "redis", command, cpus: HELPER_CPUS }).process,
+  });
+}
 
-  private constructor(port: number) {
-    this.port = port;
-  }
-
-  /** Starts a server on a free port and waits until it answers PING. */
-  static async start(): Promise<Redis> {
-    const redis = new Redis(freePort());
-    await redis.#spawn();
-    return redis;
-  }
-
-  /** The server's pid (for SIGSTOP and SIGCONT). */
-  get pid(): number {
-    return this.#child!.pid;
-  }
-
-  /** `redis://127.0.0.1:PORT/0`. */
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}/0`;
-  }
-
-  /** Stops the process with SIGSTOP: it holds its connections and answers nothing. */
-  freeze(): void {
-    Deno.kill(this.pid, "SIGSTOP");
-  }
-
-  /** Lets a frozen server run again. */
-  thaw(): void {
-    Deno.kill(this.pid, "SIGCONT");
-  }
-
-  /** SIGKILL, then waits for the exit. */
-  async kill(): Promise<void> {
-    const child = this.#child;
-    this.#child = undefined;
-    child?.kill();
-    await child?.status;
-  }
-
-  /** Starts the server again on the same port. */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.#spawn();
-  }
-
-  /** Stops the server. */
-  async stop(): Promise<void> {
-    await this.#child?.stop(3000);
-    this.#child = undefined;
-  }
-
-  async #spawn(): Promise<void> {
-    this.#child = new Child({
-      name: "redis",
-      command: [
-        "redis-server",
-        "--port",
-        String(this.port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--loglevel",
-        "warning",
-        // A fault must come from the harness, not from Redis cutting a slow subscriber off.
-        "--client-output-buffer-limit",
-        "pubsub 0 0 0",
-      ],
-      cpus: HELPER_CPUS,
-    });
-    const ready = await waitUntil(
-      async () => {
-        try {
-          const connection = await RespConnection.connect(this.port);
-          const pong = await connection.command("PING");
-          connection.close();
-          return pong === "PONG";
-        } catch {
-          return false;
-        }
-      },
-      START_TIMEOUT_MS,
-      50,
-    );
-    if (!ready) throw new Error(`redis-server did not start:\n${this.#child.tail()}`);
-  }
+/** Sends `signal` to a running server: SIGSTOP freezes it with its connections held, SIGCONT lets it go on. */
+export function signalRedis(redis: RedisServer, signal: "SIGSTOP" | "SIGCONT"): void {
+  Deno.kill(redis.pid!, signal);
 }
 
 /** Metrics as `name{labels}` → value, from the Prometheus text. */
@@ -259,7 +180,7 @@ export class SharkProcess {
       cwd: ROOT,
     });
     const shark = new SharkProcess(child, port, metricsPort);
-    const ready = await waitUntil(
+    const ready = await becomes(
       async () => shark.#exit !== undefined || await shark.healthy(),
       START_TIMEOUT_MS,
       100,
@@ -336,7 +257,7 @@ export class WsClient {
   readonly closed: Promise<CloseEvent>;
   /** Called for every published message. */
   onMessage: (text: string, at: number) => void = () => {};
-  readonly #replies = new ReplyQueue();
+  readonly #replies = new Inbox<string>();
   #closeCode: number | undefined;
 
   private constructor(socket: WebSocket) {

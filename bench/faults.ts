@@ -23,17 +23,19 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { RedisServer } from "../tests/helpers/redis_server.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import { DelayProxy, FaultyService, jsonReply, type Reply } from "./_faulty_service.ts";
 import {
+  becomes,
+  delay,
   log,
   quantile,
-  Redis,
   report,
   runHarness,
   SharkProcess,
-  sleep,
-  waitUntil,
+  signalRedis,
+  startRedis,
   WsClient,
 } from "./_harness.ts";
 
@@ -54,7 +56,7 @@ interface Outcome {
 }
 
 interface World {
-  readonly redis: Redis;
+  readonly redis: RedisServer;
   readonly proxy: DelayProxy;
   readonly service: FaultyService;
   readonly shark: SharkProcess;
@@ -95,24 +97,23 @@ async function delivers(world: World, timeoutMs = 5000): Promise<number | undefi
     client.onMessage = () => resolve(performance.now() - started);
   });
   publish(world, "watch.probe", { probe: true });
-  const took = await Promise.race([arrived, sleep(timeoutMs).then(() => undefined)]);
+  const took = await Promise.race([arrived, delay(timeoutMs).then(() => undefined)]);
   client.close();
   return took;
 }
 
 /** Seconds from `started` until Shark delivers again (healthy, and a probe arrives). */
 async function recovery(world: World, started: number, timeoutMs = 30_000) {
-  const back = await waitUntil(
+  const back = await becomes(
     async () => await world.shark.healthy() && await delivers(world, 1000) !== undefined,
     timeoutMs,
-    50,
   );
   return { recovered: back, recovery_s: back ? (performance.now() - started) / 1000 : null };
 }
 
 /** Seconds from `started` until the watching client is closed with 1012 (else null). */
 async function closedWith1012(watcher: WsClient, started: number, timeoutMs: number) {
-  const closed = await Promise.race([watcher.closed, sleep(timeoutMs).then(() => undefined)]);
+  const closed = await Promise.race([watcher.closed, delay(timeoutMs).then(() => undefined)]);
   if (closed?.code !== 1012) return null;
   return (performance.now() - started) / 1000;
 }
@@ -128,7 +129,7 @@ async function pubsubFault(
   await inject();
   const detection = await closedWith1012(watcher, started, world.pubsubBound * 1000 + 10_000);
   const unhealthy = !(await world.shark.healthy());
-  await sleep(500);
+  await delay(500);
   const healed = performance.now();
   await heal();
   const { recovered, recovery_s } = await recovery(world, healed);
@@ -154,9 +155,9 @@ async function slowWithinTimeout(world: World, delayMs: number): Promise<Outcome
   let sent = 0;
   while (performance.now() - started < 4000) {
     publish(world, "watch.main", { t: performance.now(), n: sent++ });
-    await sleep(50);
+    await delay(50);
   }
-  await waitUntil(() => latencies.length >= sent, 3000);
+  await becomes(() => latencies.length >= sent, 3000);
   world.proxy.delayMs = 0;
   const stillOpen = watcher.closeCode === undefined && await world.shark.healthy();
   watcher.close();
@@ -189,7 +190,7 @@ async function serviceDownMidSubscribe(world: World, clients: number): Promise<O
       () => ({ reply: {} as Record<string, unknown>, at: performance.now() }),
     )
   );
-  await waitUntil(() => service.count("/before_subscribe") - before >= clients, 5000);
+  await becomes(() => service.count("/before_subscribe") - before >= clients, 5000);
   const started = performance.now();
   service.down();
   for (let i = 0; i < 10; i++) publish(world, "watch.main", { i });
@@ -199,7 +200,7 @@ async function serviceDownMidSubscribe(world: World, clients: number): Promise<O
   service.behaviour = ok;
   const healed = performance.now();
   service.up();
-  const recovered = await waitUntil(
+  const recovered = await becomes(
     async () => {
       const client = await WsClient.connect(world.shark.wsUrl);
       const reply = await client.request({ event: "subscribe", subscription: "svc.back" });
@@ -209,7 +210,7 @@ async function serviceDownMidSubscribe(world: World, clients: number): Promise<O
     10_000,
     100,
   );
-  await waitUntil(() => bystanderGot >= 10, 2000);
+  await becomes(() => bystanderGot >= 10, 2000);
   for (const client of [bystander, ...subscribing]) client.close();
   return {
     fault: "service_down_mid_subscribe",
@@ -243,17 +244,17 @@ async function sigtermUnderLoad(world: World, clients: number): Promise<Outcome>
   const load = (async () => {
     for (let n = 0; publishing; n++) {
       publish(world, `load.${n % 50}`, { n });
-      await sleep(1);
+      await delay(1);
     }
   })();
-  await sleep(2000);
+  await delay(2000);
   const receivedBefore = received;
   const stopped = await shark.terminate(60_000);
   publishing = false;
   await load;
   const closes = await Promise.all(connected.map((client) => client.closed));
   const goingAway = closes.filter((event) => event.code === 1001).length;
-  const unsubscribed = await waitUntil(
+  const unsubscribed = await becomes(
     () => service.count("/load/on_unsubscribe") - before >= clients,
     5000,
   );
@@ -284,7 +285,7 @@ async function main(directory: string): Promise<number> {
   const clients = Number(values.clients);
   const pingInterval = Number(values["ping-interval"]);
   const pingTimeout = Number(values["ping-timeout"]);
-  const redis = await Redis.start();
+  const redis = await startRedis();
   const proxy = DelayProxy.start(redis.port);
   const service = FaultyService.start(ok);
   const callbacks = (prefix: string) => ({
@@ -327,12 +328,18 @@ async function main(directory: string): Promise<number> {
   };
   await run(
     "redis frozen",
-    () => pubsubFault(world, "redis_frozen_sigstop", () => redis.freeze(), () => redis.thaw()),
+    () =>
+      pubsubFault(
+        world,
+        "redis_frozen_sigstop",
+        () => signalRedis(redis, "SIGSTOP"),
+        () => signalRedis(redis, "SIGCONT"),
+      ),
   );
   await run(
     "redis killed",
     () =>
-      pubsubFault(world, "redis_killed_restarted", () => redis.kill(), async () => {
+      pubsubFault(world, "redis_killed_restarted", () => redis.stop({ kill: true }), async () => {
         await redis.restart();
         world.publisher.close();
         world.publisher = await RespConnection.connect(redis.port);

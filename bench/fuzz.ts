@@ -28,24 +28,26 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { RedisServer } from "../tests/helpers/redis_server.ts";
+import { clientFrame as frame, concat, upgradeRequest } from "../tests/helpers/ws_frame.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import { type Behaviour, FaultyService, jsonReply, type Reply } from "./_faulty_service.ts";
 import {
+  delay,
   type Figures,
   log,
   quantile,
   Random,
-  Redis,
   report,
   runHarness,
   SharkProcess,
-  sleep,
+  startRedis,
   WsClient,
 } from "./_harness.ts";
 
 const encoder = new TextEncoder();
 
-const PUBLISH_SECRET = "fuzz-secret";
+const PUBLISH_SECRET = "fuzz-publish-secret";
 const MAX_MESSAGE_BYTES = 65536;
 /** Topics the fuzz clients and the garbage publishers use. */
 const FUZZ_TOPICS = ["fuzz.1", "fuzz.2", "fuzz.3", "hist.1", "open.1", "bystander.other"];
@@ -151,49 +153,6 @@ function randomEvent(rng: Random): unknown {
 
 // ---------------------------------------------------------------- frames
 
-interface FrameOptions {
-  readonly fin?: boolean;
-  readonly rsv?: number;
-  readonly masked?: boolean;
-}
-
-/** One RFC 6455 frame as a client would write it (masked unless told otherwise). */
-function frame(opcode: number, payload: Uint8Array, options: FrameOptions = {}): Uint8Array {
-  const { fin = true, rsv = 0, masked = true } = options;
-  const length = payload.length;
-  const header = length < 126 ? 2 : length < 65536 ? 4 : 10;
-  const out = new Uint8Array(header + (masked ? 4 : 0) + length);
-  out[0] = (fin ? 0x80 : 0) | (rsv << 4) | opcode;
-  const mask = masked ? 0x80 : 0;
-  if (header === 2) out[1] = mask | length;
-  else if (header === 4) {
-    out[1] = mask | 126;
-    out[2] = length >> 8;
-    out[3] = length & 0xff;
-  } else {
-    out[1] = mask | 127;
-    new DataView(out.buffer).setUint32(6, length);
-  }
-  if (!masked) {
-    out.set(payload, header);
-    return out;
-  }
-  const key = crypto.getRandomValues(new Uint8Array(4));
-  out.set(key, header);
-  for (let i = 0; i < length; i++) out[header + 4 + i] = payload[i] ^ key[i & 3];
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** The bytes of one fuzz input on an upgraded connection, and its kind. */
 function randomInput(rng: Random): [string, Uint8Array] {
   const json = () => encoder.encode(JSON.stringify(randomEvent(rng)) ?? "null");
@@ -253,16 +212,11 @@ function randomInput(rng: Random): [string, Uint8Array] {
   ];
 }
 
-function upgradeRequest(port: number): Uint8Array {
-  return encoder.encode(
-    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${btoa("fuzz-fuzz-fuzz!!")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
-}
+const UPGRADE_KEY = btoa("fuzz-fuzz-fuzz!!");
 
 /** A request that is not a complete, valid upgrade. */
 function brokenHandshake(rng: Random, port: number): Uint8Array {
-  const good = upgradeRequest(port);
+  const good = upgradeRequest(port, UPGRADE_KEY);
   switch (rng.int(5)) {
     case 0:
       return good.subarray(0, rng.int(good.length));
@@ -328,7 +282,7 @@ async function fuzzClient(
       conn = await Deno.connect({ hostname: "127.0.0.1", port });
     } catch {
       count(counts, "connect_refused");
-      await sleep(50);
+      await delay(50);
       continue;
     }
     const reader = drain(conn);
@@ -336,11 +290,11 @@ async function fuzzClient(
       if (rng.chance(0.04)) {
         count(counts, "broken_handshake");
         await writeAll(conn, brokenHandshake(rng, port));
-        await Promise.race([reader.ended, sleep(200)]);
+        await Promise.race([reader.ended, delay(200)]);
         continue;
       }
-      await writeAll(conn, upgradeRequest(port));
-      const status = await Promise.race([reader.head, sleep(5000).then(() => "")]);
+      await writeAll(conn, upgradeRequest(port, UPGRADE_KEY));
+      const status = await Promise.race([reader.head, delay(5000).then(() => "")]);
       if (!status.startsWith("HTTP/1.1 101")) {
         count(counts, "upgrade_refused");
         continue;
@@ -355,7 +309,7 @@ async function fuzzClient(
         await writeAll(conn, bytes);
         next += pause;
         const wait = next - performance.now();
-        if (wait > 0) await sleep(wait);
+        if (wait > 0) await delay(wait);
         else next = performance.now();
       }
     } catch {
@@ -539,7 +493,7 @@ async function garbagePublisher(
     } catch {
       count(counts, "publish_failed");
     }
-    await sleep(kind === "huge" ? 500 : 10);
+    await delay(kind === "huge" ? 500 : 10);
   }
 }
 
@@ -601,10 +555,10 @@ async function bystander(shark: SharkProcess, redisPort: number, until: number) 
         }
       }
       const wait = started + (published * 1000) / BYSTANDER_RATE - performance.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await delay(wait);
     }
     // What is still on its way gets two seconds.
-    for (let i = 0; i < 40 && seen.size < published; i++) await sleep(50);
+    for (let i = 0; i < 40 && seen.size < published; i++) await delay(50);
     publisher.close();
     const closeCode = client.closeCode;
     client.close();
@@ -624,7 +578,7 @@ async function bystander(shark: SharkProcess, redisPort: number, until: number) 
 
 // ---------------------------------------------------------------- the run
 
-function sharkConfig(redis: Redis, service: FaultyService) {
+function sharkConfig(redis: RedisServer, service: FaultyService) {
   const callbacks = Object.fromEntries(
     [
       "authorizer",
@@ -645,7 +599,7 @@ function sharkConfig(redis: Redis, service: FaultyService) {
       max_fanout_queue_bytes: 64 * 1024 * 1024,
     },
     ws_ping: { interval: 5, timeout: 5 },
-    pubsub: { adapter: "redis", redis: { url: redis.url, ping_interval: 1, ping_timeout: 2 } },
+    pubsub: { adapter: "redis", redis: { url: redis.url(), ping_interval: 1, ping_timeout: 2 } },
     http: { timeout: 1, tries: 2, wait: 0.1 },
     authentication: {
       ticket: { validation_url: service.url("/ticket"), auth_fields: ["user_id", "role"] },
@@ -689,7 +643,7 @@ async function main(directory: string): Promise<number> {
   log(`fuzz: seed ${seed}, ${seconds} s, ${clients} clients, ${rate} inputs/s`);
   const rng = new Random(seed);
   const counts: Counts = {};
-  const redis = await Redis.start();
+  const redis = await startRedis();
   const service = FaultyService.start(garbageService(rng.fork(), counts));
   const shark = await SharkProcess.start(sharkConfig(redis, service), directory);
   const rssStart = shark.rssMiB();

@@ -21,19 +21,20 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { RedisServer } from "../tests/helpers/redis_server.ts";
 import { peakRssKiB } from "./_proc.ts";
 import { connectClient } from "./_raw_ws.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import {
+  becomes,
+  delay,
   type Figures,
   log,
   type MetricValues,
-  Redis,
   report,
   runHarness,
   SharkProcess,
-  sleep,
-  waitUntil,
+  startRedis,
   WsClient,
 } from "./_harness.ts";
 
@@ -42,7 +43,7 @@ const MIB = 1024 * 1024;
 
 interface Context {
   readonly directory: string;
-  readonly redis: Redis;
+  readonly redis: RedisServer;
   /** `server.transport` when given (the CLI's listener). */
   readonly transport: string | undefined;
   readonly values: Record<string, string | boolean | undefined>;
@@ -56,7 +57,7 @@ async function startShark(context: Context, config: Record<string, unknown>) {
   return await SharkProcess.start({
     ...config,
     server,
-    pubsub: { adapter: "redis", redis: { url: context.redis.url } },
+    pubsub: { adapter: "redis", redis: { url: context.redis.url() } },
     log: { level: "fatal" },
   }, context.directory);
 }
@@ -136,7 +137,7 @@ async function oversizedFrames(context: Context): Promise<Figures> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: shark.port });
     const watcher = watch(conn);
     await writeAll(conn, upgradeRequest(shark.port));
-    await waitUntil(() => watcher.first() !== "", 5000, 5);
+    await becomes(() => watcher.first() !== "", 5000);
     return { conn, watcher, status: Number(watcher.first().split(" ")[1]) };
   };
   const attack = async (socket: Awaited<ReturnType<typeof open>>) => {
@@ -157,7 +158,7 @@ async function oversizedFrames(context: Context): Promise<Figures> {
       // The server stopped reading or reset: what it refused to take.
     }
     sentTotal += sent;
-    const ended = await Promise.race([watcher.ended, sleep(10_000).then(() => "held")]);
+    const ended = await Promise.race([watcher.ended, delay(10_000).then(() => "held")]);
     const outcome = watcher.code() !== null ? `closed_${watcher.code()}` : ended;
     outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     try {
@@ -172,13 +173,13 @@ async function oversizedFrames(context: Context): Promise<Figures> {
     await Promise.all(sockets.map(attack));
   } else {
     await Promise.all(Array.from({ length: clients }, async (_, i) => {
-      await sleep(i * 20);
+      await delay(i * 20);
       await attack(await open());
     }));
   }
   const seconds = (performance.now() - started) / 1000;
   const peakMiB = peak();
-  await sleep(2000);
+  await delay(2000);
   const after = shark.rssMiB();
   const metrics = await shark.metrics();
   await shark.terminate();
@@ -230,7 +231,7 @@ async function halfOpen(context: Context): Promise<Figures> {
   const timeline: string[] = [];
   let allClosedAfter: number | null = null;
   while ((performance.now() - started) / 1000 < hold) {
-    await sleep(1000);
+    await delay(1000);
     const s = (performance.now() - started) / 1000;
     timeline.push(`${s.toFixed(0)}s:${open}`);
     if (open === 0 && allClosedAfter === null) allClosedAfter = s;
@@ -326,7 +327,7 @@ async function keys(context: Context, maxKeys: number): Promise<Figures> {
   });
   client.send(JSON.stringify({ event: "subscribe", subscription: "keys.1" }));
   await client.reply(10_000);
-  await sleep(500);
+  await delay(500);
   const before = shark.rssMiB();
   const publisher = await RespConnection.connect(context.redis.port);
   // Each key twice: the first goes out, the second waits 600 s for its throttle period.
@@ -347,11 +348,11 @@ async function keys(context: Context, maxKeys: number): Promise<Figures> {
   }
   // Unbounded, the second envelope of every key waits; bounded, it goes out when its key is forgotten.
   const expected = maxKeys < distinct ? 2 * distinct - maxKeys : distinct;
-  await waitUntil(() => received >= expected, 120_000, 100);
+  await becomes(() => received >= expected, 120_000);
   // What is garbage is given time to be collected: V8 gives pages back within seconds.
   const settling: string[] = [];
   for (const seconds of [1, 5, 15, 30]) {
-    await sleep(seconds * 1000 - (settling.length ? [1, 5, 15][settling.length - 1] * 1000 : 0));
+    await delay(seconds * 1000 - (settling.length ? [1, 5, 15][settling.length - 1] * 1000 : 0));
     settling.push(`${seconds}s:${shark.rssMiB().toFixed(0)}`);
   }
   const after = shark.rssMiB();
@@ -379,7 +380,7 @@ async function keys(context: Context, maxKeys: number): Promise<Figures> {
 async function fanout(context: Context, maxQueueBytes: number | undefined): Promise<Figures> {
   const subscribers = Number(context.values.subscribers ?? 200);
   const envelopes = Number(context.values.burst ?? 8000);
-  const secret = "limits-secret";
+  const secret = "limits-publish-secret";
   const shark = await startShark(context, {
     server: maxQueueBytes ? { max_fanout_queue_bytes: maxQueueBytes } : {},
     services: { fan: { require_authentication: false } },
@@ -416,12 +417,12 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
       const metrics: MetricValues = await shark.metrics().catch(() => ({}));
       maxBytes = Math.max(maxBytes, metrics["shark_fanout_queue_bytes"] ?? 0);
       maxQueued = Math.max(maxQueued, metrics["shark_fanout_queue"] ?? 0);
-      await sleep(50);
+      await delay(50);
     }
   })();
   const started = performance.now();
   const burst = publisher.send(batch, envelopes);
-  await sleep(200);
+  await delay(200);
   const statuses: Record<string, number> = {};
   for (let i = 0; i < 5; i++) {
     const response = await fetch(`http://127.0.0.1:${shark.port}/publish`, {
@@ -433,7 +434,7 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
     await response.body?.cancel();
   }
   await burst;
-  await waitUntil(
+  await becomes(
     async () => {
       const metrics = await shark.metrics();
       return (metrics["shark_fanout_queue"] ?? 0) === 0;
@@ -444,7 +445,7 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
   const seconds = (performance.now() - started) / 1000;
   sampling = false;
   await sampler;
-  await sleep(500);
+  await delay(500);
   const metrics = await shark.metrics();
   const rssPeak = peakRssKiB(shark.child.pid) / 1024;
   for (const client of clients) client.close();
@@ -489,7 +490,7 @@ async function main(directory: string): Promise<number> {
     },
   });
   const rows = positionals.length > 0 ? positionals : [...ROWS];
-  const redis = await Redis.start();
+  const redis = await startRedis();
   const context: Context = { directory, redis, transport: values.transport, values };
   const label = values.transport ?? "default";
   for (const row of rows) {

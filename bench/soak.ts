@@ -19,17 +19,17 @@ import { parseArgs } from "node:util";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import { FaultyService, jsonReply } from "./_faulty_service.ts";
 import {
+  becomes,
+  delay,
   log,
-  Redis,
   report,
   runHarness,
   SharkProcess,
-  sleep,
-  waitUntil,
+  startRedis,
   WsClient,
 } from "./_harness.ts";
 
-const PUBLISH_SECRET = "soak-secret";
+const PUBLISH_SECRET = "soak-publish-secret";
 /** Steady subscribers, each on every topic. */
 const SUBSCRIBERS = 100;
 const TOPICS = 10;
@@ -64,7 +64,7 @@ async function churnOnce(shark: SharkProcess, id: number, counts: Record<string,
       const reply = await client.request({ event: "subscribe", subscription });
       if (reply.status !== "ok") counts.subscribe_failed++;
     }
-    await sleep(1000 + (id % 3) * 1000);
+    await delay(1000 + (id % 3) * 1000);
     if (id % 2 === 0) {
       await client.request({ event: "unsubscribe", subscription: feed });
       await client.request({ event: "unsubscribe", subscription: own });
@@ -97,7 +97,7 @@ async function main(directory: string): Promise<number> {
   log(
     `soak: ${seconds} s, ${rate} deliveries/s (${publishesPerSecond} publishes/s), ${churn} connects/s`,
   );
-  const redis = await Redis.start();
+  const redis = await startRedis();
   const service = FaultyService.start(({ path, body }) =>
     path === "/ticket"
       ? jsonReply({ status: "ok", user_id: JSON.parse(body).ticket })
@@ -108,7 +108,7 @@ async function main(directory: string): Promise<number> {
       .map((name) => [name, service.url(`/${name}`)]),
   );
   const shark = await SharkProcess.start({
-    pubsub: { adapter: "redis", redis: { url: redis.url } },
+    pubsub: { adapter: "redis", redis: { url: redis.url() } },
     authentication: {
       ticket: { validation_url: service.url("/ticket"), auth_fields: ["user_id"] },
     },
@@ -161,7 +161,7 @@ async function main(directory: string): Promise<number> {
       }
       published++;
       const wait = started + (published * 1000) / publishesPerSecond - performance.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await delay(wait);
     }
   })();
   const churning = (async () => {
@@ -169,14 +169,14 @@ async function main(directory: string): Promise<number> {
     for (let id = 0; performance.now() < until; id++) {
       lives.push(churnOnce(shark, id, counts));
       const wait = started + ((id + 1) * 1000) / churn - performance.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await delay(wait);
     }
     await Promise.all(lives);
   })();
   await Promise.all([publishing, churning]);
   // Every steady client is on every topic: each publish is one delivery to each.
   const expected = published * SUBSCRIBERS;
-  await waitUntil(() => steady.reduce((sum, c) => sum + c.received, 0) >= expected, 5000);
+  await becomes(() => steady.reduce((sum, c) => sum + c.received, 0) >= expected, 5000);
   clearInterval(sampler);
   sample();
   const received = steady.reduce((sum, counter) => sum + counter.received, 0);

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { Logger } from "@logtape/logtape";
 import type { ServerConfig } from "./config.ts";
 import { errorResponse } from "./http.ts";
 import type { Metrics } from "./metrics.ts";
@@ -24,6 +25,8 @@ export interface AdmissionOptions {
   /** The `server` section. */
   readonly server: ServerConfig;
   readonly metrics: Metrics;
+  /** Told at start when `server.max_memory_bytes` is set but cannot be measured. */
+  readonly log: Logger;
   /** The memory reading of `server.max_memory_bytes`; without one, the guard is off. */
   readonly memoryUsage?: MemoryUsage;
 }
@@ -43,7 +46,7 @@ export interface Candidate {
  *
  * @example
  * ```ts
- * const admission = new Admission({ server: config.server, metrics });
+ * const admission = new Admission({ server: config.server, metrics, log });
  * const refused = admission.refusal(request, { ready: true, open: 0, address: "10.0.0.7" });
  * if (refused) return refused;
  * admission.admit(session, "10.0.0.7");
@@ -62,16 +65,16 @@ export class Admission {
     this.#server = options.server;
     this.#metrics = options.metrics;
     this.#memoryUsage = options.memoryUsage;
+    if (this.#server.max_memory_bytes !== null && !this.#memoryUsage) {
+      options.log.warn(
+        "server.max_memory_bytes is not enforced: this runtime gives no memory reading",
+      );
+    }
   }
 
   /** Whether upgrades need the client's address (`max_connections_per_address` is set). */
   get countsAddresses(): boolean {
     return this.#server.max_connections_per_address !== null;
-  }
-
-  /** Whether `server.max_memory_bytes` is set but cannot be measured here. */
-  get memoryGuardUnavailable(): boolean {
-    return this.#server.max_memory_bytes !== null && this.#memoryUsage === undefined;
   }
 
   /** The answer refusing this upgrade, or `undefined` when it may proceed. */

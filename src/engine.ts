@@ -21,7 +21,7 @@ import { IdleSweep } from "./idle.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { Metrics } from "./metrics.ts";
 import { CloseReason, HttpErrorText } from "./protocol.ts";
-import { Publisher } from "./publish.ts";
+import { Publisher } from "./publisher.ts";
 import type { PubSub } from "./pubsub.ts";
 import { ServiceClient } from "./service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
@@ -93,6 +93,8 @@ export class Engine {
   readonly #publisher: Publisher;
   readonly #idle: IdleSweep | undefined;
   readonly #sessions = new Set<Session>();
+  /** Closed sessions whose unsubscribe callbacks still run: shutdown waits for them too. */
+  readonly #closing = new Set<Session>();
   readonly #sessionHost: SessionHost;
   readonly #httpHost: HttpHost;
   #state: State = "starting";
@@ -109,22 +111,13 @@ export class Engine {
       metadata: this.config.delivery.metadata,
       maxQueueBytes: this.config.server.max_fanout_queue_bytes,
     });
-    this.#publisher = new Publisher({
-      config: this.config,
-      pubsub: this.pubsub,
-      hub: this.#hub,
-      metrics: this.metrics,
-    });
+    this.#publisher = new Publisher(this.config, this.pubsub, this.metrics, this.#hub);
     this.#admission = new Admission({
       server: this.config.server,
       metrics: this.metrics,
+      log: this.#log,
       memoryUsage: options.memoryUsage,
     });
-    if (this.#admission.memoryGuardUnavailable) {
-      this.#log.warn(
-        "server.max_memory_bytes is not enforced: this runtime gives no memory reading",
-      );
-    }
     const idleTimeout = this.config.server.idle_timeout;
     this.#idle = idleTimeout === null ? undefined : new IdleSweep(idleTimeout);
     const callbacks = new Callbacks(this.#client);
@@ -180,8 +173,9 @@ export class Engine {
   /**
    * Publishes one envelope or an array of envelopes through the adapter, as
    * `POST /publish` does. Throws an `InvalidEnvelope` naming the first invalid
-   * envelope, or a `FanoutQueueFull` while this process cannot fan out more;
-   * then nothing is published.
+   * envelope or a `FanoutQueueFull` while this process cannot fan out more
+   * (then nothing is published), or an `Error` saying how many went out when
+   * the adapter refused some (it settles once every one has).
    *
    * @returns the number of envelopes published.
    */
@@ -264,9 +258,9 @@ export class Engine {
       reason: reason ?? "unknown",
       count: this.#sessions.size,
     });
-    for (const session of this.#sessions) {
-      session.close(CloseReason.pubsubLost, { afterCleanup: true });
-    }
+    // At once, not after the unsubscribe callbacks: a socket kept open while
+    // services that share the lost backend are slow would be a silent stall.
+    for (const session of this.#sessions) session.close(CloseReason.pubsubLost);
   }
 
   #accept(request: Request, info: RequestInfo): Response {
@@ -306,7 +300,12 @@ export class Engine {
   async #sessionClosed(session: Session): Promise<void> {
     if (this.#sessions.delete(session)) this.metrics.connectionsOpen--;
     this.#admission.release(session);
-    await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+    this.#closing.add(session);
+    try {
+      await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+    } finally {
+      this.#closing.delete(session);
+    }
   }
 
   #health(): HealthReport {
@@ -326,8 +325,10 @@ export class Engine {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
     this.#idle?.close();
-    const sessions = [...this.#sessions];
-    this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
+    this.#events.close();
+    this.#log.info("shutting down: closing {count} connections", { count: this.#sessions.size });
+    // Sessions closed just before are still ending: their callbacks are awaited too.
+    const sessions = [...this.#sessions, ...this.#closing];
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));
     const limit = new AbortController();
     const finished = await Promise.race([

@@ -6,62 +6,17 @@
  * @module
  */
 import { LatencyHistogram } from "./histogram.ts";
+import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./metric_counts.ts";
+import type { AuthOutcome, DropReason, LimitName, RejectReason } from "./metric_labels.ts";
 
-/** Why a published message did not reach a subscriber. */
-export type DropReason =
-  | "filter"
-  | "order"
-  | "throttle_replaced"
-  | "slow_consumer"
-  | "invalid"
-  | "held_overflow"
-  | "queue_full";
-
-/** Why an upgrade was refused. */
-export type RejectReason =
-  | "max_connections"
-  | "max_connections_per_address"
-  | "max_memory"
-  | "origin"
-  | "not_ready";
-
-/** A limit applied: a subscribe refused, an `order_key` or `throttle_key` forgotten. */
-export type LimitName = "max_subscriptions" | "order_keys" | "throttle_keys";
-
-/** Counts by one label value. */
-type ByOne = Map<string, number>;
-/** Counts by two label values, without building a key string per count. */
-type ByTwo = Map<string, Map<string, number>>;
-
-function countOne(counts: ByOne, value: string, by = 1): void {
-  counts.set(value, (counts.get(value) ?? 0) + by);
-}
-
-function countTwo(counts: ByTwo, first: string, second: string): void {
-  let row = counts.get(first);
-  if (!row) counts.set(first, row = new Map());
-  row.set(second, (row.get(second) ?? 0) + 1);
-}
-
-/** The label values and count of every cell of a one- or two-label counter. */
-function cells(counts: ByOne | ByTwo): [string[], number][] {
-  const out: [string[], number][] = [];
-  for (const [first, value] of counts) {
-    if (typeof value === "number") out.push([[first], value]);
-    else for (const [second, count] of value) out.push([[first, second], count]);
-  }
-  return out;
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
-}
+export type { AuthOutcome, DropReason, LimitName, RejectReason } from "./metric_labels.ts";
 
 /** The counters with labels, by their snapshot key prefix. */
 interface LabelledCounts {
   readonly rejected: ByOne;
   readonly closed: ByOne;
   readonly events: ByTwo;
+  readonly auth: ByTwo;
   readonly dropped: ByOne;
   readonly limited: ByOne;
   readonly recoveries: ByOne;
@@ -127,6 +82,13 @@ const ROWS: readonly Row[] = [
     type: "counter",
     key: "events",
     labels: ["event", "outcome"],
+  },
+  {
+    name: "shark_auth_total",
+    help: "auth events by method and outcome",
+    type: "counter",
+    key: "auth",
+    labels: ["method", "outcome"],
   },
   {
     name: "shark_subscriptions_open",
@@ -213,6 +175,13 @@ const ROWS: readonly Row[] = [
     key: "history_replayed",
   },
   {
+    name: "shark_callbacks_queued",
+    help: "Service callbacks waiting for one of the http.max_concurrent slots of their origin",
+    type: "gauge",
+    field: "callbacksQueued",
+    key: "callbacks_queued",
+  },
+  {
     name: "shark_callbacks_total",
     help: "Service callbacks by callback and outcome",
     type: "counter",
@@ -259,10 +228,13 @@ export class Metrics {
   historyPublished = 0;
   /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
   replayed = 0;
+  /** Service callbacks waiting for a slot of `http.max_concurrent` now. */
+  callbacksQueued = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),
     events: new Map(),
+    auth: new Map(),
     dropped: new Map(),
     limited: new Map(),
     recoveries: new Map(),
@@ -273,6 +245,11 @@ export class Metrics {
   /** Counts a client event by name and outcome (`ok` or `error`). */
   event(name: string, outcome: "ok" | "error"): void {
     countTwo(this.#labelled.events, name, outcome);
+  }
+
+  /** Counts an `auth` event by method (`other` for an unknown one) and outcome. */
+  auth(method: string, outcome: AuthOutcome): void {
+    countTwo(this.#labelled.auth, method, outcome);
   }
 
   /** Counts messages not delivered, by reason. */
@@ -301,7 +278,11 @@ export class Metrics {
   }
 
   /** Counts one service callback with its outcome and duration. */
-  callback(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void {
+  callback(
+    name: string,
+    outcome: "ok" | "error" | "unavailable" | "cancelled",
+    seconds: number,
+  ): void {
     countTwo(this.#labelled.callbacks, name, outcome);
     let histogram = this.#latency.get(name);
     if (!histogram) this.#latency.set(name, histogram = new LatencyHistogram());

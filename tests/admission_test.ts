@@ -4,13 +4,14 @@
  * loopback test cannot connect from.
  */
 import assert from "node:assert/strict";
+import { getLogger } from "@logtape/logtape";
 import { loadConfig, Metrics } from "../mod.ts";
 import { Admission } from "../src/admission.ts";
 
 Deno.test("max_connections_per_address counts each address on its own; a release frees a slot; an unknown address is not limited", () => {
   const metrics = new Metrics();
   const server = loadConfig({ server: { max_connections_per_address: 1 } }).server;
-  const admission = new Admission({ server, metrics });
+  const admission = new Admission({ server, metrics, log: getLogger(["shark-test"]) });
   const request = new Request("http://shark/", { headers: { upgrade: "websocket" } });
   const ask = (address: string | undefined) =>
     admission.refusal(request, { ready: true, open: 0, address })?.status;

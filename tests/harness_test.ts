@@ -5,27 +5,21 @@
  * bounds here are twice the harness's own, for a busy machine.
  */
 import assert from "node:assert/strict";
-import { ROOT } from "./helpers/process.ts";
+import { Running } from "./helpers/command.ts";
 import { redisAvailable } from "./helpers/redis_server.ts";
 
 type Figures = Record<string, string | number | boolean | null>;
 
-/** Runs a harness program; its figures are the JSON lines of its report, by title. */
+/** Runs a harness program to its end; its figures are the JSON lines of its report, by title. */
 async function runHarness(program: string, args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", program, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(output.stdout);
+  const run = new Running([Deno.execPath(), "run", "-A", program, ...args]);
+  const { code } = await run.done;
   const reports: Record<string, Figures> = {};
-  for (const line of stdout.split("\n")) {
+  for (const line of run.stdout) {
     if (line.startsWith("{")) Object.assign(reports, JSON.parse(line));
   }
-  const failure = `${stdout}\n${new TextDecoder().decode(output.stderr).slice(-4000)}`;
-  return { code: output.code, reports, failure };
+  const failure = `${run.stdout.join("\n")}\n${run.stderr.join("\n").slice(-4000)}`;
+  return { code, reports, failure };
 }
 
 const ignore = !(await redisAvailable());
@@ -35,16 +29,10 @@ Deno.test({
     "fuzz: seconds of random frames, garbage service replies and garbage publishes crash nothing and cost the bystander no message",
   ignore,
   async fn() {
-    const { code, reports, failure } = await runHarness("bench/fuzz.ts", [
-      "--seconds",
-      "4",
-      "--seed",
-      "7",
-      "--clients",
-      "8",
-      "--rate",
-      "1500",
-    ]);
+    const { code, reports, failure } = await runHarness(
+      "bench/fuzz.ts",
+      "--seconds 4 --seed 7 --clients 8 --rate 1500".split(" "),
+    );
     const fuzz = reports.fuzz;
     assert.ok(fuzz, failure);
     assert.equal(fuzz.crashes, 0, failure);
@@ -84,16 +72,10 @@ Deno.test({
     "soak: seconds of paced fan-out with connects, subscribes and disconnects lose nothing and exit 0",
   ignore,
   async fn() {
-    const { reports, failure } = await runHarness("bench/soak.ts", [
-      "--minutes",
-      "0.25",
-      "--rate",
-      "2000",
-      "--churn",
-      "10",
-      "--max-keys",
-      "10",
-    ]);
+    const { reports, failure } = await runHarness(
+      "bench/soak.ts",
+      "--minutes 0.25 --rate 2000 --churn 10 --max-keys 10".split(" "),
+    );
     const soak = reports.soak;
     assert.ok(soak, failure);
     assert.equal(soak.steady_lost, 0, failure);

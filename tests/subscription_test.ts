@@ -220,6 +220,20 @@ Deno.test("throttle: the first at once, then one per period, and the last always
     assert.deepEqual(session.data, ["a1", "b1", "unthrottled", "a2", "b2"]);
   });
 
+  await t.step(
+    "a period past the timers' limit (~24.8 days) is capped there, never fired at once",
+    () => {
+      const { clock, session, publish } = setUp();
+      const day = 24 * 3600 * 1000;
+      publish("first", { throttle: 30 * 24 * 3600 });
+      publish("held", { throttle: 30 * 24 * 3600 });
+      clock.tick(day);
+      assert.deepEqual(session.data, ["first"], "still held after a day");
+      clock.tick(2 ** 31 - 1 - day);
+      assert.deepEqual(session.data, ["first", "held"], "released at the cap");
+    },
+  );
+
   await t.step("a stopped subscription sends no pending message and leaves no timer", () => {
     const { clock, session, subscription, publish } = setUp();
     publish("first", { throttle: 1 });

@@ -4,6 +4,7 @@
  * @module
  */
 import type { Clock } from "../../src/subscription.ts";
+import { MAX_TIMER_MS } from "../../src/util.ts";
 
 /** Time that moves only when told to; due timers run in time order. */
 export class FakeClock implements Clock {
@@ -15,9 +16,10 @@ export class FakeClock implements Clock {
     return this.#now;
   }
 
+  /** As the runtime's timers: a delay past 2^31 − 1 ms overflows and fires after 1 ms. */
   setTimeout(task: () => void, ms: number): number {
     const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + ms, task });
+    this.#timers.set(id, { at: this.#now + (ms > MAX_TIMER_MS ? 1 : ms), task });
     return id;
   }
 

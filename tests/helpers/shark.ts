@@ -1,31 +1,44 @@
 /**
- * Shark under test: in-process (the library API behind `Deno.serve`) or as
- * the real `deno run -A main.ts` process.
+ * Shark under test, in-process: the library API behind `Deno.serve` on a
+ * free loopback port. (`process.ts` runs the real `main.ts`.)
  *
  * @module
  */
-import { type PubSub, Shark, type SharkConfigInput } from "../../mod.ts";
+import { Shark, type SharkConfigInput, type SharkOptions } from "../../mod.ts";
 import { TestClient } from "./client.ts";
 
 /** Quick retries so that failure tests do not wait for the defaults. */
 export const FAST_HTTP = { timeout: 1, tries: 2, wait: 0.05 } as const;
 
-/** An in-process Shark listening on a free loopback port. */
+/**
+ * An in-process Shark listening on a free loopback port. Disposing of it
+ * closes the clients it connected, then stops it.
+ */
 export class TestShark {
   readonly shark: Shark;
   readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #clients: TestClient[] = [];
+  #stopped: Promise<void> | undefined;
 
   private constructor(shark: Shark, server: Deno.HttpServer<Deno.NetAddr>) {
     this.shark = shark;
     this.server = server;
   }
 
-  /** Starts Shark with `config` (port and host are chosen here). */
-  static async start(config: SharkConfigInput, pubsub?: PubSub): Promise<TestShark> {
-    const shark = new Shark({ http: FAST_HTTP, ...config }, pubsub ? { pubsub } : {});
+  /**
+   * Starts Shark with `config` (the host is chosen here) and `options`, on
+   * `options.port` (default 0: a free one; a stopped Shark's port starts one
+   * where its clients reconnect).
+   */
+  static async start(
+    config: SharkConfigInput,
+    options: SharkOptions & { port?: number } = {},
+  ): Promise<TestShark> {
+    const { port = 0, ...sharkOptions } = options;
+    const shark = new Shark({ http: FAST_HTTP, ...config }, sharkOptions);
     await shark.started;
     const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      { hostname: "127.0.0.1", port, onListen() {} },
       (request, info) => shark.handle(request, info),
     );
     return new TestShark(shark, server);
@@ -45,9 +58,18 @@ export class TestShark {
     return `http://127.0.0.1:${this.port}${path}`;
   }
 
-  /** Connects a client. */
-  connect(): Promise<TestClient> {
-    return TestClient.connect(this.wsUrl);
+  /** Connects a client (closed when this Shark is stopped, if not before). */
+  async connect(): Promise<TestClient> {
+    const client = await TestClient.connect(this.wsUrl);
+    this.#clients.push(client);
+    return client;
+  }
+
+  /** Connects a client and subscribes it (see {@link TestClient.subscribe}). */
+  async subscriber(subscription: string, extra: Record<string, unknown> = {}): Promise<TestClient> {
+    const client = await this.connect();
+    await client.subscribe(subscription, extra);
+    return client;
   }
 
   /** Publishes through the library API. */
@@ -55,22 +77,17 @@ export class TestShark {
     return this.shark.publish(envelope);
   }
 
-  /** Shuts Shark down gracefully and stops listening. */
-  async stop(): Promise<void> {
-    await this.shark.shutdown();
-    await this.server.shutdown();
+  /** Closes the clients, shuts Shark down gracefully and stops listening (once). */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      for (const client of this.#clients) await client.close();
+      await this.shark.shutdown();
+      await this.server.shutdown();
+    })();
+    return this.#stopped;
   }
-}
 
-/** Runs `body` with a started Shark and always stops it. */
-export async function withShark(
-  config: SharkConfigInput,
-  body: (shark: TestShark) => Promise<void>,
-): Promise<void> {
-  const shark = await TestShark.start(config);
-  try {
-    await body(shark);
-  } finally {
-    await shark.stop();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 }
