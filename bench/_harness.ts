@@ -83,6 +83,14 @@ export function quantile(values: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+/**
+ * The command-line arguments: `deno task fuzz -- --seconds 300` hands the
+ * program the `--` too, which `parseArgs` would take for a positional.
+ */
+export function harnessArgs(): string[] {
+  return Deno.args[0] === "--" ? Deno.args.slice(1) : [...Deno.args];
+}
+
 /** Progress on stderr, so that stdout stays the report. */
 export function log(message: string): void {
   console.error(`[${new Date().toISOString().slice(11, 23)}] ${message}`);

@@ -29,6 +29,7 @@ import { DelayProxy, FaultyService, jsonReply, type Reply } from "./_faulty_serv
 import {
   becomes,
   delay,
+  harnessArgs,
   log,
   quantile,
   report,
@@ -275,7 +276,7 @@ async function sigtermUnderLoad(world: World, clients: number): Promise<Outcome>
 
 async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args: harnessArgs(),
     options: {
       clients: { type: "string", default: "500" },
       "ping-interval": { type: "string", default: "0.5" },

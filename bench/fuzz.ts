@@ -35,6 +35,7 @@ import { type Behaviour, FaultyService, jsonReply, type Reply } from "./_faulty_
 import {
   delay,
   type Figures,
+  harnessArgs,
   log,
   quantile,
   Random,
@@ -626,7 +627,7 @@ function sharkConfig(redis: RedisServer, service: FaultyService) {
 
 async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args: harnessArgs(),
     options: {
       seconds: { type: "string", default: "60" },
       seed: { type: "string" },

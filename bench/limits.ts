@@ -29,6 +29,7 @@ import {
   becomes,
   delay,
   type Figures,
+  harnessArgs,
   log,
   type MetricValues,
   report,
@@ -472,7 +473,7 @@ const ROWS = ["frames", "halfopen", "subscriptions", "keys", "fanout"] as const;
 
 async function main(directory: string): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: Deno.args,
+    args: harnessArgs(),
     allowPositionals: true,
     options: {
       transport: { type: "string" },

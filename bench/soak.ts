@@ -21,6 +21,7 @@ import { FaultyService, jsonReply } from "./_faulty_service.ts";
 import {
   becomes,
   delay,
+  harnessArgs,
   log,
   report,
   runHarness,
@@ -79,7 +80,7 @@ async function churnOnce(shark: SharkProcess, id: number, counts: Record<string,
 
 async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args: harnessArgs(),
     options: {
       minutes: { type: "string", default: "1" },
       rate: { type: "string", default: "10000" },
