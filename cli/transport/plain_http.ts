@@ -138,6 +138,7 @@ export class PlainHttp {
   readonly #server: http.Server;
   readonly #handler: Handler;
   readonly #options: PlainHttpOptions;
+  #open = true;
 
   constructor(handler: Handler, options: PlainHttpOptions) {
     this.#handler = handler;
@@ -148,7 +149,14 @@ export class PlainHttp {
       keepAliveTimeout: options.timeoutMs,
       maxHeaderSize: options.maxHeadBytes,
       connectionsCheckingInterval: Math.max(100, Math.min(1000, options.timeoutMs / 4)),
-    }, (request, response) => this.#serve(request, response));
+    }, (request, response) => {
+      this.#serve(request, response).catch(() => response.destroy());
+    });
+    // This server never listens: it is handed connections. node:http checks
+    // headersTimeout and requestTimeout once it has emitted "listening", and
+    // keeps a connection alive between requests only while `listening` is true.
+    Object.defineProperty(this.#server, "listening", { get: () => this.#open });
+    this.#server.emit("listening");
     this.#server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
       const code = error.code ?? "";
       if (code === "ERR_HTTP_REQUEST_TIMEOUT") options.onTimeout();
@@ -183,6 +191,7 @@ export class PlainHttp {
 
   /** Closes connections that wait for a request; the others close after their response. */
   close(): void {
+    this.#open = false;
     this.#server.close();
     this.#server.closeIdleConnections();
   }
