@@ -30,13 +30,13 @@ export {
   BroadcastChannelPubSub,
 } from "./adapters/broadcast_channel.ts";
 export { MemoryPubSub } from "./adapters/memory.ts";
+export { MemoryHistory, type MemoryHistorySettings } from "./adapters/memory_history.ts";
 export {
   type CallbackName,
   ConfigError,
   configJsonSchema,
   type EnvLookup,
   loadConfig,
-  redactUrl,
   type ServiceConfig,
   type SharkConfig,
   type SharkConfigInput,
@@ -44,14 +44,29 @@ export {
 export {
   Engine,
   type EngineOptions,
-  MAX_PUBLISH_BYTES,
   type RequestInfo,
   type UpgradeWebSocket,
 } from "./src/engine.ts";
 export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
+export {
+  type History,
+  type HistoryOptions,
+  type Position,
+  type Recovery,
+  withPosition,
+} from "./src/history.ts";
 export { type DropReason, Metrics, type RejectReason } from "./src/metrics.ts";
-export { ClientEvent, CloseReason, ErrorText } from "./src/protocol.ts";
+export {
+  ClientEvent,
+  CloseReason,
+  ErrorText,
+  HttpErrorText,
+  MAX_PUBLISH_BYTES,
+  ServerEvent,
+} from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub.ts";
+export { redactUrl } from "./src/redact.ts";
+export type { Socket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */
 export interface SharkOptions {

@@ -7,6 +7,7 @@
  * @module
  */
 import type { PubSub, PubSubListener } from "../src/pubsub.ts";
+import { MemoryPubSub } from "./memory.ts";
 
 /** Options of a {@link BroadcastChannelPubSub}. */
 export interface BroadcastChannelOptions {
@@ -27,9 +28,12 @@ export interface BroadcastChannelOptions {
 export class BroadcastChannelPubSub implements PubSub {
   readonly name = "broadcast_channel";
   readonly #channelName: string;
-  readonly #topics = new Set<string>();
+  /**
+   * This isolate's topics and listener: a payload from another isolate is
+   * delivered here as the memory adapter delivers a local publish.
+   */
+  readonly #local = new MemoryPubSub();
   #channel: BroadcastChannel | undefined;
-  #listener: PubSubListener | undefined;
 
   constructor(options: BroadcastChannelOptions = {}) {
     this.#channelName = options.name ?? "shark";
@@ -40,40 +44,34 @@ export class BroadcastChannelPubSub implements PubSub {
   }
 
   start(listener: PubSubListener): Promise<void> {
-    this.#listener = listener;
     this.#channel = new BroadcastChannel(this.#channelName);
     this.#channel.onmessage = (event: MessageEvent) => {
       const message = event.data;
       if (!Array.isArray(message) || message.length !== 2) return;
       const [topic, payload] = message;
       if (typeof topic !== "string" || typeof payload !== "string") return;
-      if (this.#topics.has(topic)) listener.message(topic, payload);
+      this.#local.publish(topic, payload);
     };
-    return Promise.resolve();
+    return this.#local.start(listener);
   }
 
   subscribe(topic: string): Promise<void> {
-    this.#topics.add(topic);
-    return Promise.resolve();
+    return this.#local.subscribe(topic);
   }
 
   unsubscribe(topic: string): Promise<void> {
-    this.#topics.delete(topic);
-    return Promise.resolve();
+    return this.#local.unsubscribe(topic);
   }
 
   publish(topic: string, payload: string): Promise<void> {
     if (!this.#channel) return Promise.reject(new Error("broadcast channel is not started"));
     this.#channel.postMessage([topic, payload]);
-    if (this.#topics.has(topic)) this.#listener?.message(topic, payload);
-    return Promise.resolve();
+    return this.#local.publish(topic, payload);
   }
 
   close(): Promise<void> {
     this.#channel?.close();
     this.#channel = undefined;
-    this.#listener = undefined;
-    this.#topics.clear();
-    return Promise.resolve();
+    return this.#local.close();
   }
 }

@@ -1,11 +1,13 @@
 /**
  * The in-memory pub/sub adapter: one process, no backend. What is published
  * through `POST /publish` or `shark.publish()` reaches the subscribers of this
- * engine only.
+ * engine only. Topic history (SPEC section 10) is kept in the process too,
+ * and starts over, with new epochs, when the process does.
  *
  * @module
  */
 import type { PubSub, PubSubListener } from "../src/pubsub.ts";
+import { MemoryHistory } from "./memory_history.ts";
 
 /**
  * Pub/sub inside one isolate.
@@ -20,6 +22,10 @@ export class MemoryPubSub implements PubSub {
   readonly name = "memory";
   readonly #topics = new Set<string>();
   #listener: PubSubListener | undefined;
+  /** The in-process history of topics of services with `history`. */
+  readonly history: MemoryHistory = new MemoryHistory((topic, payload) =>
+    this.#deliver(topic, payload)
+  );
 
   get healthy(): boolean {
     return this.#listener !== undefined;
@@ -41,7 +47,7 @@ export class MemoryPubSub implements PubSub {
   }
 
   publish(topic: string, payload: string): Promise<void> {
-    if (this.#topics.has(topic)) this.#listener?.message(topic, payload);
+    this.#deliver(topic, payload);
     return Promise.resolve();
   }
 
@@ -49,5 +55,9 @@ export class MemoryPubSub implements PubSub {
     this.#listener = undefined;
     this.#topics.clear();
     return Promise.resolve();
+  }
+
+  #deliver(topic: string, payload: string): void {
+    if (this.#topics.has(topic)) this.#listener?.message(topic, payload);
   }
 }

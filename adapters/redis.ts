@@ -26,13 +26,21 @@
  * message published there while it is away would be lost too. Publishing
  * goes to the main server only.
  *
+ * Topic history (SPEC section 10) lives on the main server too, kept by the
+ * script of `redis_history.ts`, run on the publisher connection.
+ *
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import { createClient } from "@redis/client";
-import { redactUrl, type SharkConfig } from "../src/config.ts";
+import type { SharkConfig } from "../src/config.ts";
 import type { PubSub, PubSubListener } from "../src/pubsub.ts";
+import { redactUrl } from "../src/redact.ts";
+import { redisUrlProblem } from "../src/redis_url.ts";
 import { delay } from "../src/util.ts";
+import { RedisHistory } from "./redis_history.ts";
+
+export { historyKeys, type RedisCommand, RedisHistory } from "./redis_history.ts";
 
 /**
  * The `pubsub` section of a validated configuration, as the adapter reads it:
@@ -115,16 +123,6 @@ function errorText(error: unknown): string {
   }
   if (error instanceof Error) return error.message || error.name;
   return String(error);
-}
-
-/** A redis URL problem the client would only report as a TypeError. */
-function urlProblem(url: string): string | undefined {
-  const parsed = URL.parse(url);
-  if (!parsed || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:")) {
-    return "expected a redis:// or rediss:// URL";
-  }
-  const db = parsed.pathname.slice(1);
-  if (db !== "" && !/^\d+$/.test(db)) return `the database ${JSON.stringify(db)} is not a number`;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -252,6 +250,14 @@ class Link {
       return Promise.reject(new Error(`${this.options.label} ${this.display} is down`));
     }
     return this.#publisher.publish(this.options.prefix + topic, payload);
+  }
+
+  /** Runs a command on the publisher connection. */
+  command(args: readonly string[]): Promise<unknown> {
+    if (!this.up || !this.#publisher) {
+      return Promise.reject(new Error(`${this.options.label} ${this.display} is down`));
+    }
+    return this.#publisher.sendCommand([...args]);
   }
 
   /** Stops pings and reconnects and disconnects every client. */
@@ -383,6 +389,8 @@ class Link {
 export class RedisPubSub implements PubSub {
   /** `redis`, for logs and `/healthz`. */
   readonly name = "redis";
+  /** Topic history in the main server, shared by every node on it. */
+  readonly history: RedisHistory;
   readonly #links: Link[];
   readonly #main: Link;
   readonly #wanted = new Map<string, object>();
@@ -429,13 +437,14 @@ export class RedisPubSub implements PubSub {
       restored: (link) => this.#restored(link),
     };
     this.#main = new Link(server("redis", options.redis, options.channel_prefix), owner);
+    this.history = new RedisHistory((args) => this.#command(args), options.channel_prefix);
     this.#links = [this.#main];
     if (options.redis_alt) {
       const alt = options.redis_alt;
       this.#links.push(new Link(server("redis_alt", alt, alt.channel_prefix), owner));
     }
     for (const link of this.#links) {
-      const problem = urlProblem(link.options.url);
+      const problem = redisUrlProblem(link.options.url);
       if (problem) {
         this.#problem ??= `pubsub.${link.options.label}.url ${link.display}: ${problem}`;
       }
@@ -526,6 +535,12 @@ export class RedisPubSub implements PubSub {
     this.#listener = undefined;
     this.#wanted.clear();
     await Promise.all(this.#links.map((link) => link.close()));
+  }
+
+  /** A command on the main server's publisher connection; rejects at once while Redis is unavailable. */
+  async #command(args: readonly string[]): Promise<unknown> {
+    if (!this.#healthy) throw this.#unavailable();
+    return await this.#main.command(args);
   }
 
   #unavailable(): Error {

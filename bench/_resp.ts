@@ -10,8 +10,8 @@
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A reply: an integer, a (bulk or simple) string, `null`, or an error. */
-export type RespReply = number | string | null | Error;
+/** A reply: an integer, a (bulk or simple) string, `null`, an error, or an array of them. */
+export type RespReply = number | string | null | Error | RespReply[];
 
 interface Batch {
   readonly count: number;
@@ -98,36 +98,17 @@ export class RespConnection {
     }
   }
 
-  /** Parses the complete replies in the buffer (integers, strings, errors, bulk strings). */
+  /** Parses the complete replies in the buffer. */
   #parse(): void {
     let at = 0;
     const buffer = this.#buffer;
     while (at < buffer.length) {
-      const lineEnd = buffer.indexOf("\r\n", at);
-      if (lineEnd < 0) break;
-      const type = buffer[at];
-      const line = buffer.slice(at + 1, lineEnd);
-      let reply: RespReply;
-      let next = lineEnd + 2;
-      if (type === ":") reply = Number(line);
-      else if (type === "+") reply = line;
-      else if (type === "-") reply = new Error(line);
-      else if (type === "$") {
-        const length = Number(line);
-        if (length < 0) reply = null;
-        else {
-          // Bench payloads are ASCII, so characters are bytes here.
-          if (next + length + 2 > buffer.length) break;
-          reply = buffer.slice(next, next + length);
-          next += length + 2;
-        }
-      } else {
-        reply = new Error(`unexpected RESP type ${JSON.stringify(type)}`);
-      }
-      at = next;
+      const parsed = parseReply(buffer, at);
+      if (!parsed) break;
+      at = parsed[1];
       const batch = this.#batches[0];
       if (!batch) continue;
-      batch.replies.push(reply);
+      batch.replies.push(parsed[0]);
       if (batch.replies.length === batch.count) {
         this.#batches.shift();
         batch.resolve(batch.replies);
@@ -135,4 +116,38 @@ export class RespConnection {
     }
     this.#buffer = buffer.slice(at);
   }
+}
+
+/**
+ * One reply at `at` (integers, strings, errors, bulk strings, arrays of them)
+ * and where the next one starts; `undefined` while it is incomplete.
+ */
+function parseReply(buffer: string, at: number): [RespReply, number] | undefined {
+  const lineEnd = buffer.indexOf("\r\n", at);
+  if (lineEnd < 0) return undefined;
+  const type = buffer[at];
+  const line = buffer.slice(at + 1, lineEnd);
+  const next = lineEnd + 2;
+  if (type === ":") return [Number(line), next];
+  if (type === "+") return [line, next];
+  if (type === "-") return [new Error(line), next];
+  if (type === "$") {
+    const length = Number(line);
+    if (length < 0) return [null, next];
+    // Bench payloads are ASCII, so characters are bytes here.
+    if (next + length + 2 > buffer.length) return undefined;
+    return [buffer.slice(next, next + length), next + length + 2];
+  }
+  if (type === "*") {
+    const items: RespReply[] = [];
+    let position = next;
+    for (let index = 0; index < Number(line); index++) {
+      const item = parseReply(buffer, position);
+      if (!item) return undefined;
+      items.push(item[0]);
+      position = item[1];
+    }
+    return [items, position];
+  }
+  return [new Error(`unexpected RESP type ${JSON.stringify(type)}`), next];
 }

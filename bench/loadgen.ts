@@ -17,7 +17,7 @@ import { encodeCommand, RespConnection } from "./_resp.ts";
 /** What one load generator run does; `bench/run.ts` builds it. */
 export interface LoadSpec {
   /** The workload. */
-  readonly scenario: "fanout" | "topics" | "idle" | "subrate" | "parallel";
+  readonly scenario: "fanout" | "topics" | "idle" | "subrate" | "parallel" | "history" | "recovery";
   /** Which server this is, copied into every result. */
   readonly server: string;
   /** The server's port on 127.0.0.1. */
@@ -55,6 +55,10 @@ const REPLY_TIMEOUT_MS = 15_000;
 const CONNECT_PHASE_MS = 120_000;
 /** No delivery round waits longer than this for its last message. */
 const ROUND_TIMEOUT_MS = 60_000;
+/** `history` of the bench config's `hist` service, which script publishes pass on. */
+export const BENCH_HISTORY = { size: 100, ttl: 300 } as const;
+/** Envelopes each client of the `recovery` storm missed and recovers. */
+const MISSED = 50;
 /** A few bytes of body, so that frames are not unrealistically tiny. */
 const PAD = "lorem ipsum dolor sit amet, consectetur adipiscing";
 
@@ -147,6 +151,7 @@ class Meter {
       wallMs: wall,
       serverCpuMs: server - this.#server,
       selfCpuMs: self - this.#self,
+      helpersCpuMs: helpers - this.#helpers,
       peakRssKiB: Math.max(this.#peakRss, rssKiB(this.#spec.serverPid)),
       /** Each side's share of one core, as every result reports it. */
       shares: {
@@ -183,7 +188,14 @@ async function connectMany(
   recorder: Recorder,
   count: number,
   topicOf: (index: number) => string,
-  options: { auth?: boolean; latencies?: number[] } = {},
+  options: {
+    auth?: boolean;
+    latencies?: number[];
+    /** More keys of each client's subscribe request. */
+    request?: (index: number) => Record<string, unknown>;
+    /** Collects each client's subscribe reply. */
+    replies?: Map<number, string>;
+  } = {},
 ): Promise<Connected> {
   const clients: BenchClient[] = [];
   const subscribed = new Set<number>();
@@ -207,8 +219,14 @@ async function connectMany(
           client.send(JSON.stringify({ event: "auth", method: "ticket", ticket: `u${index}` }));
           expectOk(await client.reply(REPLY_TIMEOUT_MS));
         }
-        client.send(JSON.stringify({ event: "subscribe", subscription: topicOf(index) }));
-        expectOk(await client.reply(REPLY_TIMEOUT_MS));
+        client.send(JSON.stringify({
+          event: "subscribe",
+          subscription: topicOf(index),
+          ...options.request?.(index),
+        }));
+        const reply = await client.reply(REPLY_TIMEOUT_MS);
+        expectOk(reply);
+        options.replies?.set(index, reply);
         subscribed.add(index);
         options.latencies?.push(performance.now() - started);
       } catch (error) {
@@ -243,6 +261,7 @@ async function publishRedis(
   redis: RespConnection,
   topics: readonly string[],
   count: number,
+  command: PublishCommand = plainPublish,
   chunk = 500,
 ): Promise<void> {
   const replies: Promise<void>[] = [];
@@ -251,7 +270,7 @@ async function publishRedis(
     let batch = "";
     for (let index = 0; index < size; index++, sent++) {
       const topic = topics[sent % topics.length];
-      batch += encodeCommand(["PUBLISH", topic, envelope(topic, sent)]);
+      batch += encodeCommand(command(topic, envelope(topic, sent)));
     }
     const written = Promise.withResolvers<void>();
     const reply = redis.send(batch, size, written.resolve);
@@ -261,10 +280,40 @@ async function publishRedis(
   await Promise.all(replies);
 }
 
-/** Every PUBLISH must have reached the server's subscription (a reply of 0 means it did not). */
+/** The Redis command that publishes `payload` to `topic`. */
+type PublishCommand = (topic: string, payload: string) => string[];
+
+const plainPublish: PublishCommand = (topic, payload) => ["PUBLISH", topic, payload];
+
+/** Publishing through Shark's history script, as a service in another language would. */
+async function scriptPublish(redis: RespConnection): Promise<PublishCommand> {
+  const text = await Deno.readTextFile(new URL("../adapters/redis_history.lua", import.meta.url));
+  const sha = await redis.command("SCRIPT", "LOAD", text);
+  if (typeof sha !== "string") throw new Error(`SCRIPT LOAD failed: ${sha}`);
+  const size = String(BENCH_HISTORY.size);
+  const ttl = String(BENCH_HISTORY.ttl);
+  return (topic, payload) => [
+    "EVALSHA",
+    sha,
+    "2",
+    `{${topic}}:history`,
+    `{${topic}}:meta`,
+    "publish",
+    topic,
+    size,
+    ttl,
+    payload,
+  ];
+}
+
+/**
+ * Every PUBLISH must have reached the server's subscription (a reply of 0
+ * means it did not); a script publish answers its position.
+ */
 function checkReceivers(replies: unknown[]): void {
-  const missed = replies.filter((reply) => reply !== 1).length;
-  if (missed > 0) log(`${missed} publishes reached no subscriber: ${replies.find((r) => r !== 1)}`);
+  const ok = (reply: unknown) => reply === 1 || Array.isArray(reply);
+  const missed = replies.filter((reply) => !ok(reply)).length;
+  if (missed > 0) log(`${missed} publishes reached no subscriber: ${replies.find((r) => !ok(r))}`);
 }
 
 /** Publishes through `POST /publish`, `perRequest` envelopes per request, all requests at once. */
@@ -339,6 +388,7 @@ async function burstRound(
     first_ms: round1(recorder.first - started),
     p50_ms: round1(percentile(sorted, 0.5)),
     p99_ms: round1(percentile(sorted, 0.99)),
+    helpers_cpu_ms: round1(cpu.helpersCpuMs),
     ...cpu.shares,
     peak_rss_mib: Math.round(Math.max(cpu.peakRssKiB, peakRssKiB(spec.serverPid)) / 1024),
   };
@@ -550,7 +600,147 @@ async function subrate(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   return [result];
 }
 
-const SCENARIOS = { fanout, topics, idle, subrate, parallel: fanout };
+/**
+ * The cost of history per published envelope: the same subscribers get
+ * alternating bursts of plain PUBLISHes and of script publishes (positions,
+ * a capped stream, a ttl) to the same history topics; first 5,000 clients on
+ * one topic, then each on its own topic, where the per-envelope cost weighs
+ * most.
+ */
+async function history(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  const redis = await RespConnection.connect(spec.redisPort!);
+  const kinds = { plain: plainPublish, history: await scriptPublish(redis) };
+  const results: Result[] = [];
+  for (const shape of ["fanout", "topics"] as const) {
+    const names = shape === "fanout"
+      ? ["hist.fanout"]
+      : Array.from({ length: spec.connections }, (_, index) => `hist.t${index}`);
+    const { clients, subscribed, failures } = await connectMany(
+      spec,
+      recorder,
+      spec.connections,
+      (index) => names[index % names.length],
+    );
+    log(`${subscribed.size} subscribers of ${names.length} history topic(s)`);
+    const publishes = shape === "fanout" ? spec.publishes : 4 * spec.connections;
+    const expected = shape === "fanout"
+      ? subscribed.size * publishes
+      : Array.from({ length: publishes }, (_, index) => index % names.length)
+        .filter((index) => subscribed.has(index)).length;
+    const rounds: Record<string, Result[]> = { plain: [], history: [] };
+    for (let round = -1; round < spec.rounds; round++) {
+      for (const [kind, command] of Object.entries(kinds)) {
+        await sleep(300);
+        const result = await burstRound(
+          spec,
+          recorder,
+          expected,
+          () => publishRedis(redis, names, publishes, command),
+        );
+        // Round -1 warms both sides up and is not measured.
+        if (round < 0) continue;
+        result.redis_cpu_us_per_publish = round1(Number(result.helpers_cpu_ms) * 1000 / publishes);
+        rounds[kind].push(result);
+        log(`history ${shape}-${kind} round ${round + 1}: ${JSON.stringify(result)}`);
+      }
+    }
+    for (const [kind, measured] of Object.entries(rounds)) {
+      results.push({
+        scenario: "history",
+        server: spec.server,
+        variant: `${shape}-${kind}`,
+        subscribers: subscribed.size,
+        failures,
+        publishes,
+        ...medianOf(measured),
+      });
+    }
+    await closeAll(clients);
+  }
+  redis.close();
+  return results;
+}
+
+/**
+ * A recovery storm: every client subscribes and notes its position, all
+ * disconnect, {@link MISSED} envelopes per topic are published, and all
+ * reconnect at once. Measured from the first reconnect until every client
+ * has caught up: `resubscribe` (subscribe again without `recover`, as a
+ * SocketShark client does), `recover-one-topic` (all on one topic) and
+ * `recover-own-topics` (each on its own).
+ */
+async function recovery(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  const redis = await RespConnection.connect(spec.redisPort!);
+  const script = await scriptPublish(redis);
+  const results: Result[] = [];
+  const variants = [
+    { variant: "resubscribe", ownTopics: false, recover: false },
+    { variant: "recover-one-topic", ownTopics: false, recover: true },
+    { variant: "recover-own-topics", ownTopics: true, recover: true },
+  ];
+  for (const [number, { variant, ownTopics, recover }] of variants.entries()) {
+    const names = ownTopics
+      ? Array.from({ length: spec.connections }, (_, index) => `hist.r${number}.${index}`)
+      : [`hist.r${number}`];
+    const topicOf = (index: number) => names[index % names.length];
+    const positions = new Map<number, string>();
+    const first = await connectMany(spec, recorder, spec.connections, topicOf, {
+      replies: positions,
+    });
+    await closeAll(first.clients);
+    await publishRedis(redis, names, names.length * MISSED, script);
+    await sleep(1000);
+    const expected = recover ? positions.size * MISSED : 0;
+    const replies = new Map<number, string>();
+    const latencies: number[] = [];
+    const meter = new Meter(spec);
+    const done = recorder.start(expected);
+    await meter.start();
+    const started = epochNow();
+    const storm = await connectMany(spec, recorder, spec.connections, topicOf, {
+      latencies,
+      replies,
+      request: (index) => {
+        const reply = positions.get(index);
+        if (!recover || !reply) return {};
+        const { offset, epoch } = JSON.parse(reply);
+        return { recover: { offset, epoch } };
+      },
+    });
+    const subscribedAt = epochNow();
+    if (expected > 0) await Promise.race([done, sleep(ROUND_TIMEOUT_MS)]);
+    const cpu = await meter.stop();
+    const recovered = [...replies.values()].filter((reply) => JSON.parse(reply).recovered).length;
+    const sorted = Float64Array.from(latencies).sort();
+    const caughtUp = (Math.max(subscribedAt, expected > 0 ? recorder.last : 0) - started) / 1000;
+    results.push({
+      scenario: "recovery",
+      server: spec.server,
+      variant,
+      clients: spec.connections,
+      subscribed: replies.size,
+      recovered,
+      missed_per_client: recover ? MISSED : 0,
+      replayed: recorder.count,
+      complete: recorder.count === expected,
+      failures: first.failures + storm.failures,
+      caught_up_s: round1(caughtUp),
+      subscribe_p50_ms: round1(percentile(sorted, 0.5)),
+      subscribe_p99_ms: round1(percentile(sorted, 0.99)),
+      server_cpu_ms: Math.round(cpu.serverCpuMs),
+      helpers_cpu_ms: Math.round(cpu.helpersCpuMs),
+      server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / spec.connections),
+      ...cpu.shares,
+      peak_rss_mib: Math.round(cpu.peakRssKiB / 1024),
+    });
+    log(`recovery ${variant}: ${JSON.stringify(results.at(-1))}`);
+    await closeAll(storm.clients);
+  }
+  redis.close();
+  return results;
+}
+
+const SCENARIOS = { fanout, topics, idle, subrate, parallel: fanout, history, recovery };
 
 if (import.meta.main) {
   const spec: LoadSpec = JSON.parse(Deno.args[0]);

@@ -9,7 +9,7 @@
  *
  * ```sh
  * deno task bench                      # every scenario, 5–7 minutes (bounded waits: under 10)
- * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel
+ * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel history recovery
  * deno task bench fanout --profile bench/results/profiles   # Shark under --cpu-prof, top self time printed
  * deno task bench fanout --shark-config '{"ws_ping":{"interval":0,"timeout":0}}'   # top-level config keys replaced
  * ```
@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Child, clockTicks, fdHardLimit, freePort, machineBusyPct } from "./_proc.ts";
 import { RespConnection } from "./_resp.ts";
-import type { LoadSpec, Result } from "./loadgen.ts";
+import { BENCH_HISTORY, type LoadSpec, type Result } from "./loadgen.ts";
 import { selfTimes } from "./profile_summary.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -36,7 +36,16 @@ const LOADGEN_TIMEOUT_MS = 240_000;
 const FD_MARGIN = 100;
 
 /** The scenarios, in the order `deno task bench` runs them. */
-const SCENARIOS = ["clients", "fanout", "topics", "idle", "subrate", "parallel"] as const;
+const SCENARIOS = [
+  "clients",
+  "fanout",
+  "topics",
+  "idle",
+  "subrate",
+  "parallel",
+  "history",
+  "recovery",
+] as const;
 type Scenario = typeof SCENARIOS[number];
 
 const DESCRIPTIONS: Record<Scenario, string> = {
@@ -46,6 +55,10 @@ const DESCRIPTIONS: Record<Scenario, string> = {
   idle: "as many subscribed idle connections as the fd limit allows",
   subrate: "2,000 clients doing auth + subscribe (authorizer, before_subscribe), 200 at a time",
   parallel: "broadcast_channel adapter: --workers 2 vs one isolate, fanout burst via POST /publish",
+  history:
+    "history service: bursts through the history script vs plain PUBLISH, to 5,000 subscribers of one topic, then of 5,000 topics",
+  recovery:
+    "5,000 clients reconnect at once: resubscribe, or recover 50 missed envelopes (one topic; own topics)",
 };
 
 interface Context {
@@ -83,6 +96,7 @@ function sharkConfig(redisPort: number, callbackPort: number) {
     },
     services: {
       bench: { require_authentication: false },
+      hist: { require_authentication: false, history: BENCH_HISTORY },
       secure: {
         require_authentication: true,
         authorizer: callback("/authorize"),
@@ -153,6 +167,12 @@ function targets(scenario: Scenario, context: Context): Target[] {
         { server: "baseline", cpus: SERVER_CPUS, command: baseline(context, callbacks), spec },
         { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec, skip: noRedis },
       ];
+    }
+    case "history":
+      return [{ server: "shark", cpus: SERVER_CPUS, command: shark(context), spec: fanout }];
+    case "recovery": {
+      const spec = { connections: 5000, concurrency: 5000, rounds: 1 };
+      return [{ server: "shark", cpus: SERVER_CPUS, command: shark(context), spec }];
     }
     case "parallel": {
       // Two isolates need two cores: the server gets both, the generator stays on CPU 1.
@@ -377,6 +397,9 @@ function figure(result: Result): string {
         `${number(result.connect_s)} s to connect+subscribe`;
     case "subrate":
       return `${number(result.per_s)} auth+subscribe/s`;
+    case "recovery":
+      return `${number(result.caught_up_s)} s to catch up, ${number(result.recovered)} recovered` +
+        (result.complete === false ? " (INCOMPLETE)" : "");
     default:
       return `${number(result.msgs_per_s)} msg/s` +
         (result.complete === false ? " (INCOMPLETE)" : "");
@@ -457,14 +480,28 @@ function ratios(results: Result[]): Ratio[] {
     target: string,
     pass: (value: number) => boolean,
     servers: [string, string] = ["shark", "baseline"],
+    variants: [string, string] = [variant, variant],
   ): Ratio => {
-    const top = find(scenario, variant, servers[0])?.[field];
-    const bottom = find(scenario, variant, servers[1])?.[field];
+    const top = find(scenario, variants[0], servers[0])?.[field];
+    const bottom = find(scenario, variants[1], servers[1])?.[field];
     const value = typeof top === "number" && typeof bottom === "number" && bottom !== 0
       ? Math.round(top / bottom * 100) / 100
       : null;
     return { name, value, target, pass: value === null ? null : pass(value) };
   };
+  /** Shark's `top` variant against its `bottom` variant of one scenario, figure by figure. */
+  const variantRatios = (
+    scenario: string,
+    top: string,
+    bottom: string,
+    fields: [string, string][],
+  ) =>
+    fields.map(([name, field]) =>
+      ratio(`${scenario} ${top} ${name} (/ ${bottom})`, scenario, "", field, "report", () => true, [
+        "shark",
+        "shark",
+      ], [top, bottom])
+    );
   const subrateVariant = String(results.find((r) => r.scenario === "subrate")?.variant ?? "c200");
   return [
     ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
@@ -489,6 +526,20 @@ function ratios(results: Result[]): Ratio[] {
       ">= 1.6",
       (v) => v >= 1.6,
       ["shark-2-workers", "shark-1-isolate"],
+    ),
+    ...["fanout", "topics"].flatMap((shape) =>
+      variantRatios("history", `${shape}-history`, `${shape}-plain`, [
+        ["msg/s", "msgs_per_s"],
+        ["server CPU/msg", "server_cpu_us_per_msg"],
+        ["redis CPU/publish", "redis_cpu_us_per_publish"],
+      ])
+    ),
+    ...["recover-one-topic", "recover-own-topics"].flatMap((variant) =>
+      variantRatios("recovery", variant, "resubscribe", [
+        ["time to catch up", "caught_up_s"],
+        ["server CPU", "server_cpu_ms"],
+        ["redis+cb CPU", "helpers_cpu_ms"],
+      ])
     ),
     ratio(
       "parallel CPU/msg (2 workers / 1)",

@@ -1,11 +1,18 @@
 /**
- * The `shark.json` contract (SPEC section 6): one zod schema gives the
- * defaults, the validation with key paths, the resolved types and the JSON
- * Schema shipped as `shark.schema.json`.
+ * The `shark.json` contract (SPEC section 6): one zod schema declares every
+ * key with its default and its meaning, and gives the validation with key
+ * paths and the JSON Schema shipped as `shark.schema.json` (where editors
+ * show each key's meaning and default). The schema is the one place where
+ * keys are explained; the explicit types of `config_types.ts` only name them.
  *
  * @module
  */
 import { z } from "zod";
+import type { SharkConfig } from "./config_types.ts";
+import { redactUrl } from "./redact.ts";
+import { redisUrlProblem } from "./redis_url.ts";
+
+export type * from "./config_types.ts";
 
 /** Looks up an environment variable for `{"env": "NAME"}` secrets. */
 export type EnvLookup = (name: string) => string | undefined;
@@ -39,20 +46,10 @@ function checkHttpUrl(text: string): string | undefined {
   }
 }
 
+/** The database number is left to the adapter, which names the URL in its error. */
 function checkRedisUrl(text: string): string | undefined {
-  const url = URL.parse(text);
-  if (!url || (url.protocol !== "redis:" && url.protocol !== "rediss:")) {
-    return `expected a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(text))}`;
-  }
-}
-
-/** Hides the password of a URL so that it can be written to logs and errors. */
-export function redactUrl(text: string): string {
-  const url = URL.parse(text);
-  if (!url || (!url.password && !url.username)) return text;
-  url.username = url.username ? "*****" : "";
-  url.password = url.password ? "*****" : "";
-  return url.href;
+  const problem = redisUrlProblem(text, { database: false });
+  if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
 }
 
 /**
@@ -60,7 +57,10 @@ export function redactUrl(text: string): string {
  * parsing so that the rest of Shark only ever sees strings.
  */
 function secret(env: EnvLookup, check?: (text: string) => string | undefined) {
-  return z.union([z.string(), z.strictObject({ env: z.string().min(1) })], {
+  const fromEnv = z.strictObject({
+    env: z.string().min(1).describe("The environment variable holding the value."),
+  });
+  return z.union([z.string(), fromEnv], {
     error: 'expected a string or {"env": "NAME"}',
   }).transform((value, ctx) => {
     const text = typeof value === "string" ? value : env(value.env);
@@ -80,30 +80,54 @@ function secret(env: EnvLookup, check?: (text: string) => string | undefined) {
 
 function redisSchema(env: EnvLookup) {
   return z.strictObject({
-    url: secret(env, checkRedisUrl).default("redis://127.0.0.1:6379/0"),
-    ping_interval: positiveSeconds.default(10),
-    ping_timeout: positiveSeconds.default(5),
+    url: secret(env, checkRedisUrl).default("redis://127.0.0.1:6379/0")
+      .describe("redis:// or rediss:// URL, with optional credentials and database number."),
+    ping_interval: positiveSeconds.default(10).describe("Seconds between health pings."),
+    ping_timeout: positiveSeconds.default(5)
+      .describe("Seconds a ping may take before the server counts as lost."),
   });
 }
 
 function serviceSchema(env: EnvLookup) {
   const callback = secret(env, checkHttpUrl).nullable().default(null);
   return z.strictObject({
-    require_authentication: z.boolean().default(true),
-    authorizer: callback,
-    authorizer_fields: fieldList.default([]),
-    authorization_renewal_period: positiveSeconds.nullable().default(null),
-    authorization_renewal_jitter: seconds.default(0),
-    extra_fields: fieldList.default([]),
-    filter_fields: fieldList.default([]),
-    before_subscribe: callback,
-    on_subscribe: callback,
-    on_message: callback,
-    before_unsubscribe: callback,
-    on_unsubscribe: callback,
-    on_authorization_change: callback,
-    heartbeat_period: positiveSeconds.nullable().default(null),
-    on_heartbeat: callback,
+    require_authentication: z.boolean().default(true)
+      .describe("Subscribing needs a successful auth event first."),
+    authorizer: callback.describe(
+      "URL that authorizes each subscribe and renewal; null authorizes everything.",
+    ),
+    authorizer_fields: fieldList.default([]).describe(
+      "Keys of the authorizer's reply kept and sent with every later callback of the subscription.",
+    ),
+    authorization_renewal_period: positiveSeconds.nullable().default(null)
+      .describe("Seconds between re-authorizations of a subscription; null: never."),
+    authorization_renewal_jitter: seconds.default(0)
+      .describe("Up to this many seconds are taken off each renewal period at random."),
+    extra_fields: fieldList.default([]).describe(
+      "Keys of the subscribe request kept with the subscription, sent with its callbacks and echoed in its messages.",
+    ),
+    filter_fields: fieldList.default([]).describe(
+      "Envelope keys a message must match to be delivered: one of extra_fields against the subscription's value, any other against the session's auth info.",
+    ),
+    before_subscribe: callback.describe(
+      "URL called before a subscription is confirmed; an error reply refuses it, options.order seeds the order.",
+    ),
+    on_subscribe: callback.describe("URL called once a subscription is confirmed."),
+    on_message: callback.describe("URL the client's message events are sent to."),
+    before_unsubscribe: callback.describe("URL called before a subscription ends."),
+    on_unsubscribe: callback.describe("URL called after a subscription ended."),
+    on_authorization_change: callback.describe(
+      "URL called when a renewal returns other authorizer fields than the last one.",
+    ),
+    heartbeat_period: positiveSeconds.nullable().default(null)
+      .describe("Seconds between on_heartbeat calls of a subscription; null: none."),
+    on_heartbeat: callback.describe("URL called every heartbeat_period seconds per subscription."),
+    history: z.strictObject({
+      size: z.int().min(1).max(10000).describe("Envelopes kept per topic (1-10000)."),
+      ttl: positiveSeconds.describe("Seconds a topic's history lives after its last publish."),
+    }).nullable().default(null).describe(
+      "Keep each topic's last envelopes: messages carry offset and epoch, clients may recover; null: off.",
+    ),
   }).superRefine((service, ctx) => {
     const contradiction = (path: string, message: string) =>
       ctx.addIssue({ code: "custom", path: [path], message });
@@ -128,7 +152,7 @@ function serviceSchema(env: EnvLookup) {
         "heartbeat_period and on_heartbeat must be set together",
       );
     }
-  });
+  }).describe("A service: its callbacks and delivery rules.");
 }
 
 /**
@@ -142,32 +166,49 @@ function serviceSchema(env: EnvLookup) {
  */
 export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
   return z.strictObject({
-    /** Lets editors find `shark.schema.json`; ignored by Shark. */
-    $schema: z.string().optional(),
+    $schema: z.string().optional().describe("The JSON Schema of this file, for editors; ignored."),
     server: z.strictObject({
-      host: z.string().min(1).default("127.0.0.1"),
-      port: z.int().min(0).max(65535).default(9000),
-      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).nullable()
-        .default(null),
-      allowed_origins: z.array(z.string().min(1)).nullable().default(null),
-      max_connections: z.int().min(1).nullable().default(null),
-      max_message_bytes: z.int().min(64).default(65536),
-      max_buffered_bytes: z.int().min(1024).default(4194304),
-      shutdown_timeout: seconds.default(30),
-    }).prefault({}),
-    ws_ping: z.strictObject({
-      interval: seconds.default(15),
-      timeout: seconds.default(15),
-    }).prefault({}),
-    pubsub: z.strictObject({
-      adapter: z.enum(["memory", "broadcast_channel", "redis"]).default("memory"),
-      channel_prefix: z.string().default(""),
-      redis: redisSchema(env).prefault({}),
-      redis_alt: redisSchema(env).extend({ channel_prefix: z.string().default("") }).nullable()
-        .default(null),
-      broadcast_channel: z.strictObject({ name: z.string().min(1).default("shark") }).prefault(
-        {},
+      host: z.string().min(1).default("127.0.0.1").describe("Address to listen on."),
+      port: z.int().min(0).max(65535).default(9000)
+        .describe("Port to listen on; 0 picks a free one."),
+      tls: z.strictObject({
+        cert: z.string().min(1).describe("Path of the PEM certificate chain."),
+        key: z.string().min(1).describe("Path of the PEM private key."),
+      }).nullable().default(null).describe("PEM files to serve wss://; null serves plain ws://."),
+      allowed_origins: z.array(z.string().min(1)).nullable().default(null).describe(
+        "Browser origins allowed to connect; others get 403 at the upgrade. null allows any.",
       ),
+      max_connections: z.int().min(1).nullable().default(null)
+        .describe("Upgrades beyond this many open connections get 503; null: no limit."),
+      max_message_bytes: z.int().min(64).default(65536)
+        .describe("A larger client frame closes the connection with 1009."),
+      max_buffered_bytes: z.int().min(1024).default(4194304)
+        .describe("A client with more unsent output is closed with 1008."),
+      shutdown_timeout: seconds.default(30)
+        .describe("Seconds graceful shutdown waits for unsubscribe callbacks."),
+    }).prefault({}).describe("The WebSocket listener clients connect to."),
+    ws_ping: z.strictObject({
+      interval: seconds.default(15)
+        .describe("Seconds between WebSocket pings to each client; 0 sends none."),
+      timeout: seconds.default(15)
+        .describe("Seconds to wait for the pong before the connection is closed."),
+    }).prefault({}).describe("Keep-alive of client connections."),
+    pubsub: z.strictObject({
+      adapter: z.enum(["memory", "broadcast_channel", "redis"]).default("memory").describe(
+        "memory: one process; broadcast_channel: the isolates of one deployment; redis: any number of nodes, SocketShark-compatible publishing.",
+      ),
+      channel_prefix: z.string().default("")
+        .describe("Put before a subscription name to make its Redis channel name."),
+      redis: redisSchema(env).prefault({}).describe("The Redis server of the redis adapter."),
+      redis_alt: redisSchema(env).extend({
+        channel_prefix: z.string().default("").describe("channel_prefix on this server."),
+      }).nullable().default(null).describe(
+        "A second Redis subscribed in parallel, with its own channel_prefix (migrations); publishing goes to redis only. null: none.",
+      ),
+      broadcast_channel: z.strictObject({
+        name: z.string().min(1).default("shark")
+          .describe("The channel name shared by the isolates of one deployment."),
+      }).prefault({}).describe("The BroadcastChannel of the broadcast_channel adapter."),
     }).superRefine((pubsub, ctx) => {
       if (pubsub.redis_alt && pubsub.adapter !== "redis") {
         ctx.addIssue({
@@ -176,37 +217,58 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
           message: `is only used with the redis adapter, not ${pubsub.adapter}`,
         });
       }
-    }).prefault({}),
+    }).prefault({}).describe("How published envelopes reach this process."),
     http: z.strictObject({
-      timeout: positiveSeconds.default(15),
-      tries: z.int().min(1).max(100).default(3),
-      wait: seconds.default(3),
-      rate_limit_reset_header_names: z.array(z.string().min(1)).default(["X-Rate-Limit-Reset"]),
-    }).prefault({}),
+      timeout: positiveSeconds.default(15).describe("Seconds per try."),
+      tries: z.int().min(1).max(100).default(3)
+        .describe('Tries before a callback fails with "Service unavailable."'),
+      wait: seconds.default(3).describe("Seconds between tries."),
+      rate_limit_reset_header_names: z.array(z.string().min(1)).default(["X-Rate-Limit-Reset"])
+        .describe("Headers giving a 429 reply's wait in seconds; the first present wins."),
+    }).prefault({}).describe("The transport of service callbacks."),
     authentication: z.strictObject({
       ticket: z.strictObject({
-        validation_url: secret(env, checkHttpUrl),
-        auth_fields: fieldList.default([]),
-      }).optional(),
-    }).prefault({}),
+        validation_url: secret(env, checkHttpUrl)
+          .describe("URL a client's ticket is sent to for validation."),
+        auth_fields: fieldList.default([])
+          .describe("Keys of the validation reply kept as the session's auth info."),
+      }).optional().describe("Ticket authentication (the auth event's method ticket)."),
+    }).prefault({}).describe("Authentication methods of the auth event; {} configures none."),
     services: z.record(
       z.string().regex(/^[^.]+$/, "a service name must be non-empty and contain no '.'"),
       serviceSchema(env),
-    ).default({}),
-    delivery: z.strictObject({ metadata: z.boolean().default(true) }).prefault({}),
-    publish_api: z.strictObject({ secret: secret(env).nullable().default(null) }).prefault({}),
+    ).default({}).describe("Services by name: the part of a subscription before the first '.'."),
+    delivery: z.strictObject({
+      metadata: z.boolean().default(true)
+        .describe("Whether messages carry published_at, received_at, sent_at and queue_size."),
+    }).prefault({}).describe("What published messages carry."),
+    publish_api: z.strictObject({
+      secret: secret(env).nullable().default(null)
+        .describe("Bearer secret of POST /publish; null disables the endpoint."),
+    }).prefault({}).describe("The HTTP publish endpoint."),
     metrics: z.strictObject({
       prometheus: z.strictObject({
-        host: z.string().min(1).default("127.0.0.1"),
-        port: z.int().min(0).max(65535).nullable().default(null),
-      }).prefault({}),
-      log: z.strictObject({ interval: positiveSeconds.nullable().default(null) }).prefault({}),
-    }).prefault({}),
+        host: z.string().min(1).default("127.0.0.1").describe("Address of the metrics listener."),
+        port: z.int().min(0).max(65535).nullable().default(null)
+          .describe("Port of the metrics listener; null: no listener."),
+      }).prefault({}).describe("The Prometheus /metrics listener."),
+      log: z.strictObject({
+        interval: positiveSeconds.nullable().default(null)
+          .describe("Seconds between metrics log lines; null: none."),
+      }).prefault({}).describe("Metrics written to the log."),
+    }).prefault({}).describe("Where metrics are exposed."),
     log: z.strictObject({
-      level: z.enum(["trace", "debug", "info", "warning", "error", "fatal"]).default("info"),
-      format: z.enum(["json", "text"]).default("json"),
-    }).prefault({}),
+      level: z.enum(["trace", "debug", "info", "warning", "error", "fatal"]).default("info")
+        .describe("The lowest level logged."),
+      format: z.enum(["json", "text"]).default("json")
+        .describe("json: one JSON object per line; text: readable lines."),
+    }).prefault({}).describe("Shark's own log."),
   }).superRefine((config, ctx) => {
+    for (const [name, service] of Object.entries(config.services)) {
+      if (service.history === null || config.pubsub.adapter !== "broadcast_channel") continue;
+      const message = "is not available with the broadcast_channel adapter (no shared store)";
+      ctx.addIssue({ code: "custom", path: ["services", name, "history"], message });
+    }
     const prometheus = config.metrics.prometheus;
     if (
       prometheus.port !== null && prometheus.port !== 0 && prometheus.port === config.server.port
@@ -219,151 +281,6 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
     }
   });
 }
-
-/** A string, or `{"env": "NAME"}` to read it from the environment at start. */
-export type Secret = string | { readonly env: string };
-
-/** `server`: the client listener. */
-export interface ServerConfig {
-  /** Address to listen on. Default `"127.0.0.1"`. */
-  readonly host: string;
-  /** Port to listen on; 0 picks a free one. Default 9000. */
-  readonly port: number;
-  /** PEM files to serve `wss://`. Default `null` (plain `ws://`). */
-  readonly tls: { readonly cert: string; readonly key: string } | null;
-  /** Browser origins allowed to connect; `null` allows any. Default `null`. */
-  readonly allowed_origins: readonly string[] | null;
-  /** Upgrades beyond this many open connections get 503. Default `null` (no limit). */
-  readonly max_connections: number | null;
-  /** Larger client frames close the connection with 1009. Default 65536. */
-  readonly max_message_bytes: number;
-  /** A client with more unsent output is closed with 1008. Default 4194304. */
-  readonly max_buffered_bytes: number;
-  /** Seconds graceful shutdown waits for unsubscribe callbacks. Default 30. */
-  readonly shutdown_timeout: number;
-}
-
-/** A Redis server of `pubsub`. */
-export interface RedisConfig {
-  /** `redis://` or `rediss://` URL with optional credentials and db. Default `"redis://127.0.0.1:6379/0"`. */
-  readonly url: string;
-  /** Seconds between health pings. Default 10. */
-  readonly ping_interval: number;
-  /** Seconds a ping may take before Redis counts as lost. Default 5. */
-  readonly ping_timeout: number;
-}
-
-/** `pubsub`: how published envelopes reach this process. */
-export interface PubSubConfig {
-  /** Default `"memory"`. */
-  readonly adapter: "memory" | "broadcast_channel" | "redis";
-  /** Prefix of Redis channel names. Default `""`. */
-  readonly channel_prefix: string;
-  readonly redis: RedisConfig;
-  /** A second Redis subscribed in parallel, with its own prefix. Default `null`. */
-  readonly redis_alt: (RedisConfig & { readonly channel_prefix: string }) | null;
-  readonly broadcast_channel: {
-    /** The channel name shared by the isolates of one deployment. Default `"shark"`. */
-    readonly name: string;
-  };
-}
-
-/** `http`: the transport of service callbacks. */
-export interface HttpConfig {
-  /** Seconds per try. Default 15. */
-  readonly timeout: number;
-  /** Tries before `Service unavailable.`. Default 3. */
-  readonly tries: number;
-  /** Seconds between tries. Default 3. */
-  readonly wait: number;
-  /** Headers giving a 429's wait in seconds, first present wins. Default `["X-Rate-Limit-Reset"]`. */
-  readonly rate_limit_reset_header_names: readonly string[];
-}
-
-/** One service under `services`. Callback URLs default to `null` (not called). */
-export interface ServiceConfig {
-  /** Subscribing needs a successful `auth`. Default `true`. */
-  readonly require_authentication: boolean;
-  readonly authorizer: string | null;
-  /** Keys of the authorizer's reply kept and sent with later callbacks. Default `[]`. */
-  readonly authorizer_fields: readonly string[];
-  /** Seconds between re-authorizations. Default `null` (never). */
-  readonly authorization_renewal_period: number | null;
-  /** Up to this many seconds are taken off each renewal period at random. Default 0. */
-  readonly authorization_renewal_jitter: number;
-  /** Subscribe request keys kept with the subscription and echoed. Default `[]`. */
-  readonly extra_fields: readonly string[];
-  /** Envelope keys that must match the subscription or session. Default `[]`. */
-  readonly filter_fields: readonly string[];
-  readonly before_subscribe: string | null;
-  readonly on_subscribe: string | null;
-  readonly on_message: string | null;
-  readonly before_unsubscribe: string | null;
-  readonly on_unsubscribe: string | null;
-  readonly on_authorization_change: string | null;
-  /** Seconds between `on_heartbeat` calls. Default `null` (never). */
-  readonly heartbeat_period: number | null;
-  readonly on_heartbeat: string | null;
-}
-
-/** A validated configuration with every default filled in and secrets resolved. */
-export interface SharkConfig {
-  readonly $schema?: string;
-  readonly server: ServerConfig;
-  /** WebSocket keep-alive: seconds between pings and to wait for the pong. Default 15 and 15. */
-  readonly ws_ping: { readonly interval: number; readonly timeout: number };
-  readonly pubsub: PubSubConfig;
-  readonly http: HttpConfig;
-  /** Default `{}`: no method configured. */
-  readonly authentication: {
-    readonly ticket?: {
-      readonly validation_url: string;
-      /** Keys of the validation reply kept as the session's auth info. Default `[]`. */
-      readonly auth_fields: readonly string[];
-    };
-  };
-  /** Services by name (the part of a subscription before the first `.`). Default `{}`. */
-  readonly services: Readonly<Record<string, ServiceConfig>>;
-  /** Whether messages carry `published_at`, `received_at`, `sent_at`, `queue_size`. Default `true`. */
-  readonly delivery: { readonly metadata: boolean };
-  /** Bearer secret of `POST /publish`; `null` disables it. Default `null`. */
-  readonly publish_api: { readonly secret: string | null };
-  readonly metrics: {
-    /** The Prometheus listener; `port: null` (default) disables it. */
-    readonly prometheus: { readonly host: string; readonly port: number | null };
-    /** Seconds between metrics log lines; `null` (default) disables them. */
-    readonly log: { readonly interval: number | null };
-  };
-  readonly log: {
-    /** Default `"info"`. */
-    readonly level: "trace" | "debug" | "info" | "warning" | "error" | "fatal";
-    /** Default `"json"`. */
-    readonly format: "json" | "text";
-  };
-}
-
-type Input<T> = T extends readonly (infer U)[] ? readonly Input<U>[]
-  : T extends string ? T | Secret
-  : T extends object ? { -readonly [K in keyof T]?: Input<T[K]> | null }
-  : T;
-
-/**
- * The configuration as written in `shark.json`: every key optional, secrets
- * and URLs may be `{"env": "NAME"}`. Validation is at run time, by
- * {@link loadConfig}.
- */
-export type SharkConfigInput = Input<SharkConfig>;
-
-/** Callback names of a service, in the order SPEC section 2 lists them. */
-export type CallbackName =
-  | "authorizer"
-  | "before_subscribe"
-  | "on_subscribe"
-  | "on_message"
-  | "before_unsubscribe"
-  | "on_unsubscribe"
-  | "on_authorization_change"
-  | "on_heartbeat";
 
 function keyPath(path: readonly PropertyKey[]): string {
   return path.map((key, index) => {
@@ -409,7 +326,17 @@ export function loadConfig(input: unknown, env: EnvLookup = () => undefined): Sh
  * ```
  */
 export function configJsonSchema(): Record<string, unknown> {
-  const schema = z.toJSONSchema(configSchema(() => undefined), { io: "input" });
+  const schema = z.toJSONSchema(configSchema(() => undefined), {
+    io: "input",
+    // zod leaves out the default of a key whose value is transformed (the
+    // secrets and URLs); their defaults are valid input, so they are shown too.
+    override({ zodSchema, jsonSchema }) {
+      const def = zodSchema._zod.def;
+      if (def.type === "default" && jsonSchema.default === undefined) {
+        jsonSchema.default = (def as z.core.$ZodDefaultDef).defaultValue;
+      }
+    },
+  });
   return {
     ...schema,
     title: "Shark configuration (shark.json)",

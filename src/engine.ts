@@ -1,39 +1,42 @@
 /**
- * The Shark engine: accepts WebSocket sessions and HTTP requests, wires
- * sessions, events, services, the hub and the pub/sub adapter together, and
- * runs start-up, pub/sub loss and graceful shutdown (SPEC sections 3, 5, 7).
+ * The Shark engine: accepts WebSocket sessions (plain HTTP requests go to
+ * `http.ts`), wires sessions, events, services, the hub and the pub/sub
+ * adapter together, and runs start-up, pub/sub loss and graceful shutdown
+ * (SPEC sections 3, 5, 7).
  *
  * Web-standard APIs only: the WebSocket upgrade is injected, so the engine
- * runs in any isolate that can upgrade a `Request`.
+ * runs in any isolate that can upgrade a `Request`, on any transport whose
+ * sockets satisfy {@link Socket}.
  *
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Callbacks } from "./callbacks.ts";
 import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
-import { envelopeProblem, InvalidEnvelope } from "./envelope.ts";
+import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
 import { EventHandler } from "./events.ts";
+import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http.ts";
 import { Hub } from "./hub.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { Metrics } from "./metrics.ts";
-import { CloseReason } from "./protocol.ts";
+import { CloseReason, HttpErrorText } from "./protocol.ts";
 import type { PubSub } from "./pubsub.ts";
 import { ServiceClient } from "./service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
-import { BodyTooLarge, constantTimeEqual, delay, type JsonObject, readLimited } from "./util.ts";
-
-/** The largest `POST /publish` body accepted. */
-export const MAX_PUBLISH_BYTES = 8 * 1024 * 1024;
+import type { Socket } from "./socket.ts";
+import { serviceOf } from "./subscription_name.ts";
+import { delay, type JsonObject } from "./util.ts";
 
 /**
- * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does.
+ * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
+ * `WebSocket` is a {@link Socket}).
  * `idleTimeout` (seconds, 0 = off): ping after half of it without traffic from
  * the client, close when the pong does not come within the other half.
  */
 export type UpgradeWebSocket = (
   request: Request,
   options: { idleTimeout: number },
-) => { socket: WebSocket; response: Response };
+) => { socket: Socket; response: Response };
 
 /** What an {@link Engine} is built from besides its configuration. */
 export interface EngineOptions {
@@ -54,13 +57,6 @@ export interface RequestInfo {
 }
 
 type State = "starting" | "ready" | "degraded" | "failed" | "stopping";
-
-function json(status: number, body: JsonObject, headers?: HeadersInit): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
-}
 
 /**
  * A Shark engine. Starts its pub/sub adapter on construction; `started`
@@ -92,6 +88,7 @@ export class Engine {
   readonly #lifecycle: Lifecycle;
   readonly #sessions = new Set<Session>();
   readonly #sessionHost: SessionHost;
+  readonly #httpHost: HttpHost;
   #state: State = "starting";
   #stopped: Promise<void> | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
@@ -124,6 +121,12 @@ export class Engine {
       handleEvent: (session: Session, frame: ClientFrame) => this.#events.handle(session, frame),
       sessionClosed: (session: Session) => this.#sessionClosed(session),
     };
+    this.#httpHost = {
+      publishSecret: this.config.publish_api.secret,
+      log: this.#log,
+      health: () => this.#health(),
+      publish: (envelopes: unknown) => this.publish(envelopes),
+    };
     this.started = this.#start();
     this.started.catch(() => {});
   }
@@ -146,20 +149,7 @@ export class Engine {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       return this.#accept(request, info);
     }
-    const path = new URL(request.url).pathname;
-    if (path === "/healthz" && (request.method === "GET" || request.method === "HEAD")) {
-      return this.#health();
-    }
-    if (path === "/publish") {
-      if (request.method === "POST") return this.#publishRequest(request);
-      return json(405, { status: "error", error: "Use POST." }, { allow: "POST" });
-    }
-    if (path === "/" && request.method === "GET") {
-      return json(426, { status: "error", error: "Connect with a WebSocket." }, {
-        upgrade: "websocket",
-      });
-    }
-    return json(404, { status: "error", error: "Not found." });
+    return serveHttp(request, this.#httpHost);
   }
 
   /**
@@ -171,18 +161,26 @@ export class Engine {
    */
   async publish(envelopes: unknown): Promise<number> {
     const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
-    list.forEach((envelope, index) => {
-      const problem = envelopeProblem(envelope);
-      if (problem) {
-        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${problem}` : problem);
+    const valid = list.map((envelope, index) => {
+      const parsed = parseEnvelope(envelope);
+      if (typeof parsed === "string") {
+        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${parsed}` : parsed);
       }
+      return parsed;
     });
-    await Promise.all(list.map((envelope) => {
-      const topic = (envelope as JsonObject).subscription as string;
-      return this.pubsub.publish(topic, JSON.stringify(envelope));
-    }));
-    this.metrics.published += list.length;
-    return list.length;
+    await Promise.all(valid.map((envelope) => this.#publishOne(envelope)));
+    this.metrics.published += valid.length;
+    return valid.length;
+  }
+
+  /** One valid envelope: through the topic's history when its service keeps one. */
+  async #publishOne(envelope: JsonObject): Promise<void> {
+    const topic = envelope.subscription as string;
+    const service = this.config.services[serviceOf(topic)!];
+    const payload = JSON.stringify(envelope);
+    if (!service?.history || !this.pubsub.history) return this.pubsub.publish(topic, payload);
+    await this.pubsub.history.publish(topic, payload, service.history);
+    this.metrics.historyPublished++;
   }
 
   /**
@@ -198,10 +196,23 @@ export class Engine {
   async #start(): Promise<void> {
     const adapter = this.pubsub.name;
     try {
+      const keepsHistory = Object.entries(this.config.services)
+        .filter(([, service]) => service.history !== null);
+      if (keepsHistory.length > 0 && !this.pubsub.history) {
+        throw new Error(
+          `services.${keepsHistory[0][0]}.history: the ${adapter} adapter keeps no history`,
+        );
+      }
       await this.pubsub.start({
         message: (topic, payload) => this.#hub.receive(topic, payload),
         health: (healthy, reason) => this.#pubsubHealth(healthy, reason),
       });
+      if (keepsHistory.length > 0) {
+        await this.pubsub.history!.prepare().catch(async (error) => {
+          await this.pubsub.close();
+          throw error;
+        });
+      }
     } catch (error) {
       this.#state = "failed";
       this.#log.fatal("pub/sub adapter {adapter} could not start: {error}", {
@@ -255,18 +266,18 @@ export class Engine {
   #accept(request: Request, info: RequestInfo): Response {
     if (!this.ready) {
       this.metrics.rejected("not_ready");
-      return json(503, { status: "error", error: "Not ready." });
+      return errorResponse(503, HttpErrorText.notReady);
     }
     const allowed = this.config.server.allowed_origins;
     const origin = request.headers.get("origin");
     if (allowed && origin !== null && !allowed.includes(origin)) {
       this.metrics.rejected("origin");
-      return json(403, { status: "error", error: "Origin not allowed." });
+      return errorResponse(403, HttpErrorText.originNotAllowed);
     }
     const max = this.config.server.max_connections;
     if (max !== null && this.#sessions.size >= max) {
       this.metrics.rejected("max_connections");
-      return json(503, { status: "error", error: "Too many connections." });
+      return errorResponse(503, HttpErrorText.tooManyConnections);
     }
     // Read before the upgrade: the runtime's request info is gone after it.
     const logged = this.#log.isEnabledFor("info");
@@ -280,7 +291,7 @@ export class Engine {
       const idleTimeout = interval > 0 ? (interval + timeout) * (0.9 + 0.2 * Math.random()) : 0;
       upgraded = this.#upgrade(request, { idleTimeout });
     } catch (error) {
-      return json(400, { status: "error", error: `Bad WebSocket upgrade: ${error}` });
+      return errorResponse(400, `${HttpErrorText.badUpgrade}: ${error}`);
     }
     const session = new Session(upgraded.socket, this.#sessionHost, this.#log);
     this.#sessions.add(session);
@@ -296,9 +307,9 @@ export class Engine {
     await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
   }
 
-  #health(): Response {
+  #health(): HealthReport {
     const ready = this.ready;
-    return json(ready ? 200 : 503, {
+    return {
       status: ready ? "ok" : "unavailable",
       state: this.#state,
       adapter: this.pubsub.name,
@@ -306,40 +317,7 @@ export class Engine {
       connections: this.#sessions.size,
       subscriptions: this.metrics.subscriptionsOpen,
       topics: this.metrics.topicsOpen,
-    });
-  }
-
-  async #publishRequest(request: Request): Promise<Response> {
-    const secret = this.config.publish_api.secret;
-    if (secret === null) return json(404, { status: "error", error: "Not found." });
-    if (!constantTimeEqual(request.headers.get("authorization") ?? "", `Bearer ${secret}`)) {
-      await request.body?.cancel();
-      return json(401, { status: "error", error: "Bad or missing bearer secret." }, {
-        "www-authenticate": "Bearer",
-      });
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES));
-    } catch (error) {
-      if (error instanceof BodyTooLarge) {
-        return json(413, { status: "error", error: `Body exceeds ${MAX_PUBLISH_BYTES} bytes.` });
-      }
-      return json(400, { status: "error", error: "Body is not JSON." });
-    }
-    if (Array.isArray(body) && body.length === 0) {
-      return json(400, { status: "error", error: "No envelope to publish." });
-    }
-    try {
-      const published = await this.publish(body);
-      return json(200, { status: "ok", published });
-    } catch (error) {
-      if (error instanceof InvalidEnvelope) {
-        return json(400, { status: "error", error: error.message });
-      }
-      this.#log.error("publish failed: {error}", { error: String(error) });
-      return json(503, { status: "error", error: "Pub/sub unavailable." });
-    }
+    };
   }
 
   async #shutdown(): Promise<void> {

@@ -6,6 +6,8 @@
  *
  * @module
  */
+import type { Position } from "./history.ts";
+import { serviceOf } from "./subscription_name.ts";
 import { isObject, isoTime, type JsonObject, parseNumber } from "./util.ts";
 
 /** An envelope given to `publish()` or `POST /publish` is not valid. */
@@ -13,19 +15,42 @@ export class InvalidEnvelope extends TypeError {
   override readonly name = "InvalidEnvelope";
 }
 
-/** Why an envelope cannot be published, or `undefined` when it can. */
-export function envelopeProblem(value: unknown): string | undefined {
+/**
+ * Validates an envelope: the JSON text of a payload taken from the pub/sub
+ * channel `channel` (whose name its `subscription` must be), or a value given
+ * to `publish()`. Returns the envelope, or a string saying why it is not one.
+ *
+ * @example
+ * ```ts
+ * parseEnvelope('{"subscription":"books.1","data":{}}', "books.1"); // the envelope
+ * parseEnvelope({ subscription: "books", data: {} }); // 'subscription "books" is not "SERVICE.TOPIC"'
+ * ```
+ */
+export function parseEnvelope(payload: string, channel: string): JsonObject | string;
+export function parseEnvelope(value: unknown): JsonObject | string;
+export function parseEnvelope(input: unknown, channel?: string): JsonObject | string {
+  let value = input;
+  if (channel !== undefined) {
+    try {
+      value = JSON.parse(input as string);
+    } catch {
+      return "not JSON";
+    }
+  }
   if (!isObject(value)) return "an envelope must be a JSON object";
   const name = value.subscription;
   if (typeof name !== "string") return 'an envelope needs a "subscription" string';
-  const dot = name.indexOf(".");
-  if (dot <= 0 || dot === name.length - 1) {
+  if (serviceOf(name) === undefined) {
     return `subscription ${JSON.stringify(name.slice(0, 200))} is not "SERVICE.TOPIC"`;
   }
   if (!Object.hasOwn(value, "data")) return 'an envelope needs a "data" field';
   if (value.options !== undefined && !isObject(value.options)) {
     return '"options" must be a JSON object';
   }
+  if (channel !== undefined && name !== channel) {
+    return "its subscription does not match the channel";
+  }
+  return value;
 }
 
 const TIMESTAMP =
@@ -82,6 +107,8 @@ export class Delivery {
   readonly throttle: number | undefined;
   /** The throttle bucket (`options.throttle_key`). */
   readonly throttleKey: unknown;
+  /** The envelope's position in its topic's history, for a service with `history`. */
+  readonly position: Position | undefined;
   readonly #metadata: DeliveryMetadata | undefined;
   readonly #metadataJson: string | undefined;
   readonly #frameStart: string;
@@ -95,13 +122,16 @@ export class Delivery {
    * @param frameStart {@link messageFrameStart} of the envelope's topic.
    * @param metadata the delivery metadata for frames sent now, or `undefined`
    *   when `delivery.metadata` is off.
+   * @param position the envelope's position, sent next to `data`.
    */
   constructor(
     frameStart: string,
     envelope: JsonObject,
     metadata: DeliveryMetadata | undefined,
+    position?: Position,
   ) {
     this.#frameStart = frameStart;
+    this.position = position;
     this.envelope = envelope;
     const options = envelope.options as JsonObject | undefined;
     this.order = options ? parseNumber(options.order) : undefined;
@@ -152,7 +182,10 @@ export class Delivery {
   }
 
   #build(extra: string, metadata: string | undefined): string {
-    this.#head ??= this.#frameStart + (JSON.stringify(this.envelope.data) ?? "null");
+    this.#head ??= this.#frameStart + (JSON.stringify(this.envelope.data) ?? "null") +
+      (this.position
+        ? `,"offset":${this.position.offset},"epoch":${JSON.stringify(this.position.epoch)}`
+        : "");
     return `${this.#head}${extra}${metadata ?? ""}}`;
   }
 }

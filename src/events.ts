@@ -5,23 +5,26 @@
  *
  * @module
  */
+import { Authentication } from "./auth.ts";
 import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
 import type { SharkConfig } from "./config.ts";
-import { type Hub, PubSubUnavailable } from "./hub.ts";
+import { type Position, recoverPosition } from "./history.ts";
+import { type HistoryRead, type Hub, PubSubUnavailable } from "./hub.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "./metrics.ts";
 import {
   ClientEvent,
   CloseReason,
-  DEFAULT_AUTH_METHOD,
   ErrorText,
   MAX_EVENT_NAME_LENGTH,
   MAX_JSON_DEPTH,
   MAX_PING_DATA_LENGTH,
+  ServerEvent,
 } from "./protocol.ts";
 import type { ServiceClient } from "./service_client.ts";
 import type { ClientFrame, Session } from "./session.ts";
 import { Subscription } from "./subscription.ts";
+import { serviceOf } from "./subscription_name.ts";
 import { isObject, type JsonObject, nestsDeeperThan, pick } from "./util.ts";
 
 /** An event failed in a way the client is told about; the connection stays. */
@@ -41,13 +44,8 @@ interface ReplyContext {
   readonly event: string;
   subscription?: string;
   extra: JsonObject;
-}
-
-/** Python truthiness, as SocketShark tests `ticket`. */
-function truthy(value: unknown): boolean {
-  if (Array.isArray(value)) return value.length > 0;
-  if (isObject(value)) return Object.keys(value).length > 0;
-  return Boolean(value);
+  /** Keys a successful reply carries after all others (a subscribe's position). */
+  position?: JsonObject;
 }
 
 /** Cuts a string to `max` characters without splitting a surrogate pair. */
@@ -78,9 +76,14 @@ export interface EventDependencies {
  */
 export class EventHandler {
   readonly #deps: EventDependencies;
+  readonly #authentication: Authentication;
 
   constructor(dependencies: EventDependencies) {
     this.#deps = dependencies;
+    this.#authentication = new Authentication(
+      dependencies.config.authentication,
+      dependencies.client,
+    );
   }
 
   /** Handles one frame of a session; never rejects. */
@@ -141,7 +144,7 @@ export class EventHandler {
       case ClientEvent.ping: {
         const data = request.data;
         session.send({
-          event: "pong",
+          event: ServerEvent.pong,
           data: typeof data === "string" ? cut(data, MAX_PING_DATA_LENGTH) : null,
         });
         return;
@@ -173,24 +176,14 @@ export class EventHandler {
       : { event: context.event, status, error, ...context.extra };
     if (data !== undefined && data !== null) reply.data = data;
     if (context.subscription) reply.subscription = context.subscription;
+    if (status === "ok" && context.position) Object.assign(reply, context.position);
     session.send(reply);
   }
 
   async #auth(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
-    const method = Object.hasOwn(request, "method") ? request.method : DEFAULT_AUTH_METHOD;
-    const ticketAuth = this.#deps.config.authentication.ticket;
-    if (method !== DEFAULT_AUTH_METHOD || !ticketAuth) {
-      throw new EventError(ErrorText.authUnsupported);
-    }
-    if (!truthy(request.ticket)) throw new EventError(ErrorText.needsTicket);
-    const reply = await this.#deps.client.post(
-      "auth",
-      ticketAuth.validation_url,
-      { ticket: request.ticket },
-      session,
-    );
-    if (!succeeded(reply)) throw new EventError(errorOf(reply, ErrorText.authFailed));
-    session.authInfo = pick(reply, ticketAuth.auth_fields);
+    const result = await this.#authentication.authenticate(request, session);
+    if ("error" in result) throw new EventError(result.error);
+    session.authInfo = result.authInfo;
     session.authenticated = true;
     this.#reply(session, context, "ok");
   }
@@ -199,12 +192,9 @@ export class EventHandler {
   #target(request: JsonObject, context: ReplyContext) {
     const name = typeof request.subscription === "string" ? request.subscription : "";
     if (name) context.subscription = name;
-    const dot = name.indexOf(".");
-    if (dot <= 0 || dot === name.length - 1) {
-      throw new EventError(ErrorText.invalidSubscriptionFormat);
-    }
+    const serviceName = serviceOf(name);
+    if (serviceName === undefined) throw new EventError(ErrorText.invalidSubscriptionFormat);
     const services = this.#deps.config.services;
-    const serviceName = name.slice(0, dot);
     if (!Object.hasOwn(services, serviceName)) throw new EventError(ErrorText.invalidService);
     const service = services[serviceName];
     context.extra = pick(request, service.extra_fields);
@@ -213,6 +203,7 @@ export class EventHandler {
 
   async #subscribe(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
     const { name, service } = this.#target(request, context);
+    const from = service.history ? this.#recoverFrom(request) : undefined;
     if (service.require_authentication && !session.authenticated) {
       throw new EventError(ErrorText.authRequired);
     }
@@ -225,25 +216,57 @@ export class EventHandler {
     try {
       await hub.join(subscription);
     } catch (error) {
-      if (!(error instanceof PubSubUnavailable)) throw error;
-      session.log.warn("{error}", { error: error.message });
-      throw new EventError(ErrorText.serviceUnavailable);
+      throw this.#unavailable(session, error);
     }
     const before = await callbacks.call(subscription, "before_subscribe");
     if (!succeeded(before)) {
       hub.leave(subscription);
       throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
     }
+    let history: HistoryRead | undefined;
+    if (service.history) {
+      try {
+        history = await hub.readHistory(subscription, from);
+      } catch (error) {
+        // The service saw a successful before_subscribe: balance it.
+        await lifecycle.end(session, subscription);
+        throw this.#unavailable(session, error);
+      }
+    }
     if (session.closed) {
-      // The service saw a successful before_subscribe: balance it.
       await lifecycle.end(session, subscription);
       return;
     }
     subscription.seedOrder(before.options);
     lifecycle.begin(session, subscription);
+    if (history) context.position = this.#positionReply(history, from);
     this.#reply(session, context, "ok", before.data);
-    subscription.release();
+    subscription.release(history?.replay && { deliveries: history.replay, upTo: history.position });
     await callbacks.call(subscription, "on_subscribe");
+  }
+
+  /** The subscribe request's `recover` position (checked after subscribe check 2). */
+  #recoverFrom(request: JsonObject): Position | undefined {
+    if (!Object.hasOwn(request, "recover")) return undefined;
+    const position = recoverPosition(request.recover);
+    if (!position) throw new EventError(ErrorText.invalidRecoverPosition);
+    return position;
+  }
+
+  /** The position keys of a history service's subscribe reply, counting a recovery's outcome. */
+  #positionReply(history: HistoryRead, from: Position | undefined): JsonObject {
+    const { offset, epoch } = history.position;
+    if (!from) return { offset, epoch };
+    const recovered = history.replay !== undefined;
+    this.#deps.metrics.recovery(recovered ? "recovered" : "not_recovered");
+    return { offset, epoch, recovered };
+  }
+
+  /** The pub/sub backend could not serve a subscribe: logged, and the client told. */
+  #unavailable(session: Session, error: unknown): unknown {
+    if (!(error instanceof PubSubUnavailable)) return error;
+    session.log.warn("{error}", { error: error.message });
+    return new EventError(ErrorText.serviceUnavailable);
   }
 
   async #message(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {

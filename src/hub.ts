@@ -1,7 +1,10 @@
 /**
  * The hub: which subscriptions listen to which topic, which topics the
- * pub/sub adapter must carry, and the fan-out of each published envelope to
- * the subscribers of its topic.
+ * pub/sub adapter must carry, the fan-out of each published envelope to
+ * the subscribers of its topic, and the reads of a topic's history for
+ * subscribe replies and recovery (SPEC section 10). Payloads wait in a
+ * {@link FanoutQueue}, which paces the fan-out; envelopes are validated by
+ * `parseEnvelope`.
  *
  * @module
  */
@@ -9,27 +12,16 @@ import type { Logger } from "@logtape/logtape";
 import {
   Delivery,
   type DeliveryMetadata,
-  envelopeProblem,
   messageFrameStart,
   normalizeTimestamp,
+  parseEnvelope,
 } from "./envelope.ts";
+import { FanoutQueue, type Inbound } from "./fanout_queue.ts";
+import { type Position, positionOf } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 import type { Subscription } from "./subscription.ts";
-import { isoTime, type JsonObject } from "./util.ts";
-
-/**
- * The fan-out runs at most this long before it lets the event loop write
- * what it has queued: under a burst the first subscribers hear the first
- * message at once, not after the whole burst.
- */
-const FANOUT_SLICE_MS = 4;
-
-/** A long fan-out lets timers and I/O callbacks run at least this often. */
-const EVENT_LOOP_TURN_MS = 16;
-
-/** The fan-out reads the clock after about this many deliveries. */
-const CLOCK_EVERY = 64;
+import { isoTime } from "./util.ts";
 
 /** Invalid envelopes are logged at most once per this period (all are counted). */
 const INVALID_LOG_PERIOD_MS = 10_000;
@@ -44,12 +36,19 @@ interface Topic {
   ready: Promise<void>;
   /** {@link messageFrameStart} of the topic, serialized once. */
   readonly frameStart: string;
+  /** Whether the topic's service keeps history: its messages carry positions. */
+  readonly positioned: boolean;
 }
 
-interface Inbound {
-  readonly topic: string;
-  readonly payload: string;
-  readonly receivedAt: number;
+/** A topic's history as a subscribe reply and a recovery need it. */
+export interface HistoryRead {
+  /** The topic's current position. */
+  readonly position: Position;
+  /**
+   * The envelopes after the requested position, ready for delivery, when
+   * they could all be recovered; `undefined` otherwise.
+   */
+  readonly replay: Delivery[] | undefined;
 }
 
 /** Options of a {@link Hub}. */
@@ -73,16 +72,7 @@ export class Hub {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #metadata: boolean;
-  #queue: (Inbound | undefined)[] = [];
-  #head = 0;
-  #draining = false;
-  #yielder: MessageChannel | undefined;
-  /** The clock reading shared by the payloads received in the current task. */
-  #receivedAt: number | undefined;
-  readonly #endOfTask = () => this.#receivedAt = undefined;
-  readonly #continue = () => this.#drain();
-  /** When the fan-out last let a full event loop turn run. */
-  #lastTurn = -Infinity;
+  readonly #queue: FanoutQueue;
   #invalidLoggedAt = -Infinity;
   #invalidSuppressed = 0;
 
@@ -91,6 +81,7 @@ export class Hub {
     this.#metrics = metrics;
     this.#log = log;
     this.#metadata = options.metadata;
+    this.#queue = new FanoutQueue((inbound, behind) => this.#fanOut(inbound, behind), metrics);
   }
 
   /**
@@ -106,6 +97,7 @@ export class Hub {
         subscribers: new Set(),
         ready: Promise.resolve(),
         frameStart: messageFrameStart(name),
+        positioned: subscription.service.history !== null,
       };
       created.ready = this.#pubsub.subscribe(name).catch((error) => {
         if (this.#topics.get(name) === created) this.#forget(name);
@@ -120,6 +112,29 @@ export class Hub {
     } catch (error) {
       topic.subscribers.delete(subscription);
       throw new PubSubUnavailable(`cannot subscribe ${name}: ${error}`);
+    }
+  }
+
+  /**
+   * Reads the topic's history for a joined subscription of a service with
+   * `history`: its current position and, with `from`, the envelopes after
+   * it (their epoch created when the topic had none).
+   */
+  async readHistory(subscription: Subscription, from?: Position): Promise<HistoryRead> {
+    const { name, service } = subscription;
+    const topic = this.#topics.get(name);
+    const history = this.#pubsub.history;
+    if (!topic || !history || !service.history) {
+      throw new Error(`${name} has no history to read`);
+    }
+    try {
+      if (!from) {
+        return { position: await history.position(name, service.history), replay: undefined };
+      }
+      const recovery = await history.recover(name, from, service.history);
+      return { position: recovery.position, replay: this.#replay(topic, name, recovery.payloads) };
+    } catch (error) {
+      throw new PubSubUnavailable(`cannot read the history of ${name}: ${error}`);
     }
   }
 
@@ -141,27 +156,12 @@ export class Hub {
   /** Takes a payload from the pub/sub adapter; fan-out happens in a later microtask. */
   receive(topic: string, payload: string): void {
     this.#metrics.received++;
-    if (!this.#topics.has(topic)) return;
-    // Payloads taken in the same task (one read from the backend) share one clock reading.
-    if (this.#receivedAt === undefined) {
-      this.#receivedAt = Date.now();
-      queueMicrotask(this.#endOfTask);
-    }
-    this.#queue.push({ topic, payload, receivedAt: this.#receivedAt });
-    this.#metrics.queued++;
-    if (!this.#draining) {
-      this.#draining = true;
-      queueMicrotask(() => this.#drain());
-    }
+    if (this.#topics.has(topic)) this.#queue.push(topic, payload);
   }
 
-  /** Stops the fan-out loop and releases its resources. */
+  /** Stops the fan-out and releases its resources. */
   close(): void {
-    this.#yielder?.port1.close();
-    this.#yielder = undefined;
-    this.#metrics.queued -= this.#queue.length - this.#head;
-    this.#queue = [];
-    this.#head = 0;
+    this.#queue.close();
   }
 
   #forget(name: string): void {
@@ -169,81 +169,12 @@ export class Hub {
     this.#metrics.topicsOpen--;
   }
 
-  #drain(): void {
-    const started = performance.now();
-    const queue = this.#queue;
-    let work = 0;
-    while (this.#head < queue.length) {
-      const inbound = queue[this.#head]!;
-      queue[this.#head++] = undefined;
-      this.#metrics.queued--;
-      work += this.#fanOut(inbound, queue.length - this.#head);
-      // The clock is read once per CLOCK_EVERY deliveries, not per envelope.
-      if (work < CLOCK_EVERY || this.#head === queue.length) continue;
-      work = 0;
-      if (performance.now() - started >= FANOUT_SLICE_MS) {
-        if (this.#head > 4096) {
-          this.#queue = queue.slice(this.#head);
-          this.#head = 0;
-        }
-        this.#yieldThenDrain();
-        return;
-      }
-    }
-    this.#queue = [];
-    this.#head = 0;
-    this.#draining = false;
-  }
-
-  /**
-   * Continues the fan-out in a new task. A MessageChannel hop costs almost
-   * nothing and lets the runtime write what was sent, but starves timers and
-   * I/O callbacks; so at least every EVENT_LOOP_TURN_MS the hop is a timer,
-   * a full turn of the event loop where client events, health checks and the
-   * adapter's pings are served too.
-   */
-  #yieldThenDrain(): void {
-    const now = performance.now();
-    if (now - this.#lastTurn >= EVENT_LOOP_TURN_MS) {
-      this.#lastTurn = now;
-      setTimeout(this.#continue, 0);
-      return;
-    }
-    if (!this.#yielder) {
-      this.#yielder = new MessageChannel();
-      this.#yielder.port1.onmessage = this.#continue;
-    }
-    this.#yielder.port2.postMessage(null);
-  }
-
   /** Fans one envelope out; returns a measure of the work done (subscribers offered). */
   #fanOut(inbound: Inbound, behind: number): number {
     const topic = this.#topics.get(inbound.topic);
     if (!topic) return 1;
-    let envelope: unknown;
-    try {
-      envelope = JSON.parse(inbound.payload);
-    } catch {
-      this.#invalid(inbound, "not JSON");
-      return 1;
-    }
-    const problem = envelopeProblem(envelope) ??
-      ((envelope as JsonObject).subscription !== inbound.topic
-        ? "its subscription does not match the channel"
-        : undefined);
-    if (problem) {
-      this.#invalid(inbound, problem);
-      return 1;
-    }
-    const published = (envelope as JsonObject).published_at;
-    const metadata: DeliveryMetadata | undefined = this.#metadata
-      ? {
-        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
-        receivedAt: isoTime(inbound.receivedAt),
-        queueSize: behind,
-      }
-      : undefined;
-    const delivery = new Delivery(topic.frameStart, envelope as JsonObject, metadata);
+    const delivery = this.#delivery(topic, inbound, behind);
+    if (!delivery) return 1;
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);
@@ -255,6 +186,37 @@ export class Hub {
       }
     }
     return 1 + topic.subscribers.size;
+  }
+
+  /** The delivery of a payload, or `undefined` (counted and logged) when it is not an envelope. */
+  #delivery(topic: Topic, inbound: Inbound, behind: number): Delivery | undefined {
+    const envelope = parseEnvelope(inbound.payload, inbound.topic);
+    if (typeof envelope === "string") {
+      this.#invalid(inbound, envelope);
+      return undefined;
+    }
+    const published = envelope.published_at;
+    const metadata: DeliveryMetadata | undefined = this.#metadata
+      ? {
+        publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
+        receivedAt: isoTime(inbound.receivedAt),
+        queueSize: behind,
+      }
+      : undefined;
+    const position = topic.positioned ? positionOf(envelope) : undefined;
+    return new Delivery(topic.frameStart, envelope, metadata, position);
+  }
+
+  /** Deliveries of recovered payloads, received now with nothing queued behind them. */
+  #replay(topic: Topic, name: string, payloads: readonly string[] | undefined) {
+    if (!payloads) return undefined;
+    const receivedAt = Date.now();
+    const replay: Delivery[] = [];
+    for (const payload of payloads) {
+      const delivery = this.#delivery(topic, { topic: name, payload, receivedAt }, 0);
+      if (delivery) replay.push(delivery);
+    }
+    return replay;
   }
 
   #invalid(inbound: Inbound, reason: string): void {

@@ -37,21 +37,23 @@ class LatencyHistogram {
   }
 }
 
-function labelled(map: Map<string, number>, key: string, by = 1): void {
-  map.set(key, (map.get(key) ?? 0) + by);
+/** Counts by one label value. */
+type ByOne = Map<string, number>;
+/** Counts by two label values, without building a key string per count. */
+type ByTwo = Map<string, Map<string, number>>;
+
+function countOne(counts: ByOne, value: string, by = 1): void {
+  counts.set(value, (counts.get(value) ?? 0) + by);
 }
 
-/** Counts by two labels without building a key string per count. */
-type Table = Map<string, Map<string, number>>;
-
-function tabled(table: Table, first: string, second: string): void {
-  let row = table.get(first);
-  if (!row) table.set(first, row = new Map());
+function countTwo(counts: ByTwo, first: string, second: string): void {
+  let row = counts.get(first);
+  if (!row) counts.set(first, row = new Map());
   row.set(second, (row.get(second) ?? 0) + 1);
 }
 
 /** The label values and count of every cell of a one- or two-label counter. */
-function cells(counts: Map<string, number> | Table): [string[], number][] {
+function cells(counts: ByOne | ByTwo): [string[], number][] {
   const out: [string[], number][] = [];
   for (const [first, value] of counts) {
     if (typeof value === "number") out.push([[first], value]);
@@ -63,6 +65,157 @@ function cells(counts: Map<string, number> | Table): [string[], number][] {
 function escapeLabel(value: string): string {
   return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
 }
+
+/** The counters with labels, by their snapshot key prefix. */
+interface LabelledCounts {
+  readonly rejected: ByOne;
+  readonly closed: ByOne;
+  readonly events: ByTwo;
+  readonly dropped: ByOne;
+  readonly recoveries: ByOne;
+  readonly callbacks: ByTwo;
+}
+
+/** A plain number field of {@link Metrics}. */
+type Field = { [K in keyof Metrics]: Metrics[K] extends number ? K : never }[keyof Metrics];
+
+/** One metric: its exposition name and help, and where its value comes from. */
+type Row =
+  & { readonly name: string; readonly help: string }
+  & (
+    /** A number: `key` is its snapshot key. */
+    | { readonly type: "gauge" | "counter"; readonly field: Field; readonly key: string }
+    /** A counter with labels: its snapshot keys are `key.label-value...`. */
+    | { readonly type: "counter"; readonly key: keyof LabelledCounts; readonly labels: string[] }
+  );
+
+/**
+ * Every metric but the callback latency histogram, in exposition order: both
+ * {@link Metrics.prometheus} and {@link Metrics.snapshot} render this table.
+ */
+const ROWS: readonly Row[] = [
+  {
+    name: "shark_ready",
+    help: "1 when Shark accepts connections and pub/sub is healthy",
+    type: "gauge",
+    field: "ready",
+    key: "ready",
+  },
+  {
+    name: "shark_connections_open",
+    help: "Client connections open",
+    type: "gauge",
+    field: "connectionsOpen",
+    key: "connections_open",
+  },
+  {
+    name: "shark_connections_total",
+    help: "Client connections accepted",
+    type: "counter",
+    field: "connectionsTotal",
+    key: "connections_total",
+  },
+  {
+    name: "shark_connections_rejected_total",
+    help: "Upgrades refused",
+    type: "counter",
+    key: "rejected",
+    labels: ["reason"],
+  },
+  {
+    name: "shark_connections_closed_total",
+    help: "Connections closed by Shark, by reason",
+    type: "counter",
+    key: "closed",
+    labels: ["reason"],
+  },
+  {
+    name: "shark_events_total",
+    help: "Client events by name and outcome",
+    type: "counter",
+    key: "events",
+    labels: ["event", "outcome"],
+  },
+  {
+    name: "shark_subscriptions_open",
+    help: "Subscriptions held by sessions",
+    type: "gauge",
+    field: "subscriptionsOpen",
+    key: "subscriptions_open",
+  },
+  {
+    name: "shark_topics_open",
+    help: "Topics subscribed on the pub/sub adapter",
+    type: "gauge",
+    field: "topicsOpen",
+    key: "topics_open",
+  },
+  {
+    name: "shark_pubsub_received_total",
+    help: "Envelopes taken from pub/sub",
+    type: "counter",
+    field: "received",
+    key: "pubsub_received",
+  },
+  {
+    name: "shark_published_total",
+    help: "Envelopes accepted by /publish or publish()",
+    type: "counter",
+    field: "published",
+    key: "published",
+  },
+  {
+    name: "shark_fanout_queue",
+    help: "Envelopes waiting to be fanned out",
+    type: "gauge",
+    field: "queued",
+    key: "fanout_queue",
+  },
+  {
+    name: "shark_messages_delivered_total",
+    help: "Messages sent to clients",
+    type: "counter",
+    field: "delivered",
+    key: "delivered",
+  },
+  {
+    name: "shark_messages_dropped_total",
+    help: "Messages not delivered, by reason",
+    type: "counter",
+    key: "dropped",
+    labels: ["reason"],
+  },
+  {
+    name: "shark_history_published_total",
+    help: "Envelopes published with a position",
+    type: "counter",
+    field: "historyPublished",
+    key: "history_published",
+  },
+  {
+    name: "shark_recoveries_total",
+    help: "Subscribes with recover on a service with history, by outcome",
+    type: "counter",
+    key: "recoveries",
+    labels: ["outcome"],
+  },
+  {
+    name: "shark_history_replayed_total",
+    help: "Recovered envelopes replayed to subscriptions",
+    type: "counter",
+    field: "replayed",
+    key: "history_replayed",
+  },
+  {
+    name: "shark_callbacks_total",
+    help: "Service callbacks by callback and outcome",
+    type: "counter",
+    key: "callbacks",
+    labels: ["callback", "outcome"],
+  },
+];
+
+const LATENCY = "shark_callback_duration_seconds";
 
 /**
  * The metrics of one engine. Fields are public so that the engine can count
@@ -94,36 +247,48 @@ export class Metrics {
   published = 0;
   /** Envelopes waiting to be fanned out now. */
   queued = 0;
-  readonly #events: Table = new Map();
-  readonly #dropped = new Map<string, number>();
-  readonly #rejected = new Map<string, number>();
-  readonly #closed = new Map<string, number>();
-  readonly #callbacks: Table = new Map();
+  /** Envelopes this process published with a position (services with `history`). */
+  historyPublished = 0;
+  /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
+  replayed = 0;
+  readonly #labelled: LabelledCounts = {
+    rejected: new Map(),
+    closed: new Map(),
+    events: new Map(),
+    dropped: new Map(),
+    recoveries: new Map(),
+    callbacks: new Map(),
+  };
   readonly #latency = new Map<string, LatencyHistogram>();
 
   /** Counts a client event by name and outcome (`ok` or `error`). */
   event(name: string, outcome: "ok" | "error"): void {
-    tabled(this.#events, name, outcome);
+    countTwo(this.#labelled.events, name, outcome);
   }
 
   /** Counts messages not delivered, by reason. */
   dropped(reason: DropReason, count = 1): void {
-    labelled(this.#dropped, reason, count);
+    countOne(this.#labelled.dropped, reason, count);
+  }
+
+  /** Counts a subscribe with `recover` on a service with history, by outcome. */
+  recovery(outcome: "recovered" | "not_recovered"): void {
+    countOne(this.#labelled.recoveries, outcome);
   }
 
   /** Counts a refused upgrade, by reason. */
   rejected(reason: RejectReason): void {
-    labelled(this.#rejected, reason);
+    countOne(this.#labelled.rejected, reason);
   }
 
   /** Counts a connection closed by Shark, by reason. */
   closed(reason: string): void {
-    labelled(this.#closed, reason);
+    countOne(this.#labelled.closed, reason);
   }
 
   /** Counts one service callback with its outcome and duration. */
   callback(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void {
-    tabled(this.#callbacks, name, outcome);
+    countTwo(this.#labelled.callbacks, name, outcome);
     let histogram = this.#latency.get(name);
     if (!histogram) this.#latency.set(name, histogram = new LatencyHistogram());
     histogram.observe(seconds);
@@ -132,79 +297,31 @@ export class Metrics {
   /** The metrics in the Prometheus text exposition format. */
   prometheus(): string {
     const lines: string[] = [];
-    const metric = (name: string, type: string, help: string) =>
+    const header = (name: string, type: string, help: string) =>
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    const gauge = (name: string, help: string, value: number) => {
-      metric(name, "gauge", help);
-      lines.push(`${name} ${value}`);
-    };
-    const counter = (name: string, help: string, value: number) => {
-      metric(name, "counter", help);
-      lines.push(`${name} ${value}`);
-    };
-    const byLabels = (
-      name: string,
-      help: string,
-      labels: string[],
-      counts: Map<string, number> | Table,
-    ) => {
-      metric(name, "counter", help);
-      for (const [values, count] of cells(counts)) {
-        const text = labels.map((label, i) => `${label}="${escapeLabel(values[i])}"`).join(",");
-        lines.push(`${name}{${text}} ${count}`);
+    for (const row of ROWS) {
+      header(row.name, row.type, row.help);
+      if ("field" in row) {
+        lines.push(`${row.name} ${this[row.field]}`);
+        continue;
       }
-    };
-    gauge("shark_ready", "1 when Shark accepts connections and pub/sub is healthy", this.ready);
-    gauge("shark_connections_open", "Client connections open", this.connectionsOpen);
-    counter("shark_connections_total", "Client connections accepted", this.connectionsTotal);
-    byLabels(
-      "shark_connections_rejected_total",
-      "Upgrades refused",
-      ["reason"],
-      this.#rejected,
-    );
-    byLabels(
-      "shark_connections_closed_total",
-      "Connections closed by Shark, by reason",
-      ["reason"],
-      this.#closed,
-    );
-    byLabels(
-      "shark_events_total",
-      "Client events by name and outcome",
-      ["event", "outcome"],
-      this.#events,
-    );
-    gauge("shark_subscriptions_open", "Subscriptions held by sessions", this.subscriptionsOpen);
-    gauge("shark_topics_open", "Topics subscribed on the pub/sub adapter", this.topicsOpen);
-    counter("shark_pubsub_received_total", "Envelopes taken from pub/sub", this.received);
-    counter("shark_published_total", "Envelopes accepted by /publish or publish()", this.published);
-    gauge("shark_fanout_queue", "Envelopes waiting to be fanned out", this.queued);
-    counter("shark_messages_delivered_total", "Messages sent to clients", this.delivered);
-    byLabels(
-      "shark_messages_dropped_total",
-      "Messages not delivered, by reason",
-      ["reason"],
-      this.#dropped,
-    );
-    byLabels(
-      "shark_callbacks_total",
-      "Service callbacks by callback and outcome",
-      ["callback", "outcome"],
-      this.#callbacks,
-    );
-    metric("shark_callback_duration_seconds", "histogram", "Service callback latency");
+      for (const [values, count] of cells(this.#labelled[row.key])) {
+        const text = row.labels.map((label, i) => `${label}="${escapeLabel(values[i])}"`);
+        lines.push(`${row.name}{${text.join(",")}} ${count}`);
+      }
+    }
+    header(LATENCY, "histogram", "Service callback latency");
     for (const [name, histogram] of this.#latency) {
       const label = `callback="${escapeLabel(name)}"`;
       let cumulative = 0;
       LATENCY_BUCKETS.forEach((bound, i) => {
         cumulative += histogram.counts[i];
-        lines.push(`shark_callback_duration_seconds_bucket{${label},le="${bound}"} ${cumulative}`);
+        lines.push(`${LATENCY}_bucket{${label},le="${bound}"} ${cumulative}`);
       });
       lines.push(
-        `shark_callback_duration_seconds_bucket{${label},le="+Inf"} ${histogram.count}`,
-        `shark_callback_duration_seconds_sum{${label}} ${histogram.sum}`,
-        `shark_callback_duration_seconds_count{${label}} ${histogram.count}`,
+        `${LATENCY}_bucket{${label},le="+Inf"} ${histogram.count}`,
+        `${LATENCY}_sum{${label}} ${histogram.sum}`,
+        `${LATENCY}_count{${label}} ${histogram.count}`,
       );
     }
     return lines.join("\n") + "\n";
@@ -212,25 +329,16 @@ export class Metrics {
 
   /** A flat copy of every counter, for the `log` metrics provider. */
   snapshot(): Record<string, number> {
-    const flat: Record<string, number> = {
-      ready: this.ready,
-      connections_open: this.connectionsOpen,
-      connections_total: this.connectionsTotal,
-      subscriptions_open: this.subscriptionsOpen,
-      topics_open: this.topicsOpen,
-      pubsub_received: this.received,
-      published: this.published,
-      fanout_queue: this.queued,
-      delivered: this.delivered,
-    };
-    const add = (prefix: string, counts: Map<string, number> | Table) => {
-      for (const [values, count] of cells(counts)) flat[[prefix, ...values].join(".")] = count;
-    };
-    add("events", this.#events);
-    add("dropped", this.#dropped);
-    add("rejected", this.#rejected);
-    add("closed", this.#closed);
-    add("callbacks", this.#callbacks);
+    const flat: Record<string, number> = {};
+    for (const row of ROWS) {
+      if ("field" in row) {
+        flat[row.key] = this[row.field];
+        continue;
+      }
+      for (const [values, count] of cells(this.#labelled[row.key])) {
+        flat[[row.key, ...values].join(".")] = count;
+      }
+    }
     return flat;
   }
 }

@@ -1,6 +1,8 @@
 /**
- * Every string and number of the client protocol, in one place: event names,
- * error texts (SocketShark's, word for word) and WebSocket close codes.
+ * Every string and number of the client protocol and the HTTP endpoints, in
+ * one place: event names, error texts (SocketShark's, word for word), HTTP
+ * error texts and WebSocket close codes with their reconnect rule (SPEC
+ * sections 1, 7 and 8).
  *
  * @module
  */
@@ -12,6 +14,19 @@ export const ClientEvent = {
   message: "message",
   unsubscribe: "unsubscribe",
   ping: "ping",
+} as const;
+
+/**
+ * Events Shark sends that are not a reply named after the client's event.
+ *
+ * @example
+ * ```ts
+ * const isPong = (frame: { event?: string }) => frame.event === ServerEvent.pong;
+ * ```
+ */
+export const ServerEvent = {
+  /** The answer to a `ping`. */
+  pong: "pong",
 } as const;
 
 /** Error texts sent to clients, exactly as SocketShark words them. */
@@ -30,10 +45,46 @@ export const ErrorText = {
   alreadySubscribed: "Already subscribed.",
   subscriptionNotFound: "Subscription does not exist.",
   tooDeeplyNested: "Messages must not nest deeper than 64 levels.",
+  /** Shark's own (SPEC section 10): a subscribe's `recover` is not a position. */
+  invalidRecoverPosition: "Invalid recover position.",
+} as const;
+
+/** The largest `POST /publish` body accepted. */
+export const MAX_PUBLISH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The `error` of Shark's JSON answers to plain HTTP requests and refused upgrades.
+ *
+ * @example
+ * ```ts
+ * const response = await fetch("http://127.0.0.1:9000/publish", { method: "POST", body: "[]" });
+ * const { error } = await response.json();
+ * if (error === HttpErrorText.badSecret) console.error("check the publish_api secret");
+ * ```
+ */
+export const HttpErrorText = {
+  usePost: "Use POST.",
+  useWebSocket: "Connect with a WebSocket.",
+  notFound: "Not found.",
+  notReady: "Not ready.",
+  originNotAllowed: "Origin not allowed.",
+  tooManyConnections: "Too many connections.",
+  /** Followed by `: ` and the runtime's reason. */
+  badUpgrade: "Bad WebSocket upgrade",
+  badSecret: "Bad or missing bearer secret.",
+  bodyTooLarge: `Body exceeds ${MAX_PUBLISH_BYTES} bytes.`,
+  notJson: "Body is not JSON.",
+  nothingToPublish: "No envelope to publish.",
+  pubsubUnavailable: "Pub/sub unavailable.",
+} as const;
+
+/** Authentication methods, as the `method` of an `auth` event names them. */
+export const AuthMethod = {
+  ticket: "ticket",
 } as const;
 
 /** The authentication method used when an `auth` event names none. */
-export const DEFAULT_AUTH_METHOD = "ticket";
+export const DEFAULT_AUTH_METHOD = AuthMethod.ticket;
 
 /** Longer event names are treated as malformed and never echoed. */
 export const MAX_EVENT_NAME_LENGTH = 40;
@@ -50,21 +101,88 @@ export const MAX_JSON_DEPTH = 64;
  */
 export const MAX_PENDING_EVENTS = 256;
 
-/** Why Shark closes a connection: the close code and reason sent, and a metrics label. */
-export const CloseReason = {
-  /** Shark is shutting down. */
-  shutdown: { code: 1001, reason: "server shutting down", name: "shutdown" },
-  /** The client stopped reading: too much output is buffered for it. */
-  slowConsumer: { code: 1008, reason: "slow consumer", name: "slow_consumer" },
-  /** The client sent events faster than they can be handled. */
-  tooManyEvents: { code: 1008, reason: "too many pending events", name: "too_many_events" },
-  /** A frame exceeded `server.max_message_bytes`. */
-  messageTooBig: { code: 1009, reason: "message too big", name: "message_too_big" },
-  /** An unexpected failure while handling an event. */
-  internalError: { code: 1011, reason: "internal error", name: "internal_error" },
-  /** The pub/sub backend was lost: reconnect and subscribe again. */
-  pubsubLost: { code: 1012, reason: "pub/sub connection lost", name: "pubsub_lost" },
-} as const;
+/**
+ * Why Shark closes a connection, and what the client should do about it.
+ *
+ * Only `code` and `reason` go on the wire; `reconnect` is the rule a client
+ * applies to them. It is `false` only where the client caused the close with
+ * what it sent and would cause it again by sending the same. Every code maps
+ * to one flag, so a client that reads only the code decides the same way.
+ */
+export interface CloseReason {
+  /** The WebSocket close code. */
+  readonly code: number;
+  /** The close reason text; clients may show or match it. */
+  readonly reason: string;
+  /** The `reason` label of `shark_connections_closed_total`. */
+  readonly name: string;
+  /** Whether the client should reconnect (with backoff) and subscribe again. */
+  readonly reconnect: boolean;
+}
 
-/** A reason for closing a connection. */
-export type CloseReason = (typeof CloseReason)[keyof typeof CloseReason];
+/**
+ * Every reason Shark closes a connection for: the one table of codes, texts
+ * and reconnect flags.
+ *
+ * @example
+ * ```ts
+ * const socket = new WebSocket("ws://127.0.0.1:9000");
+ * socket.onclose = ({ code }) => {
+ *   const reason = Object.values(CloseReason).find((known) => known.code === code);
+ *   if (reason?.reconnect ?? true) setTimeout(() => console.log("reconnecting"), 1000);
+ * };
+ * ```
+ */
+export const CloseReason = {
+  /** Shark is shutting down. Reconnect: another node, or this one restarted, takes the client. */
+  shutdown: {
+    code: 1001,
+    reason: "server shutting down",
+    name: "shutdown",
+    reconnect: true,
+  },
+  /**
+   * The client stopped reading: too much output is buffered for it.
+   * Reconnect: it was behind, not wrong, and gets fresh state on subscribing again.
+   */
+  slowConsumer: {
+    code: 1008,
+    reason: "slow consumer",
+    name: "slow_consumer",
+    reconnect: true,
+  },
+  /** The client sent events faster than they can be handled. Reconnect: a burst, not a fault. */
+  tooManyEvents: {
+    code: 1008,
+    reason: "too many pending events",
+    name: "too_many_events",
+    reconnect: true,
+  },
+  /**
+   * A frame exceeded `server.max_message_bytes`. Do not reconnect: the client
+   * would send the same frame again.
+   */
+  messageTooBig: {
+    code: 1009,
+    reason: "message too big",
+    name: "message_too_big",
+    reconnect: false,
+  },
+  /** An unexpected failure while handling an event. Reconnect: the fault is Shark's. */
+  internalError: {
+    code: 1011,
+    reason: "internal error",
+    name: "internal_error",
+    reconnect: true,
+  },
+  /**
+   * The pub/sub backend was lost. Reconnect and subscribe again: Shark accepts
+   * connections again once the backend is back.
+   */
+  pubsubLost: {
+    code: 1012,
+    reason: "pub/sub connection lost",
+    name: "pubsub_lost",
+    reconnect: true,
+  },
+} as const satisfies Record<string, CloseReason>;

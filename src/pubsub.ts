@@ -1,8 +1,11 @@
 /**
- * The one small interface every pub/sub backend implements (SPEC section 9).
+ * The one small interface every pub/sub backend implements (SPEC section 9),
+ * with topic history as an optional capability (SPEC section 10, see
+ * `history.ts`).
  *
  * @module
  */
+import type { History } from "./history.ts";
 
 /** What an adapter reports to the engine that started it. */
 export interface PubSubListener {
@@ -51,6 +54,11 @@ export interface PubSub {
   unsubscribe(topic: string): Promise<void>;
   /** Publishes a payload to every process subscribed to `topic`. */
   publish(topic: string, payload: string): Promise<void>;
+  /**
+   * The adapter's per-topic history, when it can keep one; services with
+   * `history` need it. It publishes through this adapter's channels.
+   */
+  readonly history?: History;
   /** Disconnects and releases every resource. */
   close(): Promise<void>;
 }

@@ -6,9 +6,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { redactUrl, type SharkConfig } from "./config.ts";
+import type { SharkConfig } from "./config.ts";
 import type { Metrics } from "./metrics.ts";
 import { ErrorText } from "./protocol.ts";
+import { redactUrl } from "./redact.ts";
 import { delay, isObject, readLimited } from "./util.ts";
 
 /**

@@ -1,5 +1,5 @@
 /**
- * A client session: one WebSocket, its auth info and subscriptions, the queue
+ * A client session: one socket, its auth info and subscriptions, the queue
  * of its events (handled one at a time, in arrival order) and its output,
  * guarded against slow consumers.
  *
@@ -8,6 +8,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
+import { OPEN, type Socket } from "./socket.ts";
 import type { Subscriber, Subscription } from "./subscription.ts";
 import { EMPTY, type JsonObject, randomId } from "./util.ts";
 
@@ -25,14 +26,12 @@ export interface SessionHost {
   sessionClosed(session: Session): Promise<void>;
 }
 
-const OPEN = 1;
-
 /**
  * A slow consumer is noticed within this much output: the buffer may exceed
  * `server.max_buffered_bytes` by at most this many bytes (times 3 for
  * non-ASCII text) before the connection is closed.
  */
-const BUFFER_CHECK_BYTES = 16 * 1024;
+export const BUFFER_CHECK_BYTES = 16 * 1024;
 
 /** The UTF-8 size of `text` if it may exceed `limit`, else a cheap lower bound. */
 function utf8Size(text: string, limit: number): number {
@@ -42,7 +41,7 @@ function utf8Size(text: string, limit: number): number {
 
 /**
  * One client connection. Kept small: an idle subscribed connection costs
- * little more than the runtime's own WebSocket, so logger contexts, the
+ * little more than its socket, so logger contexts, the
  * event queue and the close promise are only allocated when used.
  *
  * @example
@@ -61,7 +60,7 @@ export class Session implements Subscriber, EventListenerObject {
   authInfo: JsonObject = EMPTY;
   /** Confirmed subscriptions by name. */
   readonly subscriptions: Map<string, Subscription> = new Map();
-  readonly #socket: WebSocket;
+  readonly #socket: Socket;
   readonly #host: SessionHost;
   readonly #baseLog: Logger;
   #log: Logger | undefined;
@@ -73,13 +72,13 @@ export class Session implements Subscriber, EventListenerObject {
   #done: PromiseWithResolvers<void> | undefined;
   #finished = false;
 
-  constructor(socket: WebSocket, host: SessionHost, log: Logger) {
+  constructor(socket: Socket, host: SessionHost, log: Logger) {
     this.#socket = socket;
     this.#host = host;
     this.#baseLog = log;
     socket.binaryType = "arraybuffer";
-    // The session itself is the listener: no closure per connection. An
-    // error event is always followed by a close event.
+    // The session itself is the listener: no closure per connection. No
+    // error listener: a close event follows every error (see Socket).
     socket.addEventListener("message", this);
     socket.addEventListener("close", this);
   }

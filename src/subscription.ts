@@ -1,13 +1,16 @@
 /**
  * One session's subscription to one topic: its fields, its timers and the
  * delivery rules of SPEC section 4 (filter fields, order, throttle). State
- * for order and throttle is only allocated when a publisher uses them.
+ * for order and throttle is only allocated when a publisher uses them. Time
+ * is read through a {@link Clock}, so that the rules can be tested without
+ * waiting.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import type { ServiceConfig } from "./config.ts";
 import { bucketOf, type Delivery } from "./envelope.ts";
+import type { Position } from "./history.ts";
 import type { Metrics } from "./metrics.ts";
 import { isObject, jsonEqual, type JsonObject, parseNumber } from "./util.ts";
 
@@ -24,10 +27,35 @@ export interface Subscriber {
   deliver(frame: string): boolean;
 }
 
+/** What a successful recovery hands to {@link Subscription.release}. */
+export interface Replay {
+  /** The recovered envelopes, in offset order. */
+  readonly deliveries: readonly Delivery[];
+  /** The position the history was read at: the last recovered offset. */
+  readonly upTo: Position;
+}
+
+/** The time a subscription's rules read and the timers they set. */
+export interface Clock {
+  /** A monotonic time in milliseconds. */
+  now(): number;
+  /** Runs `task` once after `ms` milliseconds; returns the timer's handle. */
+  setTimeout(task: () => void, ms: number): unknown;
+  /** Cancels a timer by its handle; `undefined` or a finished timer is ignored. */
+  clearTimeout(timer: unknown): void;
+}
+
+/** The runtime's clock and timers. */
+export const REAL_CLOCK: Clock = {
+  now: () => performance.now(),
+  setTimeout: (task, ms) => setTimeout(task, ms),
+  clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout> | undefined),
+};
+
 interface ThrottleState {
   lastSent: number;
   pending: Delivery | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: unknown;
 }
 
 /**
@@ -52,17 +80,22 @@ export class Subscription {
   /** Whether published messages are held until {@link release}. */
   #holding = true;
   #held: Delivery[] | undefined;
-  #timers: Set<ReturnType<typeof setTimeout>> | undefined;
+  /** After a recovery: positions up to this one were replayed and are not sent again. */
+  #replayedUpTo: Position | undefined;
+  #timers: Set<unknown> | undefined;
   #order: Map<unknown, number> | undefined;
   #throttles: Map<unknown, ThrottleState> | undefined;
   readonly #metrics: Metrics;
+  readonly #clock: Clock;
 
+  /** @param clock the time the rules read; tests pass a fake one. */
   constructor(
     session: Subscriber,
     name: string,
     service: ServiceConfig,
     extra: JsonObject,
     metrics: Metrics,
+    clock: Clock = REAL_CLOCK,
   ) {
     this.session = session;
     this.name = name;
@@ -72,6 +105,7 @@ export class Subscription {
       .map(([key, value]) => `,${JSON.stringify(key)}:${JSON.stringify(value)}`)
       .join("");
     this.#metrics = metrics;
+    this.#clock = clock;
   }
 
   /**
@@ -96,13 +130,14 @@ export class Subscription {
       else this.#metrics.dropped("held_overflow");
       return;
     }
+    if (this.#replayedUpTo && this.#replayed(delivery)) return;
     if (this.#passes(delivery)) this.session.deliver(delivery.frame(this.extraJson));
   }
 
   /** Runs `task` after `seconds` unless the subscription has ended by then. */
   after(seconds: number, task: () => void): void {
     const timers = this.#timers ??= new Set();
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       timers.delete(timer);
       if (this.active) task();
     }, seconds * 1000);
@@ -117,18 +152,29 @@ export class Subscription {
   }
 
   /**
-   * Confirms the subscription: messages held since the topic was subscribed
-   * go out now, through the same rules, and later ones flow directly.
+   * Confirms the subscription: after a recovery, the recovered envelopes go
+   * out first; then the messages held since the topic was subscribed, and
+   * later ones flow directly; all through the same rules.
+   *
+   * The no-duplicate rule of a recovery: the history was read after the
+   * topic was subscribed, so every envelope published before the read was
+   * replayed, and a message held or still arriving with a position up to
+   * `replay.upTo` (same epoch) is one of them and is skipped. Positions
+   * reach this process in offset order, so the first later one ends the
+   * check. Without a recovery every held message is sent, as SPEC section 4
+   * says: the client's state comes from `before_subscribe`, which may
+   * predate any of them.
    */
-  release(): void {
+  release(replay?: Replay): void {
     const held = this.#held;
     this.#holding = false;
     this.#held = undefined;
-    if (!held) return;
-    for (const delivery of held) {
-      if (!this.active) return;
-      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson));
+    if (replay) {
+      this.#metrics.replayed += replay.deliveries.length;
+      this.#send(replay.deliveries);
+      this.#replayedUpTo = replay.upTo;
     }
+    if (held) this.#send(held);
   }
 
   /** Ends the subscription's timers and pending throttled messages. */
@@ -137,13 +183,32 @@ export class Subscription {
     this.#holding = false;
     this.#held = undefined;
     if (this.#timers) {
-      for (const timer of this.#timers) clearTimeout(timer);
+      for (const timer of this.#timers) this.#clock.clearTimeout(timer);
       this.#timers = undefined;
     }
     if (this.#throttles) {
-      for (const state of this.#throttles.values()) clearTimeout(state.timer);
+      for (const state of this.#throttles.values()) this.#clock.clearTimeout(state.timer);
       this.#throttles = undefined;
     }
+  }
+
+  /** Sends messages later than their fan-out, through the rules. */
+  #send(deliveries: readonly Delivery[]): void {
+    for (const delivery of deliveries) {
+      if (!this.active) return;
+      if (this.#replayedUpTo && this.#replayed(delivery)) continue;
+      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson));
+    }
+  }
+
+  /** Whether a recovery already replayed this message; the first one past it ends the check. */
+  #replayed(delivery: Delivery): boolean {
+    const position = delivery.position;
+    if (!position) return false;
+    const upTo = this.#replayedUpTo!;
+    if (position.epoch === upTo.epoch && position.offset <= upTo.offset) return true;
+    this.#replayedUpTo = undefined;
+    return false;
   }
 
   /** The rules of SPEC section 4, in order: filter fields, order, throttle. */
@@ -181,7 +246,7 @@ export class Subscription {
   /** SocketShark's throttle: first at once, then one per period, the last always. */
   #throttleAllows(delivery: Delivery): boolean {
     this.#throttles ??= new Map();
-    const now = performance.now();
+    const now = this.#clock.now();
     const state = this.#throttles.get(delivery.throttleKey);
     if (!state) {
       this.#throttles.set(delivery.throttleKey, {
@@ -199,12 +264,12 @@ export class Subscription {
     const period = delivery.throttle! * 1000;
     if (now - state.lastSent < period) {
       state.pending = delivery;
-      state.timer = setTimeout(() => {
+      state.timer = this.#clock.setTimeout(() => {
         state.timer = undefined;
         const pending = state.pending;
         state.pending = undefined;
         if (!pending || !this.active) return;
-        state.lastSent = performance.now();
+        state.lastSent = this.#clock.now();
         this.session.deliver(pending.lateFrame(this.extraJson));
       }, state.lastSent + period - now);
       return false;

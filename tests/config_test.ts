@@ -314,3 +314,25 @@ Deno.test("shark.example.json is valid and sets every option of the schema", asy
   walk(configJsonSchema(), example, "");
   assert.deepEqual(missing, []);
 });
+
+Deno.test("every key of shark.schema.json has a description", async () => {
+  const schema = JSON.parse(await Deno.readTextFile(`${ROOT}shark.schema.json`));
+  const undescribed: string[] = [];
+  const keys: string[] = [];
+  // deno-lint-ignore no-explicit-any
+  const walk = (node: any, path: string) => {
+    if (!node || typeof node !== "object") return;
+    for (const option of node.anyOf ?? []) walk(option, path);
+    walk(node.items, `${path}[]`);
+    walk(node.additionalProperties, `${path}.*`);
+    for (const [key, child] of Object.entries(node.properties ?? {})) {
+      keys.push(`${path}.${key}`);
+      // deno-lint-ignore no-explicit-any
+      if (typeof (child as any).description !== "string") undescribed.push(`${path}.${key}`);
+      walk(child, `${path}.${key}`);
+    }
+  };
+  walk(schema, "");
+  assert.ok(keys.length > 50, `only ${keys.length} keys found`);
+  assert.deepEqual(undescribed, []);
+});

@@ -1,0 +1,91 @@
+/**
+ * Shark's plain HTTP endpoints (SPEC sections 3 and 7): `GET /healthz`,
+ * `POST /publish`, and a JSON error for any other request that is not a
+ * WebSocket upgrade.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { InvalidEnvelope } from "./envelope.ts";
+import { HttpErrorText, MAX_PUBLISH_BYTES } from "./protocol.ts";
+import { BodyTooLarge, constantTimeEqual, type JsonObject, readLimited } from "./util.ts";
+
+/** The body of `GET /healthz`: 200 when `status` is "ok", else 503. */
+export type HealthReport = {
+  readonly status: "ok" | "unavailable";
+  /** The engine's state: starting, ready, degraded, failed or stopping. */
+  readonly state: string;
+  /** The pub/sub adapter's name. */
+  readonly adapter: string;
+  readonly pubsub: "ok" | "down";
+  readonly connections: number;
+  readonly subscriptions: number;
+  readonly topics: number;
+};
+
+/** What the endpoints need of the engine. */
+export interface HttpHost {
+  /** Bearer secret of `POST /publish`; `null` disables it. */
+  readonly publishSecret: string | null;
+  readonly log: Logger;
+  /** The engine's health now. */
+  health(): HealthReport;
+  /** Publishes envelopes; throws an {@link InvalidEnvelope} for a bad one. */
+  publish(envelopes: unknown): Promise<number>;
+}
+
+function json(status: number, body: JsonObject, headers?: HeadersInit): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+/** Shark's JSON error answer: `{"status":"error","error":...}`. */
+export function errorResponse(status: number, error: string, headers?: HeadersInit): Response {
+  return json(status, { status: "error", error }, headers);
+}
+
+/** Serves a request that is not a WebSocket upgrade. */
+export function serveHttp(request: Request, host: HttpHost): Response | Promise<Response> {
+  const path = new URL(request.url).pathname;
+  if (path === "/healthz" && (request.method === "GET" || request.method === "HEAD")) {
+    const report = host.health();
+    return json(report.status === "ok" ? 200 : 503, report);
+  }
+  if (path === "/publish") {
+    if (request.method === "POST") return publishRequest(request, host);
+    return errorResponse(405, HttpErrorText.usePost, { allow: "POST" });
+  }
+  if (path === "/" && request.method === "GET") {
+    return errorResponse(426, HttpErrorText.useWebSocket, { upgrade: "websocket" });
+  }
+  return errorResponse(404, HttpErrorText.notFound);
+}
+
+async function publishRequest(request: Request, host: HttpHost): Promise<Response> {
+  const secret = host.publishSecret;
+  if (secret === null) return errorResponse(404, HttpErrorText.notFound);
+  if (!constantTimeEqual(request.headers.get("authorization") ?? "", `Bearer ${secret}`)) {
+    await request.body?.cancel();
+    return errorResponse(401, HttpErrorText.badSecret, { "www-authenticate": "Bearer" });
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES));
+  } catch (error) {
+    if (error instanceof BodyTooLarge) return errorResponse(413, HttpErrorText.bodyTooLarge);
+    return errorResponse(400, HttpErrorText.notJson);
+  }
+  if (Array.isArray(body) && body.length === 0) {
+    return errorResponse(400, HttpErrorText.nothingToPublish);
+  }
+  try {
+    const published = await host.publish(body);
+    return json(200, { status: "ok", published });
+  } catch (error) {
+    if (error instanceof InvalidEnvelope) return errorResponse(400, error.message);
+    host.log.error("publish failed: {error}", { error: String(error) });
+    return errorResponse(503, HttpErrorText.pubsubUnavailable);
+  }
+}

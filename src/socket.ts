@@ -1,0 +1,58 @@
+/**
+ * The socket a session runs on: the few members of the web-standard
+ * `WebSocket` that Shark uses, named as our own so that any transport can
+ * carry a session (SPEC sections 1 and 8). The runtime's `WebSocket`
+ * satisfies it as it is.
+ *
+ * @module
+ */
+
+/** `readyState` of a socket that accepts `send`, as `WebSocket.OPEN`. */
+export const OPEN = 1;
+
+/**
+ * A server-side client connection, as a session sees it: the runtime's
+ * `WebSocket` after an upgrade, or a transport of one's own.
+ *
+ * What the engine relies on:
+ * - Events in order: `message` events are dispatched one at a time, in the
+ *   order the frames arrived, each as a `MessageEvent` whose `data` is a
+ *   string (text frame) or an `ArrayBuffer` (binary frame, the engine sets
+ *   `binaryType` to `"arraybuffer"`).
+ * - One `close` event ends every connection, whoever closed it and however
+ *   (after an `error` event too, which the engine therefore never listens
+ *   to): a `CloseEvent` carrying the code, after which no `message` comes.
+ * - `send` and `close` never block: `send` queues the frame and returns at
+ *   once; `bufferedAmount` is the number of bytes queued by `send` and not
+ *   yet handed to the network, so it grows while the client does not read.
+ *   It may be a call into the runtime: the engine reads it once per several
+ *   KiB of output, not after every frame.
+ * - `readyState` counts as `WebSocket` does; only {@link OPEN} accepts `send`.
+ *
+ * @example
+ * ```ts
+ * Deno.serve((request) => {
+ *   const { socket, response } = Deno.upgradeWebSocket(request);
+ *   const echo = (client: Socket) =>
+ *     client.addEventListener("message", {
+ *       handleEvent: (event) => client.send((event as MessageEvent<string>).data),
+ *     });
+ *   echo(socket);
+ *   return response;
+ * });
+ * ```
+ */
+export interface Socket {
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
+  readonly readyState: number;
+  /** Bytes queued by `send` and not yet written to the network. */
+  readonly bufferedAmount: number;
+  /** How binary frames are delivered; the engine sets `"arraybuffer"`. */
+  binaryType: BinaryType;
+  /** Queues one frame: a string as a text frame, bytes as a binary frame. */
+  send(data: string | Uint8Array): void;
+  /** Starts the closing handshake with a close code and reason. */
+  close(code?: number, reason?: string): void;
+  /** Listens for `message` and `close` events. */
+  addEventListener(type: "message" | "close", listener: EventListenerObject): void;
+}

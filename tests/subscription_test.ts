@@ -1,0 +1,406 @@
+/**
+ * SPEC section 4, the delivery rules of one subscription (filter fields,
+ * order, throttle) and the messages held while it is being confirmed, proven
+ * on `Subscription` itself with a fake session and fake time: no socket, no
+ * real timer, no waiting.
+ */
+import assert from "node:assert/strict";
+import { getLogger } from "@logtape/logtape";
+import { loadConfig, Metrics } from "../mod.ts";
+import type { SharkConfigInput } from "../src/config.ts";
+import { Delivery, messageFrameStart } from "../src/envelope.ts";
+import {
+  type Clock,
+  MAX_HELD_MESSAGES,
+  type Subscriber,
+  Subscription,
+} from "../src/subscription.ts";
+import type { JsonObject } from "../src/util.ts";
+
+const TOPIC = "books.1";
+const FRAME_START = messageFrameStart(TOPIC);
+
+/** Time that moves only when told to; due timers run in time order. */
+class FakeClock implements Clock {
+  #now = 0;
+  #nextId = 1;
+  readonly #timers = new Map<number, { at: number; task: () => void }>();
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(task: () => void, ms: number): number {
+    const id = this.#nextId++;
+    this.#timers.set(id, { at: this.#now + ms, task });
+    return id;
+  }
+
+  clearTimeout(timer: unknown): void {
+    this.#timers.delete(timer as number);
+  }
+
+  /** Timers set and not yet run or cleared. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Moves time `ms` forward, running each timer due on the way at its own time. */
+  tick(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      let next: [number, { at: number; task: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
+      }
+      if (!next) break;
+      this.#timers.delete(next[0]);
+      this.#now = next[1].at;
+      next[1].task();
+    }
+    this.#now = end;
+  }
+}
+
+/** A session that records what it is sent, and when. */
+class FakeSession implements Subscriber {
+  readonly log = getLogger(["shark", "test"]);
+  readonly authInfo: JsonObject;
+  readonly sent: { frame: JsonObject; at: number }[] = [];
+  /** Runs after each frame sent, as a session's slow-consumer close would. */
+  afterDeliver = () => {};
+  readonly #clock: Clock;
+
+  constructor(clock: Clock, authInfo: JsonObject) {
+    this.#clock = clock;
+    this.authInfo = authInfo;
+  }
+
+  deliver(frame: string): boolean {
+    this.sent.push({ frame: JSON.parse(frame), at: this.#clock.now() });
+    this.afterDeliver();
+    return true;
+  }
+
+  /** The `data` of every message sent so far. */
+  get data(): unknown[] {
+    return this.sent.map(({ frame }) => frame.data);
+  }
+}
+
+interface Setup {
+  /** The service's configuration (`services.books`). */
+  service?: NonNullable<SharkConfigInput["services"]>[string];
+  extra?: JsonObject;
+  authInfo?: JsonObject;
+  /** Whether the subscription is still being confirmed (messages held). */
+  holding?: boolean;
+}
+
+function setUp({ service = {}, extra = {}, authInfo = {}, holding = false }: Setup = {}) {
+  const clock = new FakeClock();
+  const metrics = new Metrics();
+  const session = new FakeSession(clock, authInfo);
+  const config = loadConfig({ services: { books: { require_authentication: false, ...service } } });
+  const subscription = new Subscription(
+    session,
+    TOPIC,
+    config.services.books,
+    extra,
+    metrics,
+    clock,
+  );
+  if (!holding) subscription.release();
+  /** Offers a published message: `data`, its `options` and top-level fields. */
+  const publish = (data: unknown, options?: JsonObject, fields: JsonObject = {}) =>
+    subscription.offer(
+      new Delivery(FRAME_START, { subscription: TOPIC, data, options, ...fields }, undefined),
+    );
+  const dropped = (reason: string) => metrics.snapshot()[`dropped.${reason}`] ?? 0;
+  return { clock, session, subscription, publish, dropped };
+}
+
+Deno.test("filter fields: an extra field must equal the subscription's value, any other the session's auth info", async (t) => {
+  const service = { extra_fields: ["shelf"], filter_fields: ["shelf", "user_id", "role"] };
+
+  await t.step("a filter field that is an extra field is compared with the extra value", () => {
+    // The auth info's "shelf" is not what counts: the extra field is.
+    const { session, publish, dropped } = setUp({
+      service,
+      extra: { shelf: "a" },
+      authInfo: { shelf: "b" },
+    });
+    publish("shelf a", {}, { shelf: "a" });
+    publish("shelf b", {}, { shelf: "b" });
+    assert.deepEqual(session.data, ["shelf a"]);
+    assert.equal(session.sent[0].frame.shelf, "a", "the extra field is echoed");
+    assert.equal(dropped("filter"), 1);
+  });
+
+  await t.step("any other filter field is compared with the session's auth info", () => {
+    const { session, publish, dropped } = setUp({ service, authInfo: { user_id: "u1" } });
+    publish("for u1", {}, { user_id: "u1" });
+    publish("for u2", {}, { user_id: "u2" });
+    publish("for u1 by value", {}, { user_id: "u1", role: null });
+    assert.deepEqual(session.data, ["for u1", "for u1 by value"]);
+    assert.equal(dropped("filter"), 1);
+  });
+
+  await t.step("a filter field absent from the envelope does not filter", () => {
+    const { session, publish } = setUp({ service, extra: { shelf: "a" } });
+    publish("for everyone");
+    assert.deepEqual(session.data, ["for everyone"]);
+  });
+
+  await t.step("a filter field the session does not have matches only null", () => {
+    const { session, publish, dropped } = setUp({ service, authInfo: { user_id: "u1" } });
+    publish("admins only", {}, { role: "admin" });
+    publish("no role needed", {}, { role: null });
+    assert.deepEqual(session.data, ["no role needed"]);
+    assert.equal(dropped("filter"), 1);
+  });
+});
+
+Deno.test("order: a message at or below the highest order seen for its order_key is dropped", async (t) => {
+  await t.step("each order_key keeps its own highest order", () => {
+    const { session, publish, dropped } = setUp();
+    publish("a1", { order: 1, order_key: "a" });
+    publish("a2", { order: 2, order_key: "a" });
+    publish("a2 again", { order: 2, order_key: "a" });
+    publish("b1", { order: 1, order_key: "b" });
+    publish("a1 late", { order: 1, order_key: "a" });
+    publish("a3", { order: 3, order_key: "a" });
+    assert.deepEqual(session.data, ["a1", "a2", "b1", "a3"]);
+    assert.equal(dropped("order"), 2);
+  });
+
+  await t.step("an absent order_key is one default bucket of its own", () => {
+    const { session, publish } = setUp();
+    publish("default 5", { order: 5 });
+    publish("keyed 1", { order: 1, order_key: "k" });
+    publish("default 4", { order: 4 });
+    publish("default 6", { order: 6, order_key: null });
+    assert.deepEqual(session.data, ["default 5", "keyed 1", "default 6"]);
+  });
+
+  await t.step("a numeric string is an order; a non-numeric order is ignored", () => {
+    const { session, publish, dropped } = setUp();
+    publish("7", { order: "7" });
+    publish("soon", { order: "soon" });
+    publish("6", { order: 6 });
+    publish("no order", {});
+    assert.deepEqual(session.data, ["7", "soon", "no order"]);
+    assert.equal(dropped("order"), 1);
+  });
+
+  await t.step("before_subscribe's options.order seeds the state", () => {
+    const { session, subscription, publish } = setUp({ holding: true });
+    subscription.seedOrder({ order: 10 });
+    subscription.seedOrder({ order: 3, order_key: "k" });
+    subscription.seedOrder({ order: "later" });
+    subscription.seedOrder("not options");
+    subscription.release();
+    publish("10", { order: 10 });
+    publish("11", { order: 11 });
+    publish("k3", { order: 3, order_key: "k" });
+    publish("k4", { order: 4, order_key: "k" });
+    assert.deepEqual(session.data, ["11", "k4"]);
+  });
+});
+
+Deno.test("throttle: the first at once, then one per period, and the last always arrives", async (t) => {
+  await t.step("within the period a message replaces the pending one, which is counted", () => {
+    const { clock, session, publish, dropped } = setUp();
+    publish("first", { throttle: 1 });
+    assert.deepEqual(session.data, ["first"], "the first goes out at once");
+    clock.tick(100);
+    publish("second", { throttle: 1 });
+    clock.tick(100);
+    publish("third", { throttle: 1 });
+    assert.equal(dropped("throttle_replaced"), 1);
+    clock.tick(799);
+    assert.deepEqual(session.data, ["first"]);
+    clock.tick(1);
+    assert.deepEqual(session.data, ["first", "third"]);
+    assert.equal(session.sent[1].at, 1000, "sent when the period since the last send ends");
+  });
+
+  await t.step("a steady stream yields one message per period and then the last", () => {
+    const { clock, session, publish } = setUp();
+    for (let i = 0; i <= 25; i++) {
+      publish(i, { throttle: "1" });
+      clock.tick(100);
+    }
+    clock.tick(1000);
+    assert.deepEqual(session.data, [0, 9, 19, 25]);
+    assert.deepEqual(session.sent.map(({ at }) => at), [0, 1000, 2000, 3000]);
+  });
+
+  await t.step("after a quiet period the next message goes out at once", () => {
+    const { clock, session, publish } = setUp();
+    publish("first", { throttle: 0.5 });
+    clock.tick(600);
+    publish("second", { throttle: 0.5 });
+    assert.deepEqual(session.data, ["first", "second"]);
+    assert.equal(clock.pending, 0);
+  });
+
+  await t.step("each throttle_key is throttled on its own", () => {
+    const { clock, session, publish } = setUp();
+    for (const n of [1, 2]) {
+      for (const key of ["a", "b"]) publish(`${key}${n}`, { throttle: 1, throttle_key: key });
+    }
+    publish("unthrottled");
+    assert.deepEqual(session.data, ["a1", "b1", "unthrottled"]);
+    clock.tick(1000);
+    assert.deepEqual(session.data, ["a1", "b1", "unthrottled", "a2", "b2"]);
+  });
+
+  await t.step("a stopped subscription sends no pending message and leaves no timer", () => {
+    const { clock, session, subscription, publish } = setUp();
+    publish("first", { throttle: 1 });
+    publish("pending", { throttle: 1 });
+    subscription.stop();
+    assert.equal(clock.pending, 0);
+    clock.tick(2000);
+    assert.deepEqual(session.data, ["first"]);
+  });
+});
+
+Deno.test("held messages: held until release, then delivered through the same rules; overflow is counted", async (t) => {
+  await t.step("nothing is delivered before release; then everything held, in order", () => {
+    const { session, subscription, publish } = setUp({ holding: true });
+    publish(1);
+    publish(2);
+    assert.deepEqual(session.data, []);
+    subscription.release();
+    assert.deepEqual(session.data, [1, 2]);
+    publish(3);
+    assert.deepEqual(session.data, [1, 2, 3], "after release messages flow directly");
+  });
+
+  await t.step("held messages pass filter, order and throttle like any other", () => {
+    const { clock, session, subscription, publish, dropped } = setUp({
+      holding: true,
+      service: { filter_fields: ["user_id"] },
+      authInfo: { user_id: "u1" },
+    });
+    publish("not for u1", {}, { user_id: "u2" });
+    publish("order 1", { order: 1 });
+    publish("order 2", { order: 2 });
+    publish("throttled 1", { throttle: 1 });
+    publish("throttled 2", { throttle: 1 });
+    subscription.seedOrder({ order: 1 });
+    subscription.release();
+    assert.deepEqual(session.data, ["order 2", "throttled 1"]);
+    assert.equal(dropped("filter"), 1);
+    assert.equal(dropped("order"), 1);
+    clock.tick(1000);
+    assert.deepEqual(session.data, ["order 2", "throttled 1", "throttled 2"]);
+  });
+
+  await t.step(`beyond ${MAX_HELD_MESSAGES} held messages the rest are dropped and counted`, () => {
+    const { session, subscription, publish, dropped } = setUp({ holding: true });
+    for (let i = 0; i < MAX_HELD_MESSAGES + 3; i++) publish(i);
+    assert.equal(dropped("held_overflow"), 3);
+    subscription.release();
+    assert.equal(session.sent.length, MAX_HELD_MESSAGES);
+    assert.equal(session.data.at(-1), MAX_HELD_MESSAGES - 1);
+  });
+
+  await t.step("a subscription stopped while holding delivers nothing", () => {
+    const { session, subscription, publish } = setUp({ holding: true });
+    publish(1);
+    subscription.stop();
+    subscription.release();
+    assert.deepEqual(session.data, []);
+  });
+
+  await t.step("a subscription that ends while its held messages go out sends no more", () => {
+    const { session, subscription, publish } = setUp({ holding: true });
+    publish(1);
+    publish(2);
+    session.afterDeliver = () => subscription.stop();
+    subscription.release();
+    assert.deepEqual(session.data, [1]);
+  });
+});
+
+Deno.test("a task set with after() runs after its seconds, unless the subscription stopped", () => {
+  const { clock, subscription } = setUp();
+  const ran: string[] = [];
+  subscription.after(5, () => ran.push("first"));
+  subscription.after(10, () => ran.push("second"));
+  clock.tick(4999);
+  assert.deepEqual(ran, []);
+  clock.tick(1);
+  assert.deepEqual(ran, ["first"]);
+  subscription.stop();
+  assert.equal(clock.pending, 0);
+  clock.tick(10_000);
+  assert.deepEqual(ran, ["first"]);
+});
+
+/** A message of a history service at `offset` in `epoch`. */
+function positioned(data: unknown, offset: number, epoch = "e"): Delivery {
+  return new Delivery(FRAME_START, { subscription: TOPIC, data, offset, epoch }, undefined, {
+    offset,
+    epoch,
+  });
+}
+
+Deno.test("recovery: replayed messages go first, then held ones; any held or late one already replayed is skipped until the first later one", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.offer(positioned("held 3", 3));
+  subscription.offer(new Delivery(FRAME_START, { subscription: TOPIC, data: "plain" }, undefined));
+  subscription.release({
+    deliveries: [
+      positioned("replayed 2", 2),
+      positioned("replayed 3", 3),
+      positioned("replayed 4", 4),
+    ],
+    upTo: { offset: 4, epoch: "e" },
+  });
+  subscription.offer(positioned("late 4", 4));
+  subscription.offer(positioned("live 5", 5));
+  subscription.offer(positioned("live 6", 6));
+  assert.deepEqual(session.data, [
+    "replayed 2",
+    "replayed 3",
+    "replayed 4",
+    "plain",
+    "live 5",
+    "live 6",
+  ]);
+  assert.deepEqual(session.sent.map(({ frame }) => frame.offset), [2, 3, 4, undefined, 5, 6]);
+});
+
+Deno.test("recovery: a message of another epoch (the history was lost meanwhile) is not taken for a replayed one", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.release({
+    deliveries: [positioned("replayed 4", 4)],
+    upTo: { offset: 4, epoch: "e" },
+  });
+  subscription.offer(positioned("new epoch 1", 1, "f"));
+  assert.deepEqual(session.data, ["replayed 4", "new epoch 1"]);
+});
+
+Deno.test("without a recovery every held message is sent, whatever its position", () => {
+  const { session, subscription } = setUp({ holding: true });
+  subscription.offer(positioned("held 3", 3));
+  subscription.offer(positioned("held 4", 4));
+  subscription.release();
+  subscription.offer(positioned("live 5", 5));
+  assert.deepEqual(session.data, ["held 3", "held 4", "live 5"]);
+});
+
+Deno.test("a positioned message's frame has offset and epoch right after data, before the extra fields", () => {
+  const { session, subscription } = setUp({ extra: { tag: "t" } });
+  const delivery = positioned({ n: 1 }, 7, 'e"1');
+  subscription.offer(delivery);
+  assert.equal(
+    delivery.frame(subscription.extraJson),
+    '{"event":"message","subscription":"books.1","data":{"n":1},"offset":7,"epoch":"e\\"1","tag":"t"}',
+  );
+  assert.deepEqual(session.sent[0].frame, JSON.parse(delivery.frame(subscription.extraJson)));
+});
