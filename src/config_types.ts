@@ -20,7 +20,9 @@ export interface ServerConfig {
   readonly max_connections: number | null;
   readonly max_message_bytes: number;
   readonly max_buffered_bytes: number;
+  readonly handshake_timeout: number;
   readonly shutdown_timeout: number;
+  readonly transport: "shark" | "deno";
 }
 
 /** `pubsub.redis` (see `configSchema`). */

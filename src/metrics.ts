@@ -15,8 +15,13 @@ export type DropReason =
   | "invalid"
   | "held_overflow";
 
-/** Why an upgrade was refused. */
-export type RejectReason = "max_connections" | "origin" | "not_ready";
+/** Why a connection was refused: at the upgrade, or before it on the CLI's own transport. */
+export type RejectReason =
+  | "max_connections"
+  | "origin"
+  | "not_ready"
+  | "handshake_timeout"
+  | "bad_request";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 

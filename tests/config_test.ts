@@ -39,7 +39,9 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     max_connections: null,
     max_message_bytes: 65536,
     max_buffered_bytes: 4194304,
+    handshake_timeout: 10,
     shutdown_timeout: 30,
+    transport: "shark",
   });
   assert.deepEqual(config.ws_ping, { interval: 15, timeout: 15 });
   assert.equal(config.pubsub.adapter, "memory");

@@ -16,6 +16,8 @@ import {
 /** A `Deno.Conn` whose writes the test completes by hand. */
 class FakeConn {
   readonly writes: Uint8Array[] = [];
+  /** The buffers handed to `write`, as they were. */
+  readonly buffers: Uint8Array[] = [];
   readonly #inbound: Uint8Array[] = [];
   #reader: ((chunk: Uint8Array | null) => void) | undefined;
   #pendingWrite: (() => void) | undefined;
@@ -27,6 +29,7 @@ class FakeConn {
   autoComplete = true;
 
   write(bytes: Uint8Array): Promise<number> {
+    this.buffers.push(bytes);
     const written = Math.min(bytes.byteLength, this.accept ?? bytes.byteLength);
     this.writes.push(bytes.slice(0, written));
     if (this.autoComplete) return Promise.resolve(written);
@@ -116,14 +119,14 @@ function open(idleTimeout = 0) {
 Deno.test("frames sent in one turn leave in one write, in order", async () => {
   const { conn, socket } = open();
   for (let i = 0; i < 100; i++) socket.send(`message ${i}`);
-  socket.sendFrame(textFrame("prepared"));
+  socket.send("last");
   assert.equal(conn.writes.length, 0, "nothing is written before the turn's work is done");
   await turn();
   assert.equal(conn.writes.length, 1);
   const frames = conn.frames();
   assert.equal(frames.length, 101);
   assert.deepEqual(frames[0], [1, "message 0"]);
-  assert.deepEqual(frames[100], [1, "prepared"]);
+  assert.deepEqual(frames[100], [1, "last"]);
 });
 
 Deno.test("bufferedAmount counts the bytes queued and not yet written", async () => {
@@ -153,13 +156,15 @@ Deno.test("a partial write is continued from where it stopped", async () => {
   assert.deepEqual(conn.frames().at(-1), [1, "abcdefghijklmnopqrstuvwxyz"]);
 });
 
-Deno.test("a prepared frame is written as the same bytes to every connection", async () => {
-  const frame = textFrame('{"event":"message"}');
+Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {
+  const frame = '{"event":"message","subscription":"books.1","data":"ü"}';
   const connections = [open(), open(), open()];
   await turn();
-  for (const { socket } of connections) socket.sendFrame(frame);
+  for (const { socket } of connections) socket.send(frame);
   await turn();
-  for (const { conn } of connections) assert.deepEqual(conn.writes.at(-1), frame);
+  const [first, ...others] = connections.map(({ conn }) => conn.buffers.at(-1));
+  assert.deepEqual(first, textFrame(frame));
+  for (const other of others) assert.equal(other, first, "the same buffer, not a copy");
 });
 
 Deno.test("a ping is answered with a pong carrying its payload", async () => {

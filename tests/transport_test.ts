@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type DropReason, TransportServer } from "../cli/transport/server.ts";
+import { type DropReason, TransportServer, upgradeWebSocket } from "../cli/transport/server.ts";
 import { buildFrame, FrameReader, type FrameSink, Opcode } from "../cli/transport/frame.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -41,7 +41,7 @@ function echoServer(
       const body = request.body ? (await request.bytes()).byteLength : 0;
       return Response.json({ method: request.method, path: new URL(request.url).pathname, body });
     }
-    const { socket, response } = server.upgradeWebSocket(request, { idleTimeout: 30 });
+    const { socket, response } = upgradeWebSocket(request, { idleTimeout: 30 });
     socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (event) => {
       const data = (event as MessageEvent).data;

@@ -68,8 +68,16 @@ function join(chunks: readonly Uint8Array[], total: number): Uint8Array {
 const dirty: WebSocketConnection[] = [];
 let flushScheduled = false;
 
+/**
+ * Text frames encoded in this turn, by their text: a message fanned out to
+ * many connections (the same string sent to each) is encoded once, and every
+ * output queue holds the same bytes. Emptied when the turn's output is written.
+ */
+const encoded = new Map<string, Uint8Array>();
+
 function flushDirty(): void {
   flushScheduled = false;
+  encoded.clear();
   // A flush may queue nothing new for others, so the list is stable while it runs.
   for (let i = 0; i < dirty.length; i++) dirty[i].flush();
   dirty.length = 0;
@@ -163,16 +171,13 @@ export class WebSocketConnection implements FrameSink {
       throw new DOMException("The connection is not open yet.", "InvalidStateError");
     }
     if (this.#state !== OPEN) return;
-    if (typeof data === "string") this.#enqueue(textFrame(data));
-    else this.#enqueue(binaryFrame(data instanceof Uint8Array ? data : new Uint8Array(data)));
-  }
-
-  /**
-   * Sends a frame already encoded by `textFrame`: one buffer shared by every
-   * connection a message is fanned out to.
-   */
-  sendFrame(frame: Uint8Array): void {
-    if (this.#state === OPEN) this.#enqueue(frame);
+    if (typeof data !== "string") {
+      this.#enqueue(binaryFrame(data instanceof Uint8Array ? data : new Uint8Array(data)));
+      return;
+    }
+    let frame = encoded.get(data);
+    if (frame === undefined) encoded.set(data, frame = textFrame(data));
+    this.#enqueue(frame);
   }
 
   /**

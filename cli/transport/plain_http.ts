@@ -14,7 +14,7 @@ import { Duplex, Readable } from "node:stream";
 /** Answers one request, as a `Deno.serve` handler does. */
 export type Handler = (
   request: Request,
-  info: { readonly remoteAddr: Deno.Addr },
+  info: { readonly remoteAddr: Deno.NetAddr },
 ) => Response | Promise<Response>;
 
 /** Options of {@link PlainHttp}. */

@@ -2,7 +2,7 @@
  * Shark's own WebSocket server (SPEC section 9, "Transports"), over
  * `Deno.listen` / `Deno.listenTls`: it reads each connection's request head
  * (within `server.handshake_timeout` and a size limit), hands upgrades to the
- * handler as a `Request` with {@link TransportServer.upgradeWebSocket} in
+ * handler as a `Request` with {@link upgradeWebSocket} in
  * place of `Deno.upgradeWebSocket`, and plain requests to the runtime's HTTP
  * server. The handler (the engine's `handle`) cannot tell it from `Deno.serve`.
  *
@@ -54,9 +54,43 @@ export interface TransportOptions {
 
 interface PendingUpgrade {
   readonly conn: Deno.Conn;
+  readonly options: TransportOptions;
   readonly key: string;
   readonly leftover: Uint8Array;
   accepted?: { readonly socket: WebSocketConnection; readonly response: Response };
+}
+
+/** Upgrade requests of every server in this isolate, while their handler runs. */
+const upgrades = new WeakMap<Request, PendingUpgrade>();
+
+/**
+ * `Deno.upgradeWebSocket` for the requests of a {@link TransportServer}
+ * (any of this isolate's): the socket opens once the handler returns
+ * `response`. Throws a `TypeError` for any other request.
+ *
+ * @example
+ * ```ts
+ * const shark = new Shark(config, { upgradeWebSocket });
+ * TransportServer.listen(options, (request, info) => shark.handle(request, info));
+ * ```
+ */
+export function upgradeWebSocket(
+  request: Request,
+  options: { idleTimeout?: number } = {},
+): { socket: WebSocketConnection; response: Response } {
+  const pending = upgrades.get(request);
+  if (!pending || pending.accepted) {
+    throw new TypeError("not a WebSocket upgrade request of this transport");
+  }
+  const socket = new WebSocketConnection(pending.conn, {
+    maxMessageBytes: pending.options.maxMessageBytes,
+    idleTimeout: options.idleTimeout ?? 120,
+    onFail: pending.options.onFail,
+  });
+  // A placeholder: a Response cannot have status 101; the server writes the real answer.
+  const response = new Response(null, { status: 200 });
+  pending.accepted = { socket, response };
+  return { socket, response };
 }
 
 /**
@@ -64,10 +98,10 @@ interface PendingUpgrade {
  *
  * @example
  * ```ts
- * const server = TransportServer.listen(
+ * TransportServer.listen(
  *   { hostname: "127.0.0.1", port: 0, handshakeTimeout: 10, maxMessageBytes: 65536 },
  *   (request) => {
- *     const { socket, response } = server.upgradeWebSocket(request, { idleTimeout: 30 });
+ *     const { socket, response } = upgradeWebSocket(request, { idleTimeout: 30 });
  *     socket.addEventListener("message", (event) => socket.send((event as MessageEvent).data));
  *     return response;
  *   },
@@ -83,7 +117,6 @@ export class TransportServer {
   readonly #handler: Handler;
   readonly #options: TransportOptions;
   readonly #plain: PlainHttp;
-  readonly #upgrades = new WeakMap<Request, PendingUpgrade>();
   readonly #sockets = new Set<WebSocketConnection>();
   readonly #handshakes = new Set<Deno.Conn>();
   #closing = false;
@@ -120,29 +153,6 @@ export class TransportServer {
   /** WebSocket connections open now. */
   get connections(): number {
     return this.#sockets.size;
-  }
-
-  /**
-   * `Deno.upgradeWebSocket` for the requests of this server: the socket
-   * opens once the handler returns `response`. Throws for any other request.
-   */
-  upgradeWebSocket(
-    request: Request,
-    options: { idleTimeout?: number } = {},
-  ): { socket: WebSocketConnection; response: Response } {
-    const pending = this.#upgrades.get(request);
-    if (!pending || pending.accepted) {
-      throw new TypeError("not a WebSocket upgrade request of this server");
-    }
-    const socket = new WebSocketConnection(pending.conn, {
-      maxMessageBytes: this.#options.maxMessageBytes,
-      idleTimeout: options.idleTimeout ?? 120,
-      onFail: this.#options.onFail,
-    });
-    // A placeholder: a Response cannot have status 101; the server writes the real answer.
-    const response = new Response(null, { status: 200 });
-    pending.accepted = { socket, response };
-    return { socket, response };
   }
 
   /**
@@ -235,17 +245,18 @@ export class TransportServer {
     }
     const pending: PendingUpgrade = {
       conn,
+      options: this.#options,
       key: head.fields.find(([name]) => name === "sec-websocket-key")![1],
       leftover: leftover.slice(),
     };
-    this.#upgrades.set(request, pending);
+    upgrades.set(request, pending);
     let response: Response;
     try {
-      response = await this.#handler(request, { remoteAddr: conn.remoteAddr });
+      response = await this.#handler(request, { remoteAddr: conn.remoteAddr as Deno.NetAddr });
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });
     }
-    this.#upgrades.delete(request);
+    upgrades.delete(request);
     const accepted = pending.accepted;
     if (!accepted || accepted.response !== response || this.#closing) {
       await this.#refuse(conn, response);

@@ -5,6 +5,14 @@
  */
 import { fileURLToPath } from "node:url";
 
+/**
+ * The listener every Shark under test runs on: Shark's own transport, or
+ * `Deno.serve` with `SHARK_TEST_TRANSPORT=deno` (the suite runs both ways).
+ */
+export const TRANSPORT: "shark" | "deno" = Deno.env.get("SHARK_TEST_TRANSPORT") === "deno"
+  ? "deno"
+  : "shark";
+
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -45,7 +53,7 @@ export class SharkProcess {
   /** Spawns `deno run -A main.ts` with `args` and extra environment. */
   static spawn(args: string[], env: Record<string, string> = {}): SharkProcess {
     const command = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "main.ts", ...args],
+      args: ["run", "-A", "main.ts", "--transport", TRANSPORT, ...args],
       cwd: ROOT,
       env,
       stdin: "null",

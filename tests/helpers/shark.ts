@@ -1,11 +1,15 @@
 /**
- * Shark under test: in-process (the library API behind `Deno.serve`) or as
- * the real `deno run -A main.ts` process.
+ * Shark under test: in-process (the library API behind `Deno.serve`, or
+ * behind Shark's own transport: see {@link TRANSPORT}) or as the real
+ * `deno run -A main.ts` process.
  *
  * @module
  */
 import { type PubSub, Shark, type SharkConfigInput } from "../../mod.ts";
+import { listen, type Listening } from "../../cli/serve.ts";
+import { upgradeWebSocket } from "../../cli/transport/server.ts";
 import { TestClient } from "./client.ts";
+import { TRANSPORT } from "./process.ts";
 
 /** Quick retries so that failure tests do not wait for the defaults. */
 export const FAST_HTTP = { timeout: 1, tries: 2, wait: 0.05 } as const;
@@ -13,22 +17,25 @@ export const FAST_HTTP = { timeout: 1, tries: 2, wait: 0.05 } as const;
 /** An in-process Shark listening on a free loopback port. */
 export class TestShark {
   readonly shark: Shark;
-  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly server: Listening;
 
-  private constructor(shark: Shark, server: Deno.HttpServer<Deno.NetAddr>) {
+  private constructor(shark: Shark, server: Listening) {
     this.shark = shark;
     this.server = server;
   }
 
   /** Starts Shark with `config` (port and host are chosen here). */
   static async start(config: SharkConfigInput, pubsub?: PubSub): Promise<TestShark> {
-    const shark = new Shark({ http: FAST_HTTP, ...config }, pubsub ? { pubsub } : {});
+    const shark = new Shark({
+      http: FAST_HTTP,
+      ...config,
+      server: { transport: TRANSPORT, ...config.server },
+    }, {
+      ...(pubsub ? { pubsub } : {}),
+      upgradeWebSocket: TRANSPORT === "shark" ? upgradeWebSocket : undefined,
+    });
     await shark.started;
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      (request) => shark.handle(request),
-    );
-    return new TestShark(shark, server);
+    return new TestShark(shark, listen(shark, { hostname: "127.0.0.1", port: 0, onListen() {} }));
   }
 
   get port(): number {
