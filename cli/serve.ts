@@ -92,21 +92,27 @@ export interface ServeOptions {
   readonly logContext?: Record<string, unknown>;
 }
 
+/** An engine whose adapter has started, not yet listening. */
+export interface Prepared {
+  readonly shark: Shark;
+  readonly log: Logger;
+  /** Listens on `server.host` and `port` (0 picks a free one). */
+  listen(port: number): Served;
+}
+
 /**
- * Starts the adapter and the engine, then listens. Throws a
- * {@link StartupError} when the adapter cannot start (exit 1) or TLS files
- * cannot be read (exit 2).
+ * Starts the adapter and the engine. Throws a {@link StartupError} when the
+ * adapter cannot start (exit 1) or TLS files cannot be read (exit 2).
  */
-export async function serve(config: SharkConfig, options: ServeOptions = {}): Promise<Served> {
+export async function prepare(config: SharkConfig, options: ServeOptions = {}): Promise<Prepared> {
   const logContext = options.logContext ?? {};
   const log = getLogger(["shark"]).with(logContext);
   const tls = await readTls(config);
   const pubsub = await createPubSub(config, logContext);
-  const own = config.server.transport === "shark";
   const shark = new Shark(config, {
     pubsub,
     logger: log,
-    upgradeWebSocket: own ? upgradeWebSocket : undefined,
+    upgradeWebSocket: config.server.transport === "shark" ? upgradeWebSocket : undefined,
   });
   try {
     await shark.started;
@@ -116,20 +122,28 @@ export async function serve(config: SharkConfig, options: ServeOptions = {}): Pr
       1,
     );
   }
-  const server = listen(shark, {
-    hostname: config.server.host,
-    port: config.server.port,
-    reusePort: options.reusePort,
-    tls,
-    onListen: ({ hostname, port }) =>
-      log.info("listening on {scheme}://{hostname}:{port}", {
-        scheme: tls ? "wss" : "ws",
-        hostname,
-        port,
-        transport: config.server.transport,
-      }),
-  });
-  return { shark, server, log };
+  const listenOn = (port: number): Served => {
+    const server = listen(shark, {
+      hostname: config.server.host,
+      port,
+      reusePort: options.reusePort,
+      tls,
+      onListen: ({ hostname, port }) =>
+        log.info("listening on {scheme}://{hostname}:{port}", {
+          scheme: tls ? "wss" : "ws",
+          hostname,
+          port,
+          transport: config.server.transport,
+        }),
+    });
+    return { shark, server, log };
+  };
+  return { shark, log, listen: listenOn };
+}
+
+/** Starts the adapter and the engine, then listens (see {@link prepare}). */
+export async function serve(config: SharkConfig, options: ServeOptions = {}): Promise<Served> {
+  return (await prepare(config, options)).listen(config.server.port);
 }
 
 /** Where and how {@link listen} listens. */

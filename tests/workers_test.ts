@@ -93,6 +93,53 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
   }
 });
 
+Deno.test("--workers 4: connections made as soon as /healthz answers are spread over every isolate", async () => {
+  const port = freePort();
+  const metricsPort = freePort();
+  const shark = SharkProcess.spawn([
+    "--port",
+    String(port),
+    "--workers",
+    "4",
+    "--adapter",
+    "broadcast_channel",
+    "--log-level",
+    "warning",
+  ], {
+    SHARK_CONFIG: JSON.stringify({ metrics: { prometheus: { port: metricsPort } } }),
+  });
+  const conns: Deno.Conn[] = [];
+  try {
+    // As a load generator does: connect the moment the port answers.
+    for (let i = 0; i < 300; i++) {
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+      await health?.body?.cancel();
+      if (health?.ok) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const upgrade = new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    for (let i = 0; i < 800; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.push(conn);
+      await conn.write(upgrade);
+      await conn.read(new Uint8Array(512));
+    }
+    const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+    const open = perWorker(text, "shark_connections_open");
+    assert.equal(open.size, 4);
+    assert.equal([...open.values()].reduce((a, b) => a + b, 0), 800);
+    // 200 on average; an isolate that listened late used to get none.
+    for (const [worker, count] of open) assert.ok(count >= 100, `worker ${worker}: ${count}`);
+  } finally {
+    for (const conn of conns) conn.close();
+    shark.child.kill("SIGTERM");
+    assert.equal((await shark.exit()).code, 0);
+  }
+});
+
 Deno.test("--workers with the memory adapter refuses to start with a clear message", async () => {
   const { code, stderr } = await runMain(["--workers", "2", "--port", "0"]);
   assert.equal(code, 2);
