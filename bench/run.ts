@@ -45,6 +45,7 @@ const SCENARIOS = [
   "parallel",
   "history",
   "recovery",
+  "scale",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
 
@@ -59,6 +60,8 @@ const DESCRIPTIONS: Record<Scenario, string> = {
     "history service: bursts through the history script vs plain PUBLISH, to 5,000 subscribers of one topic, then of 5,000 topics",
   recovery:
     "5,000 clients reconnect at once: resubscribe, or recover 50 missed envelopes (one topic; own topics)",
+  scale:
+    "fanout burst on N isolates (--workers N) pinned to the first N cores, N = 1, 2, 4, 8 up to the cores there are; the raw baseline on one; generator shards and Redis on the other cores",
 };
 
 interface Context {
@@ -69,6 +72,8 @@ interface Context {
   readonly callbackPort: number;
   readonly callbacks: Child;
   readonly configPath: string;
+  /** Writes a Shark config with Prometheus on `port`; returns its path. */
+  readonly configWithMetrics: (port: number) => Promise<string>;
   readonly fdLimit: number;
   readonly redisAdapter: boolean;
 }
@@ -81,6 +86,12 @@ interface Target {
   readonly spec: Partial<LoadSpec>;
   /** Why this target cannot run, if it cannot. */
   readonly skip?: string;
+  /** CPUs of the load generator (default HELPER_CPUS). */
+  readonly helperCpus?: string;
+  /** Load generator processes, each with its share of the connections on a topic of its own. */
+  readonly shards?: number;
+  /** Shark's Prometheus port: its connections per isolate are reported. */
+  readonly metricsPort?: number;
 }
 
 const log = (message: string) => console.error(`bench: ${message}`);
@@ -133,6 +144,47 @@ function baseline(context: Context, ...flags: string[]): (port: number) => strin
     );
 }
 
+/**
+ * `scale`: N isolates on CPUs 0..N-1; the load generator (in shards, one per
+ * remaining core) and Redis on the others, or on every core when none is left.
+ */
+async function scaleTargets(context: Context): Promise<Target[]> {
+  const cores = navigator.hardwareConcurrency;
+  const range = (from: number, to: number) => from === to ? `${from}` : `${from}-${to}`;
+  const rest = (n: number) => n < cores ? range(n, cores - 1) : range(0, cores - 1);
+  const shards = (n: number) => Math.min(8, Math.max(1, cores - n));
+  const many = cores >= 8;
+  const spec = {
+    connections: many ? 18_000 : 5000,
+    publishes: many ? 100 : 200,
+    rounds: 3,
+    concurrency: 256,
+  };
+  const targets: Target[] = [{
+    server: "baseline",
+    cpus: "0",
+    command: baseline(context),
+    spec,
+    helperCpus: rest(1),
+    shards: shards(1),
+  }];
+  for (const n of [1, 2, 4, 8, 16, 32, 64].filter((n) => n <= cores)) {
+    const metricsPort = freePort();
+    const config = await context.configWithMetrics(metricsPort);
+    const workers = n > 1 ? ["--workers", String(n)] : [];
+    targets.push({
+      server: `shark-${n}-isolate${n > 1 ? "s" : ""}`,
+      cpus: range(0, n - 1),
+      command: (port) => deno("main.ts", "--config", config, "--port", String(port), ...workers),
+      spec,
+      helperCpus: rest(n),
+      shards: shards(n),
+      metricsPort,
+    });
+  }
+  return targets;
+}
+
 function targets(scenario: Scenario, context: Context): Target[] {
   const noRedis = context.redisAdapter
     ? undefined
@@ -154,6 +206,7 @@ function targets(scenario: Scenario, context: Context): Target[] {
       return both({
         ...fanout,
         paced: { publishes: 40, deliveriesPerSecond: 10_000 },
+        windowed: { size: 4, publishes: 100 },
       });
     case "topics":
       return both({ connections: 5000, publishes: 20_000, rounds: 5, concurrency: 256 });
@@ -188,6 +241,8 @@ function targets(scenario: Scenario, context: Context): Target[] {
         },
       ];
     }
+    case "scale":
+      return [];
   }
 }
 
@@ -252,12 +307,11 @@ async function waitForQuiet(): Promise<void> {
   if (busy > QUIET_BUSY_PCT) log(`still busy (${busy}%): measuring anyway, see others_cpu_pct`);
 }
 
-async function runLoadgen(spec: LoadSpec): Promise<Result[]> {
-  await waitForQuiet();
+async function runLoadgen(spec: LoadSpec, cpus = HELPER_CPUS): Promise<Result[]> {
   const child = new Child({
     name: "loadgen",
     command: deno("bench/loadgen.ts", JSON.stringify(spec)),
-    cpus: HELPER_CPUS,
+    cpus,
     cwd: ROOT,
     stdout: true,
     echo: true,
@@ -278,7 +332,8 @@ async function runLoadgen(spec: LoadSpec): Promise<Result[]> {
 async function runScenario(scenario: Scenario, context: Context): Promise<Result[]> {
   log(`${scenario}: ${DESCRIPTIONS[scenario]}`);
   const results: Result[] = [];
-  for (const target of targets(scenario, context)) {
+  const list = scenario === "scale" ? await scaleTargets(context) : targets(scenario, context);
+  for (const target of list) {
     if (target.skip) {
       results.push(skipped(scenario, target.server, target.skip));
       continue;
@@ -302,7 +357,7 @@ async function runScenario(scenario: Scenario, context: Context): Promise<Result
     }
     try {
       const spec: LoadSpec = {
-        scenario: scenario === "clients" ? "fanout" : scenario,
+        scenario: scenario === "clients" || scenario === "scale" ? "fanout" : scenario,
         server: target.server,
         port: server.port,
         serverPid: server.child.pid,
@@ -317,7 +372,9 @@ async function runScenario(scenario: Scenario, context: Context): Promise<Result
       };
       let measured: Result[];
       try {
-        measured = await runLoadgen(spec);
+        await waitForQuiet();
+        measured = await runShards(spec, target);
+        if (target.metricsPort) await addIsolateCounts(measured, target.metricsPort);
       } catch (error) {
         // One failed run must not cost the others: it is reported as a result.
         results.push(skipped(scenario, target.server, `failed: ${(error as Error).message}`));
@@ -327,6 +384,7 @@ async function runScenario(scenario: Scenario, context: Context): Promise<Result
         if (scenario === "clients") result.scenario = "clients";
         if (scenario === "clients") result.variant = `client=${spec.client}`;
         if (scenario === "idle") result.fd_limit = context.fdLimit;
+        if (scenario === "scale") result.scenario = "scale";
         results.push(result);
         console.log(JSON.stringify(result));
       }
@@ -339,6 +397,48 @@ async function runScenario(scenario: Scenario, context: Context): Promise<Result
     }
   }
   return results;
+}
+
+/**
+ * Runs the load generator, in `target.shards` processes at once when asked:
+ * each takes its share of the connections on a topic of its own, and their
+ * deliveries add up (server figures are the whole server's, from shard 0).
+ */
+async function runShards(spec: LoadSpec, target: Target): Promise<Result[]> {
+  const count = target.shards ?? 1;
+  if (count === 1) return await runLoadgen(spec, target.helperCpus);
+  const shards = await Promise.all(Array.from({ length: count }, (_, index) =>
+    runLoadgen({
+      ...spec,
+      topic: `bench.scale.${index}`,
+      connections: Math.ceil(spec.connections / count),
+    }, target.helperCpus)));
+  return shards[0].map((first, index) => {
+    const rows = shards.map((results) => results[index]);
+    const sum = (field: string) => rows.reduce((total, row) => total + Number(row[field] ?? 0), 0);
+    const perSecond = sum("msgs_per_s");
+    return {
+      ...first,
+      shards: count,
+      subscribers: sum("subscribers"),
+      delivered: sum("delivered"),
+      msgs_per_s: perSecond,
+      server_cpu_us_per_msg: Math.round(Number(first.server_cpu_pct) * 1e4 / perSecond * 10) / 10,
+    };
+  });
+}
+
+/** Adds Shark's connections per isolate (`shark_connections_total` by worker) to its results. */
+async function addIsolateCounts(results: Result[], metricsPort: number): Promise<void> {
+  const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+  const counts = [...text.matchAll(/^shark_connections_total(?:\{worker="\d+"\})? (\d+)$/gm)]
+    .map((match) => Number(match[1]));
+  const average = counts.reduce((a, b) => a + b, 0) / counts.length;
+  const spread = Math.max(...counts.map((count) => Math.abs(count - average) / average));
+  for (const result of results) {
+    result.isolate_connections = counts.join("/");
+    result.isolate_spread_pct = Math.round(spread * 1000) / 10;
+  }
 }
 
 /**
@@ -402,7 +502,10 @@ function figure(result: Result): string {
         (result.complete === false ? " (INCOMPLETE)" : "");
     default:
       return `${number(result.msgs_per_s)} msg/s` +
-        (result.complete === false ? " (INCOMPLETE)" : "");
+        (result.complete === false ? " (INCOMPLETE)" : "") +
+        (result.isolate_connections
+          ? `, connections per isolate ${result.isolate_connections}`
+          : "");
   }
 }
 
@@ -504,16 +607,17 @@ function ratios(results: Result[]): Ratio[] {
     );
   const subrateVariant = String(results.find((r) => r.scenario === "subrate")?.variant ?? "c200");
   return [
-    ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
+    ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 4", (v) => v >= 4),
     ratio(
       "fanout server CPU/msg",
       "fanout",
       "burst",
       "server_cpu_us_per_msg",
-      "<= 1.25",
-      (v) => v <= 1.25,
+      "<= 0.3",
+      (v) => v <= 0.3,
     ),
-    ratio("fanout paced p99", "fanout", "paced", "p99_ms", "<= 1.25", (v) => v <= 1.25),
+    ratio("fanout window of 4 msg/s", "fanout", "window4", "msgs_per_s", ">= 1.5", (v) => v >= 1.5),
+    ratio("fanout paced p99", "fanout", "paced", "p99_ms", "<= 1.0", (v) => v <= 1),
     ratio("fanout first delivery", "fanout", "burst", "first_ms", "report", () => true),
     ratio("topics msg/s", "topics", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
     ratio("idle RSS/conn", "idle", "idle", "rss_kib_per_conn", "<= 1.0", (v) => v <= 1),
@@ -541,6 +645,7 @@ function ratios(results: Result[]): Ratio[] {
         ["redis+cb CPU", "helpers_cpu_ms"],
       ])
     ),
+    ...scaleRatios(results),
     ratio(
       "parallel CPU/msg (2 workers / 1)",
       "parallel",
@@ -553,6 +658,37 @@ function ratios(results: Result[]): Ratio[] {
   ];
 }
 
+/**
+ * `scale`: N isolates against one (target 0.8·N where the generator has cores
+ * of its own, i.e. N < cores), and one isolate against the raw baseline.
+ */
+function scaleRatios(results: Result[]): Ratio[] {
+  const scale = results.filter((result) => result.scenario === "scale" && !result.skipped);
+  const rate = (server: string) =>
+    scale.find((result) => result.server === server)?.msgs_per_s as number | undefined;
+  const one = rate("shark-1-isolate");
+  const raw = rate("baseline");
+  const cores = navigator.hardwareConcurrency;
+  const list: Ratio[] = [];
+  if (one !== undefined && raw !== undefined) {
+    const value = Math.round(one / raw * 100) / 100;
+    list.push({ name: "scale 1 isolate / raw", value, target: ">= 1.0", pass: value >= 1 });
+  }
+  for (const result of scale) {
+    const n = Number(/^shark-(\d+)-isolates$/.exec(String(result.server))?.[1]);
+    if (!n || one === undefined) continue;
+    const value = Math.round(Number(result.msgs_per_s) / one * 100) / 100;
+    const spare = n < cores;
+    list.push({
+      name: `scale ${n} isolates / 1`,
+      value,
+      target: spare ? `>= ${0.8 * n}` : "report",
+      pass: value >= 0.8 * n,
+    });
+  }
+  return list;
+}
+
 function ratioTable(list: Ratio[]): string {
   const rows = list.map((ratio) =>
     `| ${ratio.name} | ${ratio.value ?? "n/a"} | ${ratio.target} | ${
@@ -562,7 +698,9 @@ function ratioTable(list: Ratio[]): string {
   return ["| ratio | value | target | met |", "|---|---|---|---|", ...rows].join("\n");
 }
 
-async function startHelpers(): Promise<Omit<Context, "configPath" | "fdLimit" | "redisAdapter">> {
+async function startHelpers(): Promise<
+  Omit<Context, "configPath" | "configWithMetrics" | "fdLimit" | "redisAdapter">
+> {
   const redisPort = freePort();
   const redis = new Child({
     name: "redis",
@@ -661,14 +799,14 @@ async function main(): Promise<number> {
     const helpers = await startHelpers();
     const configPath = `${directory}/shark.json`;
     const overrides = values["shark-config"] ? JSON.parse(values["shark-config"]) : {};
-    await Deno.writeTextFile(
-      configPath,
-      JSON.stringify(
-        { ...sharkConfig(helpers.redisPort, helpers.callbackPort), ...overrides },
-        null,
-        2,
-      ),
-    );
+    const config = { ...sharkConfig(helpers.redisPort, helpers.callbackPort), ...overrides };
+    await Deno.writeTextFile(configPath, JSON.stringify(config, null, 2));
+    const configWithMetrics = async (port: number) => {
+      const path = `${directory}/shark-metrics-${port}.json`;
+      const metrics = { prometheus: { host: "127.0.0.1", port } };
+      await Deno.writeTextFile(path, JSON.stringify({ ...config, metrics }));
+      return path;
+    };
     const profileDir = values.profile === undefined ? undefined : await Deno.realPath(
       await Deno.mkdir(values.profile, { recursive: true }).then(() => values.profile!),
     );
@@ -676,6 +814,7 @@ async function main(): Promise<number> {
       ...helpers,
       profileDir,
       configPath,
+      configWithMetrics,
       fdLimit: Number(facts.fd_limit),
       redisAdapter: await exists(`${ROOT}adapters/redis.ts`),
     };
