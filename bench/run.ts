@@ -31,7 +31,7 @@ const PUBLISH_SECRET = "bench-secret";
 /** No server start waits longer than this for `/healthz`. */
 const START_TIMEOUT_MS = 30_000;
 /** No load generator run may last longer than this. */
-const LOADGEN_TIMEOUT_MS = 240_000;
+const LOADGEN_TIMEOUT_MS = 420_000;
 /** Connections the `idle` scenario leaves free below the fd limit (listener, Redis, runtime). */
 const FD_MARGIN = 100;
 

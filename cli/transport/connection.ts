@@ -75,6 +75,38 @@ let flushScheduled = false;
  */
 const encoded = new Map<string, Uint8Array>();
 
+/**
+ * Open connections with a keep-alive, checked together by one timer: one
+ * timer per connection costs more, in memory and in the runtime's timer
+ * queue, than looking at every connection a few times per idle period.
+ */
+const watched = new Set<WebSocketConnection>();
+let sweeper: ReturnType<typeof setInterval> | undefined;
+let sweepMs = Infinity;
+
+function watch(connection: WebSocketConnection, halfMs: number): void {
+  watched.add(connection);
+  // An eighth of the half idle timeout, between 50 ms and 1 s: the ping and
+  // the drop come at most that late.
+  const period = Math.min(1000, Math.max(50, halfMs / 8));
+  if (sweeper !== undefined && period >= sweepMs) return;
+  clearInterval(sweeper);
+  sweepMs = period;
+  sweeper = setInterval(sweep, period);
+}
+
+function unwatch(connection: WebSocketConnection): void {
+  if (!watched.delete(connection) || watched.size > 0) return;
+  clearInterval(sweeper);
+  sweeper = undefined;
+  sweepMs = Infinity;
+}
+
+function sweep(): void {
+  const now = performance.now();
+  for (const connection of watched) connection.checkAlive(now);
+}
+
 function flushDirty(): void {
   flushScheduled = false;
   encoded.clear();
@@ -112,8 +144,9 @@ export class WebSocketConnection implements FrameSink {
   #afterFlush: "close" | "linger" | undefined;
   #tcpClosed = false;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
-  #keepAliveTimer: ReturnType<typeof setTimeout> | undefined;
-  #awaitingPong = false;
+  /** Half the idle timeout (0: no keep-alive), and when the unanswered ping went out (0: none). */
+  #halfMs = 0;
+  #pingedAt = 0;
   #lastRead = 0;
   /** A close asked for before the connection opened. */
   #closeOnOpen: [number | undefined, string | undefined] | undefined;
@@ -161,7 +194,8 @@ export class WebSocketConnection implements FrameSink {
     this.#state = OPEN;
     this.#dispatch("open", new Event("open"));
     this.#readLoop(leftover);
-    this.#armKeepAlive(this.#options.idleTimeout * 500);
+    this.#halfMs = this.#options.idleTimeout * 500;
+    if (this.#halfMs > 0) watch(this, this.#halfMs);
     if (this.#closeOnOpen) this.close(...this.#closeOnOpen);
   }
 
@@ -239,10 +273,8 @@ export class WebSocketConnection implements FrameSink {
     if (!this.#closeSent) this.#enqueue(buildFrame(Opcode.pong, payload));
   }
 
-  /** A pong: the client is alive (any frame says so too). */
-  onPong(): void {
-    this.#awaitingPong = false;
-  }
+  /** A pong: nothing more to do, any frame the client sends shows it alive. */
+  onPong(): void {}
 
   /**
    * The client's close frame: answered with the same code when the client
@@ -334,33 +366,30 @@ export class WebSocketConnection implements FrameSink {
     this.#end(CloseCode.abnormal, "", false);
   }
 
-  #armKeepAlive(halfMs: number): void {
-    if (halfMs <= 0 || this.#state !== OPEN) return;
-    this.#keepAliveTimer = setTimeout(() => this.#keepAlive(halfMs), halfMs);
-  }
-
-  /** Runs every half idle timeout: pings a silent client, drops one that stayed silent. */
-  #keepAlive(halfMs: number): void {
-    this.#keepAliveTimer = undefined;
+  /**
+   * The keep-alive, looked at by the sweeper: a ping after half the idle
+   * timeout without a frame from the client; the connection dropped when the
+   * other half passes without one either.
+   */
+  checkAlive(now: number): void {
     if (this.#state !== OPEN) return;
-    const idle = performance.now() - this.#lastRead;
-    if (idle < halfMs) {
-      this.#awaitingPong = false;
-      this.#keepAliveTimer = setTimeout(() => this.#keepAlive(halfMs), halfMs - idle);
+    if (this.#pingedAt === 0) {
+      if (now - this.#lastRead < this.#halfMs) return;
+      this.#pingedAt = now;
+      this.#enqueue(buildFrame(Opcode.ping, EMPTY));
       return;
     }
-    if (this.#awaitingPong) {
-      this.#options.onFail?.(CloseCode.abnormal, "keep-alive timeout");
-      this.#sendClose(1011, "keep-alive timeout");
-      this.#afterFlush = "close";
-      this.#closeTimer ??= setTimeout(() => this.#closeTcp(), CLOSE_WAIT_MS);
-      this.#finishWhenFlushed();
-      this.#end(CloseCode.abnormal, "", false, false);
+    if (this.#lastRead > this.#pingedAt) {
+      this.#pingedAt = 0;
       return;
     }
-    this.#awaitingPong = true;
-    this.#enqueue(buildFrame(Opcode.ping, EMPTY));
-    this.#keepAliveTimer = setTimeout(() => this.#keepAlive(halfMs), halfMs);
+    if (now - this.#pingedAt < this.#halfMs) return;
+    this.#options.onFail?.(CloseCode.abnormal, "keep-alive timeout");
+    this.#sendClose(1011, "keep-alive timeout");
+    this.#afterFlush = "close";
+    this.#closeTimer ??= setTimeout(() => this.#closeTcp(), CLOSE_WAIT_MS);
+    this.#finishWhenFlushed();
+    this.#end(CloseCode.abnormal, "", false, false);
   }
 
   /** The output cannot be written: the client is gone. */
@@ -391,7 +420,7 @@ export class WebSocketConnection implements FrameSink {
   #end(code: number, reason: string, wasClean: boolean, closeTcp = true): void {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
-    clearTimeout(this.#keepAliveTimer);
+    unwatch(this);
     if (closeTcp) this.#closeTcp();
     this.#dispatch("close", new CloseEvent("close", { code, reason, wasClean }));
   }
