@@ -41,6 +41,7 @@ const server = new Child({
     "--log-level",
     "warning",
   ],
+  cpus: "0",
   cwd: ROOT,
 });
 const rss = () => treePids(server.pid).reduce((sum, pid) => sum + rssKiB(pid), 0);
@@ -65,6 +66,8 @@ async function client(): Promise<number | null> {
   new DataView(header.buffer).setBigUint64(2, BigInt(bytes));
   await conn.write(header);
   let code: number | null = null;
+  // A server that never ends the connection itself is left after 20 s.
+  const giveUp = setTimeout(() => conn.close(), 20_000);
   const reading = (async () => {
     const buffer = new Uint8Array(256);
     for (;;) {
@@ -84,6 +87,7 @@ async function client(): Promise<number | null> {
     // The server closed the connection.
   }
   await reading;
+  clearTimeout(giveUp);
   try {
     conn.close();
   } catch {

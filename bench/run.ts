@@ -72,6 +72,8 @@ interface Context {
   readonly callbackPort: number;
   readonly callbacks: Child;
   readonly configPath: string;
+  /** The config without the history service, for the broadcast_channel adapter (which has no history). */
+  readonly noHistoryConfigPath: string;
   /** Writes a Shark config with Prometheus on `port`; returns its path. */
   readonly configWithMetrics: (port: number) => Promise<string>;
   readonly fdLimit: number;
@@ -128,8 +130,11 @@ function shark(context: Context, ...flags: string[]): (port: number) => string[]
   const profile = context.profileDir
     ? ["--cpu-prof", `--cpu-prof-dir=${context.profileDir}`, "--cpu-prof-interval=250"]
     : [];
+  const config = flags.includes("broadcast_channel")
+    ? context.noHistoryConfigPath
+    : context.configPath;
   return (port) =>
-    deno(...profile, "main.ts", "--config", context.configPath, "--port", String(port), ...flags);
+    deno(...profile, "main.ts", "--config", config, "--port", String(port), ...flags);
 }
 
 function baseline(context: Context, ...flags: string[]): (port: number) => string[] {
@@ -699,7 +704,10 @@ function ratioTable(list: Ratio[]): string {
 }
 
 async function startHelpers(): Promise<
-  Omit<Context, "configPath" | "configWithMetrics" | "fdLimit" | "redisAdapter">
+  Omit<
+    Context,
+    "configPath" | "noHistoryConfigPath" | "configWithMetrics" | "fdLimit" | "redisAdapter"
+  >
 > {
   const redisPort = freePort();
   const redis = new Child({
@@ -801,6 +809,9 @@ async function main(): Promise<number> {
     const overrides = values["shark-config"] ? JSON.parse(values["shark-config"]) : {};
     const config = { ...sharkConfig(helpers.redisPort, helpers.callbackPort), ...overrides };
     await Deno.writeTextFile(configPath, JSON.stringify(config, null, 2));
+    const noHistoryConfigPath = `${directory}/shark-no-history.json`;
+    const { hist: _, ...services } = config.services;
+    await Deno.writeTextFile(noHistoryConfigPath, JSON.stringify({ ...config, services }));
     const configWithMetrics = async (port: number) => {
       const path = `${directory}/shark-metrics-${port}.json`;
       const metrics = { prometheus: { host: "127.0.0.1", port } };
@@ -814,6 +825,7 @@ async function main(): Promise<number> {
       ...helpers,
       profileDir,
       configPath,
+      noHistoryConfigPath,
       configWithMetrics,
       fdLimit: Number(facts.fd_limit),
       redisAdapter: await exists(`${ROOT}adapters/redis.ts`),

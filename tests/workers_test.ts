@@ -13,6 +13,16 @@ function freePort(): number {
   return port;
 }
 
+/** Polls `/healthz` until it answers 200 (at most 15 s). */
+async function untilHealthy(port: number): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+    await health?.body?.cancel();
+    if (health?.ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Per-worker values of one sample of the merged exposition. */
 function perWorker(text: string, metric: string): Map<string, number> {
   const values = new Map<string, number>();
@@ -111,12 +121,7 @@ Deno.test("--workers 4: connections made as soon as /healthz answers are spread 
   const conns: Deno.Conn[] = [];
   try {
     // As a load generator does: connect the moment the port answers.
-    for (let i = 0; i < 300; i++) {
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
-      await health?.body?.cancel();
-      if (health?.ok) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await untilHealthy(port);
     const upgrade = new TextEncoder().encode(
       "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -168,12 +173,7 @@ Deno.test("deno serve --parallel with examples/deno_serve.ts delivers across its
   }).spawn();
   const clients: TestClient[] = [];
   try {
-    for (let i = 0; i < 100; i++) {
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
-      await health?.body?.cancel();
-      if (health?.ok) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await untilHealthy(port);
     for (let i = 0; i < 12; i++) {
       const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
       await client.request({ event: "subscribe", subscription: "news.today" });
