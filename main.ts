@@ -37,6 +37,10 @@ Exit codes: 0 clean exit, 1 start-up failure (e.g. Redis unreachable),
 2 invalid configuration or arguments.
 `;
 
+/** What a newcomer who ran `deno task start` can do next. */
+const NEXT_STEPS =
+  "no service to subscribe to yet: deno task quickstart serves an open demo service (see the README), deno task demo runs a chat in the browser on the client SDK, examples/quickstart.json and shark.example.json are configurations to start from, docs/README.md explains the protocol and deployment";
+
 interface Loaded {
   readonly config: SharkConfig;
   readonly source: string;
@@ -211,12 +215,14 @@ async function run(args: string[]): Promise<number> {
     return 0;
   }
   await setUpLogging(config);
-  getLogger(["shark"]).info(
+  const log = getLogger(["shark"]);
+  log.info(
     source === "embedded defaults"
       ? "Shark {version} starting on embedded defaults (memory adapter, no services): pass --config shark.json"
       : "Shark {version} starting with configuration from {source}",
     { version: denoJson.version, source, adapter: config.pubsub.adapter, workers },
   );
+  if (source === "embedded defaults") log.info(NEXT_STEPS);
   return workers > 1 ? await runWorkers(config, workers) : await runOne(config);
 }
 

@@ -7,7 +7,7 @@
  *
  * const shark = new Shark({
  *   services: { books: { require_authentication: false } },
- *   publish_api: { secret: "change me" },
+ *   publish_api: { secret: { env: "SHARK_PUBLISH_SECRET" } },
  * }, { pubsub: new MemoryPubSub() });
  * Deno.serve({ port: 9000 }, (request) => shark.handle(request));
  * ```
@@ -36,6 +36,7 @@ export {
   ConfigError,
   configJsonSchema,
   type EnvLookup,
+  type JwtConfig,
   loadConfig,
   type ServiceConfig,
   type SharkConfig,

@@ -459,7 +459,9 @@ export class RedisPubSub implements PubSub {
   /**
    * Connects to every configured server (one attempt each, bounded by a
    * connect timeout). Rejects with `cannot connect to URL: reason` when one
-   * cannot be reached; nothing is left open then.
+   * cannot be reached; nothing is left open then. A server that was reached
+   * but lost again while another was still connecting leaves the adapter
+   * unhealthy; `health(true)` follows once it is back.
    */
   async start(listener: PubSubListener): Promise<void> {
     if (this.#problem) throw new Error(this.#problem);
@@ -475,13 +477,18 @@ export class RedisPubSub implements PubSub {
       const reason = errorText((results[failed] as PromiseRejectedResult).reason);
       throw new Error(`cannot connect to ${link.display}${suffix}: ${reason}`);
     }
-    this.#healthy = !this.#closed;
     for (const link of this.#links) {
       this.#log.info("{server} connected: {url}", {
         server: link.options.label,
         url: link.display,
       });
     }
+    // A server may have been lost again while another was still connecting:
+    // its loss was not reported (nothing was healthy yet), and its reconnect
+    // loop reports it back through restored().
+    const down = this.#links.find((link) => !link.up);
+    if (down) this.#lostReason = `${down.options.label} ${down.display}: lost while starting`;
+    this.#healthy = !this.#closed && !down;
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
  * Process plumbing for the benchmarks: CPU time and memory from `/proc`,
- * pinned child processes with the fd limit raised, free ports.
+ * pinned child processes with the fd limit raised.
  *
  * CPU is read from `/proc/PID/stat` (utime + stime, plus cutime + cstime so
  * that reaped children still count) summed over the process and its
@@ -133,14 +133,6 @@ export async function fdHardLimit(): Promise<number> {
   }).output();
   const text = new TextDecoder().decode(output.stdout).trim();
   return text === "unlimited" ? Infinity : Number(text);
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked; the child binds it right after). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** How to start a {@link Child}. */

@@ -1,8 +1,9 @@
 /**
  * Benchmark WebSocket clients. The raw one speaks just enough RFC 6455 over
- * `node:net` to be cheap: an HTTP upgrade, a frame parser that counts
+ * `node:net` to be cheap: an HTTP upgrade, a frame loop that counts
  * published-message frames and reads their `data.t` from the bytes (never
- * decoded, never parsed as JSON), masked text frames out, pong and close. It
+ * decoded, never parsed as JSON), masked text frames out, pong and close;
+ * the frames are those of the tests' codec (`tests/helpers/ws_frame.ts`). It
  * can bind a local address (127.0.0.1–127.0.0.8), which Deno's `WebSocket`
  * and `Deno.connect` cannot, so that more sockets fit than one address has
  * ports.
@@ -14,6 +15,15 @@
  * @module
  */
 import net from "node:net";
+import { Inbox } from "../tests/helpers/wait.ts";
+import {
+  clientFrame,
+  concat,
+  frameAt,
+  Opcode,
+  upgradeRequest,
+  upgradeResponse,
+} from "../tests/helpers/ws_frame.ts";
 
 /** Receives the published-message frames of every client of a run. */
 export interface MessageSink {
@@ -112,81 +122,6 @@ export function epochNow(): number {
 
 const UPGRADE_KEY = "c2hhcmstYmVuY2gta2V5IQ==";
 const decoder = new TextDecoder();
-const encoder = new TextEncoder();
-
-/** Waiters for replies, shared by every implementation. */
-class ReplyQueue {
-  readonly #replies: string[] = [];
-  #waiter: (() => void) | undefined;
-  #closed = false;
-
-  push(text: string): void {
-    this.#replies.push(text);
-    this.#waiter?.();
-  }
-
-  close(): void {
-    this.#closed = true;
-    this.#waiter?.();
-  }
-
-  async next(timeoutMs: number): Promise<string> {
-    const deadline = performance.now() + timeoutMs;
-    while (this.#replies.length === 0) {
-      if (this.#closed) throw new Error("connection closed");
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#waiter = undefined;
-    }
-    return this.#replies.shift()!;
-  }
-}
-
-/** A masked client frame (RFC 6455 5.3: clients must mask). */
-function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
-  const length = payload.byteLength;
-  const header = length < 126 ? 2 : length < 65536 ? 4 : 10;
-  const frame = new Uint8Array(header + 4 + length);
-  frame[0] = 0x80 | opcode;
-  if (header === 2) frame[1] = 0x80 | length;
-  else if (header === 4) {
-    frame[1] = 0x80 | 126;
-    frame[2] = length >> 8;
-    frame[3] = length & 0xff;
-  } else {
-    frame[1] = 0x80 | 127;
-    new DataView(frame.buffer).setUint32(6, length);
-  }
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  frame.set(mask, header);
-  const offset = header + 4;
-  for (let i = 0; i < length; i++) frame[offset + i] = payload[i] ^ mask[i & 3];
-  return frame;
-}
-
-function indexOfHeaderEnd(bytes: Uint8Array): number {
-  for (let at = 0; at + 3 < bytes.length; at++) {
-    if (
-      bytes[at] === 0x0d && bytes[at + 1] === 0x0a && bytes[at + 2] === 0x0d &&
-      bytes[at + 3] === 0x0a
-    ) return at;
-  }
-  return -1;
-}
-
-function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(first.length + second.length);
-  joined.set(first);
-  joined.set(second, first.length);
-  return joined;
-}
 
 /** How a raw client writes and ends its TCP connection. */
 interface Transport {
@@ -200,7 +135,7 @@ interface Transport {
  */
 abstract class RawClient implements BenchClient {
   readonly #sink: MessageSink;
-  readonly #replies = new ReplyQueue();
+  readonly #replies = new Inbox<string>();
   readonly #opened: PromiseWithResolvers<void> = Promise.withResolvers();
   #rest: Uint8Array | undefined;
   #upgraded = false;
@@ -229,7 +164,7 @@ abstract class RawClient implements BenchClient {
   }
 
   send(text: string): void {
-    if (!this.#closed) this.transport?.write(clientFrame(0x1, encoder.encode(text)));
+    if (!this.#closed) this.transport?.write(clientFrame(Opcode.text, text));
   }
 
   reply(timeoutMs: number): Promise<string> {
@@ -242,11 +177,7 @@ abstract class RawClient implements BenchClient {
 
   /** Sends the upgrade request once the TCP connection is up. */
   protected upgrade(port: number): void {
-    this.transport!.write(encoder.encode(
-      `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-        `Connection: Upgrade\r\nSec-WebSocket-Key: ${UPGRADE_KEY}\r\n` +
-        `Sec-WebSocket-Version: 13\r\n\r\n`,
-    ));
+    this.transport!.write(upgradeRequest(port, UPGRADE_KEY));
   }
 
   /** Ends the connection (idempotent); a pending upgrade fails with `error`. */
@@ -269,55 +200,40 @@ abstract class RawClient implements BenchClient {
     }
     let offset = 0;
     if (!this.#upgraded) {
-      const headerEnd = indexOfHeaderEnd(bytes);
-      if (headerEnd < 0) {
+      const answer = upgradeResponse(bytes);
+      if (!answer) {
         this.#rest = new Uint8Array(bytes);
         return;
       }
-      const status = decoder.decode(bytes.subarray(0, Math.min(headerEnd, 80))).split("\r\n")[0];
-      if (!status.startsWith("HTTP/1.1 101")) {
-        this.end(new Error(`upgrade refused: ${status}`));
+      if (answer.status !== 101) {
+        this.end(new Error(`upgrade refused: ${answer.statusLine}`));
         return;
       }
       this.#upgraded = true;
       this.#opened.resolve();
-      offset = headerEnd + 4;
+      offset = answer.end;
     }
-    const size = bytes.length;
-    while (offset + 2 <= size) {
-      const first = bytes[offset];
-      let length = bytes[offset + 1] & 0x7f;
-      let header = 2;
-      if (length === 126) {
-        if (offset + 4 > size) break;
-        length = (bytes[offset + 2] << 8) | bytes[offset + 3];
-        header = 4;
-      } else if (length === 127) {
-        if (offset + 10 > size) break;
-        const view = new DataView(bytes.buffer, bytes.byteOffset + offset + 2, 8);
-        length = view.getUint32(0) * 2 ** 32 + view.getUint32(4);
-        header = 10;
-      }
-      const start = offset + header;
-      const end = start + length;
-      if (end > size) break;
+    let frame;
+    while ((frame = frameAt(bytes, offset))) {
+      const { opcode, start, end } = frame;
       offset = end;
-      const opcode = first & 0x0f;
-      if (opcode === 0x1 || opcode === 0x2) {
+      if (opcode === Opcode.text || opcode === Opcode.binary) {
         if (isMessageFrame(bytes, start, end)) {
           this.received++;
           this.#sink.message(timestampIn(bytes, start + 18, end), now);
         } else this.#replies.push(decoder.decode(bytes.subarray(start, end)));
-      } else if (opcode === 0x9) {
-        this.transport?.write(clientFrame(0xa, bytes.subarray(start, end)));
-      } else if (opcode === 0x8) {
-        this.transport?.write(clientFrame(0x8, bytes.subarray(start, Math.min(end, start + 2))));
+      } else if (opcode === Opcode.ping) {
+        this.transport?.write(clientFrame(Opcode.pong, bytes.subarray(start, end)));
+      } else if (opcode === Opcode.close) {
+        this.transport?.write(
+          clientFrame(Opcode.close, bytes.subarray(start, Math.min(end, start + 2))),
+        );
         this.end(new Error("closed by the server"));
         return;
       }
     }
     // A frame split across reads: keep a copy of its start, the read buffer is reused.
-    if (offset < size) this.#rest = new Uint8Array(bytes.subarray(offset));
+    if (offset < bytes.length) this.#rest = new Uint8Array(bytes.subarray(offset));
   }
 }
 
@@ -420,7 +336,7 @@ const READ_BUFFER_BYTES = 16 * 1024;
 /** Deno's `WebSocket` client, for comparison only: it cannot bind a local address. */
 class SocketClient implements BenchClient {
   readonly #socket: WebSocket;
-  readonly #replies = new ReplyQueue();
+  readonly #replies = new Inbox<string>();
   received = 0;
 
   private constructor(socket: WebSocket, sink: MessageSink) {

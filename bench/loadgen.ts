@@ -188,6 +188,9 @@ class Meter {
   }
 }
 
+/** What {@link Meter.stop} measured over a phase. */
+type Measured = Awaited<ReturnType<Meter["stop"]>>;
+
 /** Clients opened by {@link connectMany}. */
 interface Connected {
   /** Every client whose connection opened (subscribed or not). */
@@ -255,6 +258,19 @@ async function connectMany(
   await Promise.all(Array.from({ length: Math.min(spec.concurrency, count) }, worker));
   if (failures > 0) log(`${failures} of ${count} clients failed, first: ${firstError}`);
   return { clients, subscribed, failures, firstError };
+}
+
+/** {@link connectMany} for `spec.connections` clients, with what connecting them cost. */
+async function connectMeasured(
+  spec: LoadSpec,
+  recorder: Recorder,
+  topicOf: (index: number) => string,
+  options: { auth?: boolean; latencies?: number[] } = {},
+): Promise<Connected & { cpu: Measured }> {
+  const meter = new Meter(spec);
+  await meter.start();
+  const connected = await connectMany(spec, recorder, spec.connections, topicOf, options);
+  return { ...connected, cpu: await meter.stop() };
 }
 
 function expectOk(reply: string): void {
@@ -418,15 +434,11 @@ async function closeAll(clients: BenchClient[]): Promise<void> {
 
 async function fanout(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   const topic = spec.topic ?? (spec.scenario === "parallel" ? "bench.parallel" : "bench.fanout");
-  const connectMeter = new Meter(spec);
-  await connectMeter.start();
-  const { clients, subscribed, failures } = await connectMany(
+  const { clients, subscribed, failures, cpu: connected } = await connectMeasured(
     spec,
     recorder,
-    spec.connections,
     () => topic,
   );
-  const connected = await connectMeter.stop();
   const subscribers = subscribed.size;
   log(`${subscribers} subscribers in ${Math.round(connected.wallMs)} ms`);
   const redis = spec.redisPort ? await RespConnection.connect(spec.redisPort) : undefined;
@@ -576,15 +588,11 @@ async function topics(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
 async function idle(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   await sleep(500);
   const before = rssKiB(spec.serverPid);
-  const meter = new Meter(spec);
-  await meter.start();
-  const { clients, subscribed, failures, firstError } = await connectMany(
+  const { clients, subscribed, failures, firstError, cpu } = await connectMeasured(
     spec,
     recorder,
-    spec.connections,
     () => "bench.idle",
   );
-  const cpu = await meter.stop();
   // Let the server's allocations settle before reading its memory.
   await sleep(2000);
   const after = rssKiB(spec.serverPid);
@@ -611,16 +619,12 @@ async function idle(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
 
 async function subrate(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   const latencies: number[] = [];
-  const meter = new Meter(spec);
-  await meter.start();
-  const { clients, failures, firstError } = await connectMany(
+  const { clients, failures, firstError, cpu } = await connectMeasured(
     spec,
     recorder,
-    spec.connections,
     (index) => `secure.s${index}`,
     { auth: true, latencies },
   );
-  const cpu = await meter.stop();
   const sorted = Float64Array.from(latencies).sort();
   const completed = latencies.length;
   const result: Result = {

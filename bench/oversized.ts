@@ -13,7 +13,10 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Child, freePort, rssKiB, treePids } from "./_proc.ts";
+import { answersOk, freePort } from "../tests/helpers/loopback.ts";
+import { waitUntil } from "../tests/helpers/wait.ts";
+import { upgradeRequest } from "../tests/helpers/ws_frame.ts";
+import { Child, rssKiB, treePids } from "./_proc.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -45,19 +48,17 @@ const server = new Child({
   cwd: ROOT,
 });
 const rss = () => treePids(server.pid).reduce((sum, pid) => sum + rssKiB(pid), 0);
-for (let i = 0; i < 300; i++) {
-  const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
-  if (ok) break;
-  await new Promise((resolve) => setTimeout(resolve, 100));
+try {
+  await waitUntil(() => answersOk(`http://127.0.0.1:${port}/healthz`), 30_000, "shark ready");
+} catch (error) {
+  await server.stop();
+  throw error;
 }
 
 /** One client: upgrade, announce the frame, then stream its payload until the server ends it. */
 async function client(): Promise<number | null> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(new TextEncoder().encode(
-    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-  ));
+  await conn.write(upgradeRequest(port, "dGhlIHNhbXBsZSBub25jZQ=="));
   const head = new Uint8Array(1024);
   await conn.read(head);
   const header = new Uint8Array(14);

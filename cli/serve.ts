@@ -5,16 +5,9 @@
  *
  * @module
  */
-import {
-  configure,
-  getLogger,
-  getStreamSink,
-  getTextFormatter,
-  jsonLinesFormatter,
-  type Logger,
-  type LogLevel,
-} from "@logtape/logtape";
+import { configure, getLogger, getStreamSink, type Logger, type LogLevel } from "@logtape/logtape";
 import { defaultPubSub, type PubSub, Shark, type SharkConfig } from "../mod.ts";
+import { logFormatter } from "./log_format.ts";
 import { TransportServer, upgradeWebSocket } from "./transport/server.ts";
 
 /** A start-up problem reported on one line, with the exit code it gets. */
@@ -30,9 +23,7 @@ export class StartupError extends Error {
 
 /** Configures LogTape to write the `shark` category to stderr in the configured format. */
 export async function setUpLogging(config: SharkConfig): Promise<void> {
-  const formatter = config.log.format === "json"
-    ? jsonLinesFormatter
-    : getTextFormatter({ timestamp: "date-time-timezone" });
+  const formatter = logFormatter(config.log.format);
   await configure({
     sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter, nonBlocking: true }) },
     loggers: [

@@ -11,6 +11,9 @@ import { jsonEqual, type JsonObject, pick } from "./util.ts";
 
 const OK: ServiceReply = Object.freeze({ status: "ok" });
 
+/** The callbacks a subscription's end owes its service. */
+const OWED: ReadonlySet<CallbackName> = new Set(["before_unsubscribe", "on_unsubscribe"]);
+
 /** The reply's `error` when the service gave one, else `fallback`. */
 export function errorOf(reply: ServiceReply, fallback: string): unknown {
   return reply.error ?? fallback;
@@ -47,7 +50,18 @@ export class Callbacks {
   ): Promise<ServiceReply> {
     const url = subscription.service[name];
     if (!url) return Promise.resolve(OK);
-    return this.#client.post(name, url, subscription.callbackBody(more), subscription.session);
+    const session = subscription.session;
+    // A service is owed its unsubscribe callbacks whatever becomes of the
+    // session (it would keep the subscription otherwise): they never give up
+    // waiting because it closed. Any other reply is only wanted by the session.
+    const caller = OWED.has(name)
+      ? {
+        get log() {
+          return session.log;
+        },
+      }
+      : session;
+    return this.#client.post(name, url, subscription.callbackBody(more), caller);
   }
 
   /**

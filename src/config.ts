@@ -8,14 +8,23 @@
  * @module
  */
 import { z } from "zod";
+import {
+  checkHttpUrl,
+  checkPublishSecret,
+  checkRedisUrl,
+  type EnvLookup,
+  fieldList,
+  MIN_PUBLISH_SECRET,
+  positiveSeconds,
+  seconds,
+  secret,
+} from "./config_fields.ts";
+import { jwtSchema } from "./config_jwt.ts";
+import { serviceSchema } from "./config_service.ts";
 import type { SharkConfig } from "./config_types.ts";
-import { redactUrl } from "./redact.ts";
-import { redisUrlProblem } from "./redis_url.ts";
 
 export type * from "./config_types.ts";
-
-/** Looks up an environment variable for `{"env": "NAME"}` secrets. */
-export type EnvLookup = (name: string) => string | undefined;
+export type { EnvLookup } from "./config_fields.ts";
 
 /** Raised for a configuration that cannot be used; `problems` name key paths. */
 export class ConfigError extends Error {
@@ -35,49 +44,6 @@ export class ConfigError extends Error {
   }
 }
 
-const seconds = z.number().min(0);
-const positiveSeconds = z.number().gt(0);
-const fieldList = z.array(z.string().min(1));
-
-function checkHttpUrl(text: string): string | undefined {
-  const url = URL.parse(text);
-  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return `expected an http:// or https:// URL, got ${JSON.stringify(redactUrl(text))}`;
-  }
-}
-
-/** The database number is left to the adapter, which names the URL in its error. */
-function checkRedisUrl(text: string): string | undefined {
-  const problem = redisUrlProblem(text, { database: false });
-  if (problem) return `${problem}, got ${JSON.stringify(redactUrl(text))}`;
-}
-
-/**
- * A string that may instead be given as `{"env": "NAME"}`; resolved while
- * parsing so that the rest of Shark only ever sees strings.
- */
-function secret(env: EnvLookup, check?: (text: string) => string | undefined) {
-  const fromEnv = z.strictObject({
-    env: z.string().min(1).describe("The environment variable holding the value."),
-  });
-  return z.union([z.string(), fromEnv], {
-    error: 'expected a string or {"env": "NAME"}',
-  }).transform((value, ctx) => {
-    const text = typeof value === "string" ? value : env(value.env);
-    if (text === undefined) {
-      const name = (value as { env: string }).env;
-      ctx.addIssue({ code: "custom", message: `environment variable ${name} is not set` });
-      return z.NEVER;
-    }
-    const problem = check?.(text);
-    if (problem) {
-      ctx.addIssue({ code: "custom", message: problem });
-      return z.NEVER;
-    }
-    return text;
-  });
-}
-
 function redisSchema(env: EnvLookup) {
   return z.strictObject({
     url: secret(env, checkRedisUrl).default("redis://127.0.0.1:6379/0")
@@ -86,73 +52,6 @@ function redisSchema(env: EnvLookup) {
     ping_timeout: positiveSeconds.default(5)
       .describe("Seconds a ping may take before the server counts as lost."),
   });
-}
-
-function serviceSchema(env: EnvLookup) {
-  const callback = secret(env, checkHttpUrl).nullable().default(null);
-  return z.strictObject({
-    require_authentication: z.boolean().default(true)
-      .describe("Subscribing needs a successful auth event first."),
-    authorizer: callback.describe(
-      "URL that authorizes each subscribe and renewal; null authorizes everything.",
-    ),
-    authorizer_fields: fieldList.default([]).describe(
-      "Keys of the authorizer's reply kept and sent with every later callback of the subscription.",
-    ),
-    authorization_renewal_period: positiveSeconds.nullable().default(null)
-      .describe("Seconds between re-authorizations of a subscription; null: never."),
-    authorization_renewal_jitter: seconds.default(0)
-      .describe("Up to this many seconds are taken off each renewal period at random."),
-    extra_fields: fieldList.default([]).describe(
-      "Keys of the subscribe request kept with the subscription, sent with its callbacks and echoed in its messages.",
-    ),
-    filter_fields: fieldList.default([]).describe(
-      "Envelope keys a message must match to be delivered: one of extra_fields against the subscription's value, any other against the session's auth info.",
-    ),
-    before_subscribe: callback.describe(
-      "URL called before a subscription is confirmed; an error reply refuses it, options.order seeds the order.",
-    ),
-    on_subscribe: callback.describe("URL called once a subscription is confirmed."),
-    on_message: callback.describe("URL the client's message events are sent to."),
-    before_unsubscribe: callback.describe("URL called before a subscription ends."),
-    on_unsubscribe: callback.describe("URL called after a subscription ended."),
-    on_authorization_change: callback.describe(
-      "URL called when a renewal returns other authorizer fields than the last one.",
-    ),
-    heartbeat_period: positiveSeconds.nullable().default(null)
-      .describe("Seconds between on_heartbeat calls of a subscription; null: none."),
-    on_heartbeat: callback.describe("URL called every heartbeat_period seconds per subscription."),
-    history: z.strictObject({
-      size: z.int().min(1).max(10000).describe("Envelopes kept per topic (1-10000)."),
-      ttl: positiveSeconds.describe("Seconds a topic's history lives after its last publish."),
-    }).nullable().default(null).describe(
-      "Keep each topic's last envelopes: messages carry offset and epoch, clients may recover; null: off.",
-    ),
-  }).superRefine((service, ctx) => {
-    const contradiction = (path: string, message: string) =>
-      ctx.addIssue({ code: "custom", path: [path], message });
-    if (service.authorization_renewal_period !== null && !service.authorizer) {
-      contradiction("authorization_renewal_period", "needs an authorizer to call");
-    }
-    if (
-      service.authorization_renewal_period !== null &&
-      service.authorization_renewal_jitter >= service.authorization_renewal_period
-    ) {
-      contradiction("authorization_renewal_jitter", "must be less than the renewal period");
-    }
-    if (service.authorizer_fields.length > 0 && !service.authorizer) {
-      contradiction("authorizer_fields", "needs an authorizer to return them");
-    }
-    if (service.on_authorization_change && service.authorization_renewal_period === null) {
-      contradiction("on_authorization_change", "is only called with authorization_renewal_period");
-    }
-    if ((service.heartbeat_period === null) !== !service.on_heartbeat) {
-      contradiction(
-        service.on_heartbeat ? "heartbeat_period" : "on_heartbeat",
-        "heartbeat_period and on_heartbeat must be set together",
-      );
-    }
-  }).describe("A service: its callbacks and delivery rules.");
 }
 
 /**
@@ -228,6 +127,9 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       tries: z.int().min(1).max(100).default(3)
         .describe('Tries before a callback fails with "Service unavailable."'),
       wait: seconds.default(3).describe("Seconds between tries."),
+      max_concurrent: z.int().min(1).default(64).describe(
+        "Callbacks in flight at once to one origin (scheme, host, port); more wait their turn, in order.",
+      ),
       rate_limit_reset_header_names: z.array(z.string().min(1)).default(["X-Rate-Limit-Reset"])
         .describe("Headers giving a 429 reply's wait in seconds; the first present wins."),
     }).prefault({}).describe("The transport of service callbacks."),
@@ -238,6 +140,8 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         auth_fields: fieldList.default([])
           .describe("Keys of the validation reply kept as the session's auth info."),
       }).optional().describe("Ticket authentication (the auth event's method ticket)."),
+      jwt: jwtSchema(env).nullable().optional()
+        .describe("JWT authentication (the auth event's method jwt); null: not configured."),
     }).prefault({}).describe("Authentication methods of the auth event; {} configures none."),
     services: z.record(
       z.string().regex(/^[^.]+$/, "a service name must be non-empty and contain no '.'"),
@@ -248,8 +152,10 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         .describe("Whether messages carry published_at, received_at, sent_at and queue_size."),
     }).prefault({}).describe("What published messages carry."),
     publish_api: z.strictObject({
-      secret: secret(env).nullable().default(null)
-        .describe("Bearer secret of POST /publish; null disables the endpoint."),
+      secret: secret(env, checkPublishSecret).nullable().default(null)
+        .describe(
+          `Bearer secret of POST /publish, at least ${MIN_PUBLISH_SECRET} characters; null disables the endpoint.`,
+        ),
     }).prefault({}).describe("The HTTP publish endpoint."),
     metrics: z.strictObject({
       prometheus: z.strictObject({
@@ -345,6 +251,7 @@ export function configJsonSchema(): Record<string, unknown> {
   return {
     ...schema,
     title: "Shark configuration (shark.json)",
-    description: "See SPEC section 6. Every key is optional; defaults are filled in at start.",
+    description:
+      "Every key is optional; defaults are filled in at start. See the README's Configuration section.",
   };
 }

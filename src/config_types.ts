@@ -8,6 +8,8 @@
  */
 import type { HistoryOptions } from "./history.ts";
 
+import type { JwtAlgorithm } from "./jws.ts";
+
 /** A string, or `{"env": "NAME"}` to read it from the environment at start. */
 export type Secret = string | { readonly env: string };
 
@@ -46,6 +48,7 @@ export interface HttpConfig {
   readonly timeout: number;
   readonly tries: number;
   readonly wait: number;
+  readonly max_concurrent: number;
   readonly rate_limit_reset_header_names: readonly string[];
 }
 
@@ -69,6 +72,18 @@ export interface ServiceConfig {
   readonly history: HistoryOptions | null;
 }
 
+/** `authentication.jwt` (see `configSchema`): exactly one of `secret`, `public_key`, `jwks_url`. */
+export interface JwtConfig {
+  readonly secret: string | null;
+  readonly public_key: string | null;
+  readonly jwks_url: string | null;
+  readonly algorithms: readonly JwtAlgorithm[];
+  readonly issuer: string | null;
+  readonly audience: string | readonly string[] | null;
+  readonly leeway: number;
+  readonly auth_fields: readonly string[];
+}
+
 /**
  * A validated configuration with every default filled in and secrets
  * resolved (see `configSchema`).
@@ -81,6 +96,7 @@ export interface SharkConfig {
   readonly http: HttpConfig;
   readonly authentication: {
     readonly ticket?: { readonly validation_url: string; readonly auth_fields: readonly string[] };
+    readonly jwt?: JwtConfig | null;
   };
   readonly services: Readonly<Record<string, ServiceConfig>>;
   readonly delivery: { readonly metadata: boolean };

@@ -13,19 +13,18 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Callbacks } from "./callbacks.ts";
 import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
-import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
 import { EventHandler } from "./events.ts";
 import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http.ts";
 import { Hub } from "./hub.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { Metrics } from "./metrics.ts";
 import { CloseReason, HttpErrorText } from "./protocol.ts";
+import { Publisher } from "./publisher.ts";
 import type { PubSub } from "./pubsub.ts";
 import { ServiceClient } from "./service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
 import type { Socket } from "./socket.ts";
-import { serviceOf } from "./subscription_name.ts";
-import { delay, type JsonObject } from "./util.ts";
+import { delay } from "./util.ts";
 
 /**
  * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
@@ -86,7 +85,10 @@ export class Engine {
   readonly #hub: Hub;
   readonly #events: EventHandler;
   readonly #lifecycle: Lifecycle;
+  readonly #publisher: Publisher;
   readonly #sessions = new Set<Session>();
+  /** Closed sessions whose unsubscribe callbacks still run: shutdown waits for them too. */
+  readonly #closing = new Set<Session>();
   readonly #sessionHost: SessionHost;
   readonly #httpHost: HttpHost;
   #state: State = "starting";
@@ -102,6 +104,7 @@ export class Engine {
     this.#hub = new Hub(this.pubsub, this.metrics, this.#log, {
       metadata: this.config.delivery.metadata,
     });
+    this.#publisher = new Publisher(this.config, this.pubsub, this.metrics);
     const callbacks = new Callbacks(this.#client);
     this.#lifecycle = new Lifecycle(callbacks, this.#hub, this.metrics);
     this.#events = new EventHandler({
@@ -154,33 +157,14 @@ export class Engine {
 
   /**
    * Publishes one envelope or an array of envelopes through the adapter, as
-   * `POST /publish` does. Throws an {@link InvalidEnvelope} naming the first invalid
-   * envelope; then nothing is published.
+   * `POST /publish` does. Throws an `InvalidEnvelope` naming the first invalid
+   * envelope (then nothing is published), or an `Error` saying how many went
+   * out when the adapter refused some (it settles once every one has).
    *
    * @returns the number of envelopes published.
    */
-  async publish(envelopes: unknown): Promise<number> {
-    const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
-    const valid = list.map((envelope, index) => {
-      const parsed = parseEnvelope(envelope);
-      if (typeof parsed === "string") {
-        throw new InvalidEnvelope(list.length > 1 ? `envelope ${index}: ${parsed}` : parsed);
-      }
-      return parsed;
-    });
-    await Promise.all(valid.map((envelope) => this.#publishOne(envelope)));
-    this.metrics.published += valid.length;
-    return valid.length;
-  }
-
-  /** One valid envelope: through the topic's history when its service keeps one. */
-  async #publishOne(envelope: JsonObject): Promise<void> {
-    const topic = envelope.subscription as string;
-    const service = this.config.services[serviceOf(topic)!];
-    const payload = JSON.stringify(envelope);
-    if (!service?.history || !this.pubsub.history) return this.pubsub.publish(topic, payload);
-    await this.pubsub.history.publish(topic, payload, service.history);
-    this.metrics.historyPublished++;
+  publish(envelopes: unknown): Promise<number> {
+    return this.#publisher.publish(envelopes);
   }
 
   /**
@@ -258,9 +242,9 @@ export class Engine {
       reason: reason ?? "unknown",
       count: this.#sessions.size,
     });
-    for (const session of this.#sessions) {
-      session.close(CloseReason.pubsubLost, { afterCleanup: true });
-    }
+    // At once, not after the unsubscribe callbacks: a socket kept open while
+    // services that share the lost backend are slow would be a silent stall.
+    for (const session of this.#sessions) session.close(CloseReason.pubsubLost);
   }
 
   #accept(request: Request, info: RequestInfo): Response {
@@ -304,7 +288,12 @@ export class Engine {
 
   async #sessionClosed(session: Session): Promise<void> {
     if (this.#sessions.delete(session)) this.metrics.connectionsOpen--;
-    await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+    this.#closing.add(session);
+    try {
+      await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
+    } finally {
+      this.#closing.delete(session);
+    }
   }
 
   #health(): HealthReport {
@@ -323,8 +312,10 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
-    const sessions = [...this.#sessions];
-    this.#log.info("shutting down: closing {count} connections", { count: sessions.length });
+    this.#events.close();
+    this.#log.info("shutting down: closing {count} connections", { count: this.#sessions.size });
+    // Sessions closed just before are still ending: their callbacks are awaited too.
+    const sessions = [...this.#sessions, ...this.#closing];
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));
     const limit = new AbortController();
     const finished = await Promise.race([

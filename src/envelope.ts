@@ -8,7 +8,7 @@
  */
 import type { Position } from "./history.ts";
 import { serviceOf } from "./subscription_name.ts";
-import { isObject, isoTime, type JsonObject, parseNumber } from "./util.ts";
+import { isObject, isoTime, type JsonObject, MAX_TIMER_MS, parseNumber } from "./util.ts";
 
 /** An envelope given to `publish()` or `POST /publish` is not valid. */
 export class InvalidEnvelope extends TypeError {
@@ -40,7 +40,8 @@ export function parseEnvelope(input: unknown, channel?: string): JsonObject | st
   if (!isObject(value)) return "an envelope must be a JSON object";
   const name = value.subscription;
   if (typeof name !== "string") return 'an envelope needs a "subscription" string';
-  if (serviceOf(name) === undefined) {
+  // A channel Shark subscribed has a valid name: the envelope's equal name needs no second look.
+  if (name !== channel && serviceOf(name) === undefined) {
     return `subscription ${JSON.stringify(name.slice(0, 200))} is not "SERVICE.TOPIC"`;
   }
   if (!Object.hasOwn(value, "data")) return 'an envelope needs a "data" field';
@@ -103,7 +104,10 @@ export class Delivery {
   readonly order: number | undefined;
   /** The order bucket (`options.order_key`). */
   readonly orderKey: unknown;
-  /** `options.throttle` in seconds when it parses as a number. */
+  /**
+   * `options.throttle` in seconds when it parses as a number, capped at
+   * {@link MAX_TIMER_MS}: a longer period would overflow the throttle's timer.
+   */
   readonly throttle: number | undefined;
   /** The throttle bucket (`options.throttle_key`). */
   readonly throttleKey: unknown;
@@ -136,7 +140,8 @@ export class Delivery {
     const options = envelope.options as JsonObject | undefined;
     this.order = options ? parseNumber(options.order) : undefined;
     this.orderKey = this.order === undefined ? null : bucketOf(options!.order_key);
-    this.throttle = options ? parseNumber(options.throttle) : undefined;
+    const throttle = options ? parseNumber(options.throttle) : undefined;
+    this.throttle = throttle === undefined ? undefined : Math.min(throttle, MAX_TIMER_MS / 1000);
     this.throttleKey = this.throttle === undefined ? null : bucketOf(options!.throttle_key);
     this.#metadata = metadata;
     this.#metadataJson = metadata && metadataJson(metadata, isoTime());

@@ -21,7 +21,7 @@ import {
   MAX_PING_DATA_LENGTH,
   ServerEvent,
 } from "./protocol.ts";
-import type { ServiceClient } from "./service_client.ts";
+import type { ServiceClient, ServiceReply } from "./service_client.ts";
 import type { ClientFrame, Session } from "./session.ts";
 import { Subscription } from "./subscription.ts";
 import { serviceOf } from "./subscription_name.ts";
@@ -83,7 +83,13 @@ export class EventHandler {
     this.#authentication = new Authentication(
       dependencies.config.authentication,
       dependencies.client,
+      dependencies.metrics,
     );
+  }
+
+  /** Aborts authentication work in progress (a JWKS fetch), at shutdown. */
+  close(): void {
+    this.#authentication.close();
   }
 
   /** Handles one frame of a session; never rejects. */
@@ -185,6 +191,7 @@ export class EventHandler {
     if ("error" in result) throw new EventError(result.error);
     session.authInfo = result.authInfo;
     session.authenticated = true;
+    session.expireAuthIn(result.expiresIn);
     this.#reply(session, context, "ok");
   }
 
@@ -218,27 +225,29 @@ export class EventHandler {
     } catch (error) {
       throw this.#unavailable(session, error);
     }
-    const before = await callbacks.call(subscription, "before_subscribe");
-    if (!succeeded(before)) {
-      hub.leave(subscription);
-      throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
-    }
+    // From here the topic holds the subscription: unless it is begun, every
+    // way out takes it out again. Once before_subscribe was called, the
+    // service may have confirmed it and is told it ended, unless it said no.
+    let refused = false;
     let history: HistoryRead | undefined;
-    if (service.history) {
-      try {
-        history = await hub.readHistory(subscription, from);
-      } catch (error) {
-        // The service saw a successful before_subscribe: balance it.
-        await lifecycle.end(session, subscription);
-        throw this.#unavailable(session, error);
+    let before: ServiceReply;
+    try {
+      before = await callbacks.call(subscription, "before_subscribe");
+      if (!succeeded(before)) {
+        refused = true;
+        throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
       }
+      if (service.history) history = await hub.readHistory(subscription, from);
+      if (!session.closed) {
+        subscription.seedOrder(before.options);
+        lifecycle.begin(session, subscription);
+      }
+    } catch (error) {
+      if (refused) lifecycle.detach(session, subscription);
+      else await lifecycle.end(session, subscription);
+      throw this.#unavailable(session, error);
     }
-    if (session.closed) {
-      await lifecycle.end(session, subscription);
-      return;
-    }
-    subscription.seedOrder(before.options);
-    lifecycle.begin(session, subscription);
+    if (session.closed) return lifecycle.end(session, subscription);
     if (history) context.position = this.#positionReply(history, from);
     this.#reply(session, context, "ok", before.data);
     subscription.release(history?.replay && { deliveries: history.replay, upTo: history.position });

@@ -63,10 +63,16 @@ export function serveHttp(request: Request, host: HttpHost): Response | Promise<
   return errorResponse(404, HttpErrorText.notFound);
 }
 
+/** The credentials of an `Authorization: Bearer ...` header; the scheme is case-insensitive (RFC 9110). */
+function bearerToken(headers: Headers): string | undefined {
+  const match = /^bearer +(.+)$/i.exec(headers.get("authorization") ?? "");
+  return match?.[1];
+}
+
 async function publishRequest(request: Request, host: HttpHost): Promise<Response> {
   const secret = host.publishSecret;
   if (secret === null) return errorResponse(404, HttpErrorText.notFound);
-  if (!constantTimeEqual(request.headers.get("authorization") ?? "", `Bearer ${secret}`)) {
+  if (!constantTimeEqual(bearerToken(request.headers) ?? "", secret)) {
     await request.body?.cancel();
     return errorResponse(401, HttpErrorText.badSecret, { "www-authenticate": "Bearer" });
   }

@@ -65,20 +65,23 @@ export class Lifecycle {
   /**
    * Ends a subscription without asking the client: `before_unsubscribe`
    * (result ignored but for its `data`) and `on_unsubscribe`. With `error`,
-   * the client is told with an `unsubscribe` message carrying it.
+   * the client is told with an `unsubscribe` message carrying it, as soon as
+   * that `data` is known: `on_unsubscribe` is the service's business only.
+   * From the start the subscription is gone for the client's own events.
    */
   async end(session: Session, subscription: Subscription, error?: unknown): Promise<void> {
     if (!this.detach(session, subscription)) return;
     const before = await this.#callbacks.call(subscription, "before_unsubscribe");
+    if (error !== undefined) {
+      session.send({
+        event: ClientEvent.unsubscribe,
+        subscription: subscription.name,
+        ...(before.data !== undefined ? { data: before.data } : {}),
+        error,
+        ...subscription.extra,
+      });
+    }
     await this.#callbacks.call(subscription, "on_unsubscribe");
-    if (error === undefined) return;
-    session.send({
-      event: ClientEvent.unsubscribe,
-      subscription: subscription.name,
-      ...(before.data !== undefined ? { data: before.data } : {}),
-      error,
-      ...subscription.extra,
-    });
   }
 
   /** Ends every subscription of a closed session, their callbacks in parallel. */

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { LatencyHistogram } from "./histogram.ts";
+import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./metric_counts.ts";
 
 /** Why a published message did not reach a subscriber. */
 export type DropReason =
@@ -15,6 +17,13 @@ export type DropReason =
   | "invalid"
   | "held_overflow";
 
+/**
+ * How an `auth` event ended: `ok`; `failed` (credentials missing or refused);
+ * `unavailable` (the ticket service could not be reached); `unsupported`
+ * (the method is not configured).
+ */
+export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
+
 /** Why a connection was refused: at the upgrade, or before it on the CLI's own transport. */
 export type RejectReason =
   | "max_connections"
@@ -23,59 +32,12 @@ export type RejectReason =
   | "handshake_timeout"
   | "bad_request";
 
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
-class LatencyHistogram {
-  readonly counts: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
-  count = 0;
-  sum = 0;
-
-  observe(seconds: number): void {
-    this.count++;
-    this.sum += seconds;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      if (seconds <= LATENCY_BUCKETS[i]) {
-        this.counts[i]++;
-        return;
-      }
-    }
-  }
-}
-
-/** Counts by one label value. */
-type ByOne = Map<string, number>;
-/** Counts by two label values, without building a key string per count. */
-type ByTwo = Map<string, Map<string, number>>;
-
-function countOne(counts: ByOne, value: string, by = 1): void {
-  counts.set(value, (counts.get(value) ?? 0) + by);
-}
-
-function countTwo(counts: ByTwo, first: string, second: string): void {
-  let row = counts.get(first);
-  if (!row) counts.set(first, row = new Map());
-  row.set(second, (row.get(second) ?? 0) + 1);
-}
-
-/** The label values and count of every cell of a one- or two-label counter. */
-function cells(counts: ByOne | ByTwo): [string[], number][] {
-  const out: [string[], number][] = [];
-  for (const [first, value] of counts) {
-    if (typeof value === "number") out.push([[first], value]);
-    else for (const [second, count] of value) out.push([[first, second], count]);
-  }
-  return out;
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
-}
-
 /** The counters with labels, by their snapshot key prefix. */
 interface LabelledCounts {
   readonly rejected: ByOne;
   readonly closed: ByOne;
   readonly events: ByTwo;
+  readonly auth: ByTwo;
   readonly dropped: ByOne;
   readonly recoveries: ByOne;
   readonly callbacks: ByTwo;
@@ -122,7 +84,7 @@ const ROWS: readonly Row[] = [
   },
   {
     name: "shark_connections_rejected_total",
-    help: "Upgrades refused",
+    help: "Connections refused, by reason",
     type: "counter",
     key: "rejected",
     labels: ["reason"],
@@ -140,6 +102,13 @@ const ROWS: readonly Row[] = [
     type: "counter",
     key: "events",
     labels: ["event", "outcome"],
+  },
+  {
+    name: "shark_auth_total",
+    help: "auth events by method and outcome",
+    type: "counter",
+    key: "auth",
+    labels: ["method", "outcome"],
   },
   {
     name: "shark_subscriptions_open",
@@ -212,6 +181,13 @@ const ROWS: readonly Row[] = [
     key: "history_replayed",
   },
   {
+    name: "shark_callbacks_queued",
+    help: "Service callbacks waiting for one of the http.max_concurrent slots of their origin",
+    type: "gauge",
+    field: "callbacksQueued",
+    key: "callbacks_queued",
+  },
+  {
     name: "shark_callbacks_total",
     help: "Service callbacks by callback and outcome",
     type: "counter",
@@ -256,10 +232,13 @@ export class Metrics {
   historyPublished = 0;
   /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
   replayed = 0;
+  /** Service callbacks waiting for a slot of `http.max_concurrent` now. */
+  callbacksQueued = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),
     events: new Map(),
+    auth: new Map(),
     dropped: new Map(),
     recoveries: new Map(),
     callbacks: new Map(),
@@ -269,6 +248,11 @@ export class Metrics {
   /** Counts a client event by name and outcome (`ok` or `error`). */
   event(name: string, outcome: "ok" | "error"): void {
     countTwo(this.#labelled.events, name, outcome);
+  }
+
+  /** Counts an `auth` event by method (`other` for an unknown one) and outcome. */
+  auth(method: string, outcome: AuthOutcome): void {
+    countTwo(this.#labelled.auth, method, outcome);
   }
 
   /** Counts messages not delivered, by reason. */
@@ -281,7 +265,7 @@ export class Metrics {
     countOne(this.#labelled.recoveries, outcome);
   }
 
-  /** Counts a refused upgrade, by reason. */
+  /** Counts a refused connection (see {@link RejectReason}). */
   rejected(reason: RejectReason): void {
     countOne(this.#labelled.rejected, reason);
   }
@@ -292,7 +276,11 @@ export class Metrics {
   }
 
   /** Counts one service callback with its outcome and duration. */
-  callback(name: string, outcome: "ok" | "error" | "unavailable", seconds: number): void {
+  callback(
+    name: string,
+    outcome: "ok" | "error" | "unavailable" | "cancelled",
+    seconds: number,
+  ): void {
     countTwo(this.#labelled.callbacks, name, outcome);
     let histogram = this.#latency.get(name);
     if (!histogram) this.#latency.set(name, histogram = new LatencyHistogram());
@@ -317,17 +305,7 @@ export class Metrics {
     }
     header(LATENCY, "histogram", "Service callback latency");
     for (const [name, histogram] of this.#latency) {
-      const label = `callback="${escapeLabel(name)}"`;
-      let cumulative = 0;
-      LATENCY_BUCKETS.forEach((bound, i) => {
-        cumulative += histogram.counts[i];
-        lines.push(`${LATENCY}_bucket{${label},le="${bound}"} ${cumulative}`);
-      });
-      lines.push(
-        `${LATENCY}_bucket{${label},le="+Inf"} ${histogram.count}`,
-        `${LATENCY}_sum{${label}} ${histogram.sum}`,
-        `${LATENCY}_count{${label}} ${histogram.count}`,
-      );
+      lines.push(...histogram.exposition(LATENCY, `callback="${escapeLabel(name)}"`));
     }
     return lines.join("\n") + "\n";
   }

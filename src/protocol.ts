@@ -37,6 +37,8 @@ export const ErrorText = {
   serviceUnavailable: "Service unavailable.",
   authUnsupported: "Authentication method unsupported.",
   needsTicket: "Must specify ticket.",
+  /** A `jwt` auth without a token (SPEC section 11). */
+  needsToken: "Must specify token.",
   authFailed: "Authentication failed.",
   authRequired: "Authentication required.",
   unauthorized: "Unauthorized.",
@@ -48,6 +50,34 @@ export const ErrorText = {
   /** Shark's own (SPEC section 10): a subscribe's `recover` is not a position. */
   invalidRecoverPosition: "Invalid recover position.",
 } as const;
+
+/**
+ * Keys Shark writes into the frames of a subscription: replies, `unsubscribe`
+ * notices and messages (with delivery metadata). A service's `extra_fields`
+ * may not name one, so that every frame carries each key once.
+ */
+export const RESERVED_FIELDS: readonly string[] = [
+  "event",
+  "status",
+  "error",
+  "data",
+  "subscription",
+  "published_at",
+  "received_at",
+  "sent_at",
+  "queue_size",
+];
+
+/**
+ * Reserved as well in a service with `history` (SPEC section 10): the
+ * position keys of its replies and messages, and the subscribe's `recover`.
+ */
+export const HISTORY_RESERVED_FIELDS: readonly string[] = [
+  "offset",
+  "epoch",
+  "recovered",
+  "recover",
+];
 
 /** The largest `POST /publish` body accepted. */
 export const MAX_PUBLISH_BYTES = 8 * 1024 * 1024;
@@ -81,6 +111,8 @@ export const HttpErrorText = {
 /** Authentication methods, as the `method` of an `auth` event names them. */
 export const AuthMethod = {
   ticket: "ticket",
+  /** A signed token from the application's identity provider (SPEC section 11). */
+  jwt: "jwt",
 } as const;
 
 /** The authentication method used when an `auth` event names none. */
@@ -173,6 +205,16 @@ export const CloseReason = {
     code: 1011,
     reason: "internal error",
     name: "internal_error",
+    reconnect: true,
+  },
+  /**
+   * The JWT of the last `auth` expired (`exp` + leeway) without a new `auth`
+   * (SPEC section 11). Reconnect with a fresh token.
+   */
+  tokenExpired: {
+    code: 4001,
+    reason: "token expired",
+    name: "token_expired",
     reconnect: true,
   },
   /**

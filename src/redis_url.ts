@@ -6,16 +6,6 @@
  * @module
  */
 
-/** Options of {@link redisUrlProblem}. */
-export interface RedisUrlCheck {
-  /**
-   * Whether a database path that is not a number is a problem (default
-   * `true`). The configuration leaves it to the adapter's `start()`, which
-   * reports it with the URL.
-   */
-  readonly database?: boolean;
-}
-
 /**
  * Why `text` is not a Redis URL the client can connect with, or `undefined`.
  * The client itself would only report these as a bare `TypeError`.
@@ -26,13 +16,13 @@ export interface RedisUrlCheck {
  * redisUrlProblem("redis://127.0.0.1:6379/books"); // 'the database "books" is not a number'
  * ```
  */
-export function redisUrlProblem(text: string, check: RedisUrlCheck = {}): string | undefined {
+export function redisUrlProblem(text: string): string | undefined {
   const url = URL.parse(text);
   if (!url || (url.protocol !== "redis:" && url.protocol !== "rediss:")) {
     return "expected a redis:// or rediss:// URL";
   }
   const database = url.pathname.slice(1);
-  if (check.database !== false && database !== "" && !/^\d+$/.test(database)) {
+  if (database !== "" && !/^\d+$/.test(database)) {
     return `the database ${JSON.stringify(database)} is not a number`;
   }
 }

@@ -1,23 +1,33 @@
 /**
  * The HTTP client for service callbacks (SPEC section 2): JSON POSTs over
- * `fetch` with a timeout per try, retries, 429 handling and credentials kept
- * out of logs.
+ * `fetch` with a timeout per try, retries, 429 handling, at most
+ * `http.max_concurrent` tries in flight per origin (`callback_slots.ts`) and
+ * credentials kept out of logs.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { Slots } from "./callback_slots.ts";
 import type { SharkConfig } from "./config.ts";
 import type { Metrics } from "./metrics.ts";
 import { ErrorText } from "./protocol.ts";
-import { redactUrl } from "./redact.ts";
+import { redactUrl, redactUrls } from "./redact.ts";
 import { delay, isObject, readLimited } from "./util.ts";
 
-/**
- * Whose logger a callback's lines go to. Read only when a line is written,
- * so that sessions whose callbacks succeed quietly never build a logger.
- */
-export interface LogSource {
+/** Whose callback it is. */
+export interface Caller {
+  /**
+   * Where the callback's lines go. Read only when a line is written, so that
+   * sessions whose callbacks succeed quietly never build a logger.
+   */
   readonly log: Logger;
+  /**
+   * Aborted when the reply is no longer wanted (the session closed): the
+   * callback then stops waiting, for a 429's reset, between tries or for a
+   * slot, and no further try starts; a try in flight finishes, since the
+   * service may already act on it. Read only when the callback has to wait.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** A service's JSON reply; `status: "ok"` means success. */
@@ -45,9 +55,34 @@ interface Target {
   /** The URL as it may appear in logs. */
   readonly shown: string;
   readonly headers: HeadersInit;
+  /** The `http.max_concurrent` slots of the URL's origin. */
+  readonly slots: Slots;
 }
 
-function targetOf(text: string): Target {
+/**
+ * What went wrong, for the log: the error's name and message, and its
+ * cause's message, where `fetch` says why and names the URL it tried (which
+ * the caller redacts).
+ */
+function problemOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
+  return `${error.name}: ${error.message}${cause}`;
+}
+
+/**
+ * Where a 3xx reply points, for the log: its `Location`'s origin only (the
+ * rest may carry tokens). Redirects are not followed: a 301/302 would turn
+ * the POST into a bodyless GET, and any of them could carry the URL's
+ * credentials to another origin.
+ */
+function redirection(response: Response): string {
+  if (response.status < 300 || response.status > 399) return "";
+  const location = URL.parse(response.headers.get("location") ?? "", response.url);
+  return `, a redirect to ${location?.origin ?? "nowhere"} (not followed)`;
+}
+
+function targetOf(text: string, slots: Slots): Target {
   const url = new URL(text);
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (url.username || url.password) {
@@ -58,7 +93,7 @@ function targetOf(text: string): Target {
     url.username = "";
     url.password = "";
   }
-  return { url: url.href, shown: redactUrl(text), headers };
+  return { url: url.href, shown: redactUrl(text), headers, slots };
 }
 
 /**
@@ -76,6 +111,8 @@ export class ServiceClient {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #targets = new Map<string, Target>();
+  /** The slots of each origin called so far. */
+  readonly #slots = new Map<string, Slots>();
   /** Requests in flight, aborted by {@link close}. */
   readonly #inFlight = new Set<AbortController>();
   readonly #stop = new AbortController();
@@ -100,18 +137,31 @@ export class ServiceClient {
     callback: string,
     url: string,
     body: Record<string, unknown>,
-    source: LogSource = { log: this.#log },
+    source: Caller = { log: this.#log },
   ): Promise<ServiceReply> {
     let target = this.#targets.get(url);
-    if (!target) this.#targets.set(url, target = targetOf(url));
+    if (!target) this.#targets.set(url, target = targetOf(url, this.#slotsOf(url)));
     const text = JSON.stringify(body);
     const started = performance.now();
     const tries = this.#http.tries;
     let wait = this.#http.wait;
-    for (let attempt = 1; attempt <= tries && !this.#stop.signal.aborted; attempt++) {
-      if (attempt > 1 && wait > 0) await delay(wait * 1000, this.#stop.signal);
+    /** Stops the waits: the client closing, or the caller no longer needing the reply. */
+    let cancel: AbortSignal | undefined = this.#stop.signal.aborted ? this.#stop.signal : undefined;
+    for (let attempt = 1; attempt <= tries && !cancel?.aborted; attempt++) {
+      if (attempt > 1) {
+        cancel ??= this.#cancelOf(source);
+        if (wait > 0) await delay(wait * 1000, cancel);
+        if (cancel.aborted) break;
+      }
       wait = this.#http.wait;
-      const outcome = await this.#try(target, text);
+      const slots = target.slots;
+      if (!slots.tryTake() && !(await slots.wait(cancel ??= this.#cancelOf(source)))) break;
+      let outcome: ServiceReply | number | TryFailure;
+      try {
+        outcome = await this.#try(target, text);
+      } finally {
+        slots.release();
+      }
       if (typeof outcome !== "number" && !(outcome instanceof TryFailure)) {
         const seconds = (performance.now() - started) / 1000;
         this.#metrics.callback(callback, outcome.status === "ok" ? "ok" : "error", seconds);
@@ -143,8 +193,24 @@ export class ServiceClient {
         });
       }
     }
-    this.#metrics.callback(callback, "unavailable", (performance.now() - started) / 1000);
+    const outcome = cancel?.aborted ? "cancelled" : "unavailable";
+    this.#metrics.callback(callback, outcome, (performance.now() - started) / 1000);
     return UNAVAILABLE;
+  }
+
+  /** What stops a callback's waits: the client closing, or the caller's signal. */
+  #cancelOf(caller: Caller): AbortSignal {
+    const signal = caller.signal;
+    return signal ? AbortSignal.any([this.#stop.signal, signal]) : this.#stop.signal;
+  }
+
+  #slotsOf(url: string): Slots {
+    const origin = new URL(url).origin;
+    let slots = this.#slots.get(origin);
+    if (!slots) {
+      this.#slots.set(origin, slots = new Slots(this.#http.max_concurrent, this.#metrics));
+    }
+    return slots;
   }
 
   /**
@@ -165,6 +231,7 @@ export class ServiceClient {
         headers: target.headers,
         body,
         signal: controller.signal,
+        redirect: "manual",
       });
       if (response.status === 429) {
         await response.body?.cancel();
@@ -172,13 +239,12 @@ export class ServiceClient {
       }
       if (!response.ok) {
         await response.body?.cancel();
-        return new TryFailure(`HTTP status ${response.status}`);
+        return new TryFailure(`HTTP status ${response.status}${redirection(response)}`);
       }
       const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
       return isObject(reply) ? reply : new TryFailure("the reply is not a JSON object");
     } catch (error) {
-      const problem = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return new TryFailure(problem);
+      return new TryFailure(redactUrls(problemOf(error)));
     } finally {
       clearTimeout(timer);
       this.#inFlight.delete(controller);

@@ -9,8 +9,8 @@ import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
 import { OPEN, type Socket } from "./socket.ts";
-import type { Subscriber, Subscription } from "./subscription.ts";
-import { EMPTY, type JsonObject, randomId } from "./util.ts";
+import { type Clock, REAL_CLOCK, type Subscriber, type Subscription } from "./subscription.ts";
+import { EMPTY, type JsonObject, MAX_TIMER_MS, randomId } from "./util.ts";
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
 export type ClientFrame = string | ArrayBuffer;
@@ -24,6 +24,8 @@ export interface SessionHost {
   handleEvent(session: Session, frame: ClientFrame): Promise<void>;
   /** Ends the subscriptions of a closed session, running their callbacks. */
   sessionClosed(session: Session): Promise<void>;
+  /** The timers of credential expiry; tests pass a fake clock. Default the runtime's. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -71,6 +73,9 @@ export class Session implements Subscriber, EventListenerObject {
   #unchecked = 0;
   #done: PromiseWithResolvers<void> | undefined;
   #finished = false;
+  #closing: AbortController | undefined;
+  /** The timer that closes the connection when the credentials of the last `auth` expire. */
+  #expiry: unknown;
 
   constructor(socket: Socket, host: SessionHost, log: Logger) {
     this.#socket = socket;
@@ -97,6 +102,18 @@ export class Session implements Subscriber, EventListenerObject {
   /** Whether the session has ended; its pending work checks this after each await. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Aborted when the session ends, so that callbacks it no longer needs stop
+   * waiting. Created when first asked for: most sessions never wait.
+   */
+  get signal(): AbortSignal {
+    if (!this.#closing) {
+      this.#closing = new AbortController();
+      if (this.#closed) this.#closing.abort();
+    }
+    return this.#closing.signal;
   }
 
   /** Socket events. */
@@ -129,26 +146,58 @@ export class Session implements Subscriber, EventListenerObject {
   }
 
   /**
-   * Closes the connection. With `afterCleanup`, the unsubscribe callbacks run
-   * first and the socket closes once they are done (so a client reconnecting
-   * finds the services already told); otherwise the socket closes at once.
+   * Closes the connection at once; the unsubscribe callbacks run afterwards.
+   * Resolves once they are done.
    */
-  close(reason: CloseReason, options: { afterCleanup?: boolean } = {}): Promise<void> {
+  close(reason: CloseReason): Promise<void> {
     if (this.#closed) return this.finished;
-    this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
-    this.#host.metrics.closed(reason.name);
-    const closeSocket = () => {
-      try {
-        this.#socket.close(reason.code, reason.reason);
-      } catch (error) {
-        this.log.debug("socket close failed: {error}", { error: String(error) });
-      }
-    };
+    this.#noteClose(reason);
+    this.#closeSocket(reason);
     const finished = this.finished;
-    if (options.afterCleanup) finished.then(closeSocket);
-    else closeSocket();
     this.#end();
     return finished;
+  }
+
+  /**
+   * Closes the connection with 4001 "token expired" (SPEC section 11) after
+   * `ms` milliseconds, once the unsubscribe callbacks have run; a later call
+   * (a new successful `auth`) replaces the deadline, `undefined` removes it.
+   */
+  expireAuthIn(ms: number | undefined): void {
+    const clock = this.#host.clock ?? REAL_CLOCK;
+    clock.clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    if (ms === undefined || this.#closed) return;
+    const step = Math.max(0, Math.min(ms, MAX_TIMER_MS));
+    this.#expiry = clock.setTimeout(() => {
+      if (step < ms) this.expireAuthIn(ms - step);
+      else this.#expire();
+    }, step);
+  }
+
+  /**
+   * Unlike `close`, the socket closes only once the unsubscribe callbacks are
+   * done: a client that reconnects with a fresh token finds the services
+   * already told.
+   */
+  #expire(): void {
+    const reason = CloseReason.tokenExpired;
+    this.#noteClose(reason);
+    this.finished.then(() => this.#closeSocket(reason));
+    this.#end();
+  }
+
+  #noteClose(reason: CloseReason): void {
+    this.log.info("closing connection: {reason}", { reason: reason.reason, code: reason.code });
+    this.#host.metrics.closed(reason.name);
+  }
+
+  #closeSocket(reason: CloseReason): void {
+    try {
+      this.#socket.close(reason.code, reason.reason);
+    } catch (error) {
+      this.log.debug("socket close failed: {error}", { error: String(error) });
+    }
   }
 
   #write(frame: string): boolean {
@@ -197,6 +246,8 @@ export class Session implements Subscriber, EventListenerObject {
   #end(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing?.abort();
+    this.expireAuthIn(undefined);
     this.#host.sessionClosed(this).catch((error) =>
       this.log.error("closing session failed: {error}", { error: String(error) })
     ).finally(() => {

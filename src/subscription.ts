@@ -25,6 +25,8 @@ export interface Subscriber {
   readonly authInfo: JsonObject;
   /** Sends a message frame to the client; `false` when it could not. */
   deliver(frame: string): boolean;
+  /** Aborted when the session closes: the callbacks it no longer owes stop waiting. */
+  readonly signal?: AbortSignal;
 }
 
 /** What a successful recovery hands to {@link Subscription.release}. */

@@ -15,6 +15,12 @@ export function isObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/**
+ * The longest delay a timer takes: 2^31 − 1 ms, about 24.8 days. A longer
+ * one overflows and fires at once.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Resolves after `ms` milliseconds, or at once when `signal` aborts. */
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -60,13 +66,25 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
 }
 
 /**
+ * A decimal number as Python's `float()` reads one (its infinities and NaN
+ * aside): `_` only between two digits, no `0x`/`0b`/`0o` prefix, which
+ * `Number()` would take.
+ */
+const PYTHON_FLOAT =
+  /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+
+/**
  * Reads a number the way SocketShark's `float()` does for `order` and
- * `throttle`: a finite number or a numeric string; anything else is `undefined`.
+ * `throttle`: a finite number or a string `float()` accepts (surrounding
+ * whitespace and digit separators included); anything else, infinities and
+ * NaN too, is `undefined`.
  */
 export function parseNumber(value: unknown): number | undefined {
   if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
-  if (typeof value !== "string" || value.trim() === "") return undefined;
-  const number = Number(value);
+  if (typeof value !== "string") return undefined;
+  const text = value.trim();
+  if (!PYTHON_FLOAT.test(text)) return undefined;
+  const number = Number(text.includes("_") ? text.replaceAll("_", "") : text);
   return Number.isFinite(number) ? number : undefined;
 }
 

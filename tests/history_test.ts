@@ -12,7 +12,7 @@ import { BroadcastChannelPubSub, ConfigError, loadConfig, Shark } from "../mod.t
 import type { TestClient } from "./helpers/client.ts";
 import { runMain } from "./helpers/process.ts";
 import { TestService } from "./helpers/service.ts";
-import { type TestShark, withShark } from "./helpers/shark.ts";
+import { TestShark } from "./helpers/shark.ts";
 
 const HISTORY = { size: 100, ttl: 60 };
 const NO_METADATA = { delivery: { metadata: false } } as const;
@@ -118,7 +118,8 @@ Deno.test("an adapter that keeps no history refuses to start a service with hist
 });
 
 Deno.test("messages of a history service carry offset and epoch next to data, gapless from 1, also with metadata off", async () => {
-  await withShark(config(), async (shark) => {
+  {
+    await using shark = await TestShark.start(config());
     const { client, reply } = await subscribe(shark, { subscription: "books.1" });
     const epoch = reply.epoch;
     await publishN(shark, "books.1", 1, 3);
@@ -134,8 +135,9 @@ Deno.test("messages of a history service carry offset and epoch next to data, ga
       })),
     );
     await client.close();
-  });
-  await withShark(config({}, { delivery: { metadata: true } }), async (shark) => {
+  }
+  {
+    await using shark = await TestShark.start(config({}, { delivery: { metadata: true } }));
     const { client } = await subscribe(shark, { subscription: "books.1" });
     await shark.publish({ subscription: "books.1", data: 1 });
     const message = await client.next();
@@ -143,11 +145,12 @@ Deno.test("messages of a history service carry offset and epoch next to data, ga
     assert.equal(typeof message.epoch, "string");
     assert.equal(typeof message.sent_at, "string");
     await client.close();
-  });
+  }
 });
 
 Deno.test("a history service's subscribe reply carries the topic's position: offset 0 and a fresh epoch for a topic without history", async () => {
-  await withShark(config(), async (shark) => {
+  {
+    await using shark = await TestShark.start(config());
     const first = await subscribe(shark, { subscription: "books.1" });
     assert.deepEqual(Object.keys(first.reply), [
       "event",
@@ -171,11 +174,12 @@ Deno.test("a history service's subscribe reply carries the topic's position: off
     const other = await subscribe(shark, { subscription: "books.2" });
     assert.notEqual(other.reply.epoch, first.reply.epoch);
     for (const { client } of [first, second, other]) await client.close();
-  });
+  }
 });
 
 Deno.test("recovery: a client that saw offset N gets exactly N+1..top in order after `recovered: true`, then live messages", async () => {
-  await withShark(config(), async (shark) => {
+  {
+    await using shark = await TestShark.start(config());
     const seen = await subscribe(shark, { subscription: "books.1" });
     await publishN(shark, "books.1", 1, 4);
     const epoch = seen.reply.epoch;
@@ -201,7 +205,7 @@ Deno.test("recovery: a client that saw offset N gets exactly N+1..top in order a
     assert.deepEqual(await offsets(back.client, 1, epoch), [11]);
     await back.client.silence(100);
     await back.client.close();
-  });
+  }
 });
 
 Deno.test("recovery under a concurrent publisher: each client gets every offset after its own exactly once, in order", async () => {
@@ -212,51 +216,52 @@ Deno.test("recovery under a concurrent publisher: each client gets every offset 
     },
   });
   try {
-    await withShark(
-      config({
-        before_subscribe: service.url("/before_subscribe"),
-        history: { size: 1000, ttl: 60 },
-      }),
-      async (shark) => {
-        const first = await subscribe(shark, { subscription: "books.1" });
-        const epoch = first.reply.epoch;
-        await first.client.close();
-        await publishN(shark, "books.1", 1, 20);
-        let publishing = true;
-        let published = 20;
-        const publisher = (async () => {
-          while (publishing) {
-            await shark.publish({ subscription: "books.1", data: { n: ++published } });
-            await new Promise((resolve) => setTimeout(resolve, 1));
-          }
-        })();
-        const from = [0, 5, 13, 19, 20];
-        const clients = await Promise.all(from.map(async (offset) => {
-          const { client, reply } = await subscribe(shark, {
-            subscription: "books.1",
-            recover: { offset, epoch },
-          });
-          assert.equal(reply.recovered, true, JSON.stringify(reply));
-          return client;
-        }));
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        publishing = false;
-        await publisher;
-        for (const [index, client] of clients.entries()) {
-          const expected = range(from[index] + 1, published);
-          assert.deepEqual(await offsets(client, expected.length, epoch), expected);
-          await client.silence(50);
-          await client.close();
+    {
+      await using shark = await TestShark.start(
+        config({
+          before_subscribe: service.url("/before_subscribe"),
+          history: { size: 1000, ttl: 60 },
+        }),
+      );
+      const first = await subscribe(shark, { subscription: "books.1" });
+      const epoch = first.reply.epoch;
+      await first.client.close();
+      await publishN(shark, "books.1", 1, 20);
+      let publishing = true;
+      let published = 20;
+      const publisher = (async () => {
+        while (publishing) {
+          await shark.publish({ subscription: "books.1", data: { n: ++published } });
+          await new Promise((resolve) => setTimeout(resolve, 1));
         }
-      },
-    );
+      })();
+      const from = [0, 5, 13, 19, 20];
+      const clients = await Promise.all(from.map(async (offset) => {
+        const { client, reply } = await subscribe(shark, {
+          subscription: "books.1",
+          recover: { offset, epoch },
+        });
+        assert.equal(reply.recovered, true, JSON.stringify(reply));
+        return client;
+      }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      publishing = false;
+      await publisher;
+      for (const [index, client] of clients.entries()) {
+        const expected = range(from[index] + 1, published);
+        assert.deepEqual(await offsets(client, expected.length, epoch), expected);
+        await client.silence(50);
+        await client.close();
+      }
+    }
   } finally {
     await service.close();
   }
 });
 
 Deno.test("no recovery from another epoch or from further back than the history: `recovered: false`, nothing replayed, live messages flow", async () => {
-  await withShark(config({ history: { size: 5, ttl: 60 } }), async (shark) => {
+  {
+    await using shark = await TestShark.start(config({ history: { size: 5, ttl: 60 } }));
     const first = await subscribe(shark, { subscription: "books.1" });
     const epoch = first.reply.epoch;
     await first.client.close();
@@ -290,11 +295,12 @@ Deno.test("no recovery from another epoch or from further back than the history:
     assert.equal(within.reply.recovered, true);
     assert.deepEqual(await offsets(within.client, 3, epoch), range(11, 13));
     await within.client.close();
-  });
+  }
 });
 
 Deno.test("a history whose ttl passed is gone: `recovered: false`, a new epoch at offset 0", async () => {
-  await withShark(config({ history: { size: 10, ttl: 0.2 } }), async (shark) => {
+  {
+    await using shark = await TestShark.start(config({ history: { size: 10, ttl: 0.2 } }));
     const first = await subscribe(shark, { subscription: "books.1" });
     await publishN(shark, "books.1", 1, 3);
     await first.client.take(3);
@@ -309,75 +315,76 @@ Deno.test("a history whose ttl passed is gone: `recovered: false`, a new epoch a
     assert.notEqual(reply.epoch, first.reply.epoch);
     await client.silence(50);
     await client.close();
-  });
+  }
 });
 
 Deno.test("`Invalid recover position.` unless an object with a non-negative integer offset and a string epoch, checked after check 2", async () => {
-  await withShark(
-    config({ require_authentication: true, extra_fields: ["tag"] }),
-    async (shark) => {
-      const client = await shark.connect();
-      for (
-        const recover of [
-          null,
-          "4",
-          4,
-          [],
-          {},
-          { offset: 4 },
-          { epoch: "e" },
-          { offset: -1, epoch: "e" },
-          {
-            offset: 1.5,
-            epoch: "e",
-          },
-          { offset: "4", epoch: "e" },
-          { offset: 4, epoch: 7 },
-        ]
-      ) {
-        assert.deepEqual(
-          await client.request({ event: "subscribe", subscription: "books.1", tag: "t", recover }),
-          {
-            event: "subscribe",
-            status: "error",
-            error: "Invalid recover position.",
-            tag: "t",
-            subscription: "books.1",
-          },
-          JSON.stringify(recover),
-        );
-      }
-      const bad = { offset: -1, epoch: "e" };
-      assert.equal(
-        (await client.request({ event: "subscribe", subscription: "nope.1", recover: bad })).error,
-        "Invalid service.",
-      );
-      assert.equal(
-        (await client.request({ event: "subscribe", subscription: "books", recover: bad })).error,
-        "Invalid subscription format.",
-      );
-      assert.equal(
-        (await client.request({
+  {
+    await using shark = await TestShark.start(
+      config({ require_authentication: true, extra_fields: ["tag"] }),
+    );
+    const client = await shark.connect();
+    for (
+      const recover of [
+        null,
+        "4",
+        4,
+        [],
+        {},
+        { offset: 4 },
+        { epoch: "e" },
+        { offset: -1, epoch: "e" },
+        {
+          offset: 1.5,
+          epoch: "e",
+        },
+        { offset: "4", epoch: "e" },
+        { offset: 4, epoch: 7 },
+      ]
+    ) {
+      assert.deepEqual(
+        await client.request({ event: "subscribe", subscription: "books.1", tag: "t", recover }),
+        {
           event: "subscribe",
+          status: "error",
+          error: "Invalid recover position.",
+          tag: "t",
           subscription: "books.1",
-          recover: { offset: 0, epoch: "" },
-        }))
-          .error,
-        "Authentication required.",
+        },
+        JSON.stringify(recover),
       );
-      await client.close();
-    },
-  );
+    }
+    const bad = { offset: -1, epoch: "e" };
+    assert.equal(
+      (await client.request({ event: "subscribe", subscription: "nope.1", recover: bad })).error,
+      "Invalid service.",
+    );
+    assert.equal(
+      (await client.request({ event: "subscribe", subscription: "books", recover: bad })).error,
+      "Invalid subscription format.",
+    );
+    assert.equal(
+      (await client.request({
+        event: "subscribe",
+        subscription: "books.1",
+        recover: { offset: 0, epoch: "" },
+      }))
+        .error,
+      "Authentication required.",
+    );
+    await client.close();
+  }
 });
 
 Deno.test("`recover` on a service without history is ignored, valid or not: no recovery keys in the reply", async () => {
-  await withShark(config(), async (shark) => {
+  {
+    await using shark = await TestShark.start(config());
     for (const recover of [{ offset: 3, epoch: "e" }, "nonsense"]) {
       const { client, reply } = await subscribe(shark, { subscription: "plain.1", recover });
       assert.deepEqual(reply, { event: "subscribe", status: "ok", subscription: "plain.1" });
       await client.close();
     }
-  });
+  }
 });
 
 Deno.test("replayed messages pass the section 4 rules as live ones do: filter fields and order seeded by before_subscribe", async () => {
@@ -385,48 +392,49 @@ Deno.test("replayed messages pass the section 4 rules as live ones do: filter fi
     "/before_subscribe": { status: "ok", options: { order: 3 } },
   });
   try {
-    await withShark(
-      config({
-        extra_fields: ["author_id"],
-        filter_fields: ["author_id"],
-        before_subscribe: service.url("/before_subscribe"),
-      }),
-      async (shark) => {
-        const first = await subscribe(shark, { subscription: "books.1", author_id: "a" });
-        const epoch = first.reply.epoch;
-        await first.client.close();
-        const envelopes = [
-          { author_id: "a", options: { order: 2 } },
-          { author_id: "b", options: { order: 4 } },
-          { author_id: "a", options: { order: 5 } },
-          { author_id: "a", options: { order: 4 } },
-          { author_id: "a" },
-        ];
-        for (const [index, fields] of envelopes.entries()) {
-          await shark.publish({ subscription: "books.1", data: index + 1, ...fields });
-        }
-        const { client, reply } = await subscribe(shark, {
-          subscription: "books.1",
-          author_id: "a",
-          recover: { offset: 0, epoch },
-        });
-        assert.equal(reply.recovered, true);
-        const messages = await client.take(2);
-        assert.deepEqual(messages.map((message) => [message.data, message.offset]), [[3, 3], [
-          5,
-          5,
-        ]]);
-        await client.silence(100);
-        await client.close();
-      },
-    );
+    {
+      await using shark = await TestShark.start(
+        config({
+          extra_fields: ["author_id"],
+          filter_fields: ["author_id"],
+          before_subscribe: service.url("/before_subscribe"),
+        }),
+      );
+      const first = await subscribe(shark, { subscription: "books.1", author_id: "a" });
+      const epoch = first.reply.epoch;
+      await first.client.close();
+      const envelopes = [
+        { author_id: "a", options: { order: 2 } },
+        { author_id: "b", options: { order: 4 } },
+        { author_id: "a", options: { order: 5 } },
+        { author_id: "a", options: { order: 4 } },
+        { author_id: "a" },
+      ];
+      for (const [index, fields] of envelopes.entries()) {
+        await shark.publish({ subscription: "books.1", data: index + 1, ...fields });
+      }
+      const { client, reply } = await subscribe(shark, {
+        subscription: "books.1",
+        author_id: "a",
+        recover: { offset: 0, epoch },
+      });
+      assert.equal(reply.recovered, true);
+      const messages = await client.take(2);
+      assert.deepEqual(messages.map((message) => [message.data, message.offset]), [[3, 3], [
+        5,
+        5,
+      ]]);
+      await client.silence(100);
+      await client.close();
+    }
   } finally {
     await service.close();
   }
 });
 
 Deno.test("metrics: recoveries by outcome, envelopes replayed, envelopes published with a position", async () => {
-  await withShark(config(), async (shark) => {
+  {
+    await using shark = await TestShark.start(config());
     const first = await subscribe(shark, { subscription: "books.1" });
     const epoch = first.reply.epoch;
     await first.client.close();
@@ -452,11 +460,12 @@ Deno.test("metrics: recoveries by outcome, envelopes replayed, envelopes publish
     assert.match(text, /^shark_history_replayed_total 3$/m);
     assert.match(text, /^shark_history_published_total 4$/m);
     for (const { client } of [recovered, lost]) await client.close();
-  });
+  }
 });
 
 Deno.test("SocketShark clients see no difference on a service without history: replies and messages carry no new keys", async () => {
-  await withShark(config(), async (shark) => {
+  {
+    await using shark = await TestShark.start(config());
     const { client, reply } = await subscribe(shark, { subscription: "plain.1" });
     assert.deepEqual(reply, { event: "subscribe", status: "ok", subscription: "plain.1" });
     await shark.publish({ subscription: "plain.1", data: { n: 1 }, offset: 9, epoch: "e" });
@@ -466,5 +475,5 @@ Deno.test("SocketShark clients see no difference on a service without history: r
       data: { n: 1 },
     });
     await client.close();
-  });
+  }
 });

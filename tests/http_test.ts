@@ -4,27 +4,31 @@
  */
 import assert from "node:assert/strict";
 import { TestClient } from "./helpers/client.ts";
+import { freePort } from "./helpers/loopback.ts";
 import { SharkProcess } from "./helpers/process.ts";
 import { TestService } from "./helpers/service.ts";
-import { withShark } from "./helpers/shark.ts";
+import { TestShark } from "./helpers/shark.ts";
+import { tempFile } from "./helpers/temp.ts";
 
 Deno.test("GET /healthz is 200 with status ok when ready", async () => {
-  await withShark({}, async (shark) => {
-    const response = await fetch(shark.url("/healthz"));
-    assert.equal(response.status, 200);
-    assert.equal(response.headers.get("content-type"), "application/json");
-    const body = await response.json();
-    assert.equal(body.status, "ok");
-    assert.equal(body.adapter, "memory");
-    assert.equal(body.connections, 0);
-  });
+  await using shark = await TestShark.start({});
+  const response = await fetch(shark.url("/healthz"));
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "application/json");
+  const body = await response.json();
+  assert.equal(body.status, "ok");
+  assert.equal(body.adapter, "memory");
+  assert.equal(body.connections, 0);
 });
 
-Deno.test("other plain HTTP requests get JSON 404, GET / gets 426", async () => {
-  await withShark({}, async (shark) => {
+Deno.test("other plain HTTP requests get JSON 404, GET / gets 426", async (t) => {
+  await using shark = await TestShark.start({});
+  await t.step("GET / is 426", async () => {
     const root = await fetch(shark.url("/"));
     assert.equal(root.status, 426);
     assert.equal((await root.json()).status, "error");
+  });
+  await t.step("other paths and methods are JSON 404", async () => {
     for (const path of ["/nothing", "/healthz/extra", "/metrics"]) {
       const response = await fetch(shark.url(path));
       assert.equal(response.status, 404, path);
@@ -37,113 +41,84 @@ Deno.test("other plain HTTP requests get JSON 404, GET / gets 426", async () => 
 });
 
 Deno.test("a WebSocket upgrade works on any path", async () => {
-  await withShark({}, async (shark) => {
-    const client = await TestClient.connect(`ws://127.0.0.1:${shark.port}/any/path?x=1`);
-    assert.deepEqual(await client.request({ event: "ping", data: "p" }), {
-      event: "pong",
-      data: "p",
-    });
-    await client.close();
-  });
+  await using shark = await TestShark.start({});
+  await using client = await TestClient.connect(`ws://127.0.0.1:${shark.port}/any/path?x=1`);
+  await client.pingPong("p");
 });
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 Deno.test("Prometheus metrics on their own listener cover the SPEC list", async () => {
-  const service = new TestService({
+  await using service = new TestService({
     "/authorizer": ({ body }) =>
       body.subscription === "books.no" ? { status: "error" } : { status: "ok" },
   });
   const metricsPort = freePort();
-  const file = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(
-    file,
-    JSON.stringify({
-      server: { port: 0 },
-      metrics: { prometheus: { port: metricsPort } },
-      publish_api: { secret: "s" },
-      services: {
-        books: {
-          require_authentication: false,
-          authorizer: service.url("/authorizer"),
-          filter_fields: ["user_id"],
-        },
+  await using config = await tempFile({
+    server: { port: 0 },
+    metrics: { prometheus: { port: metricsPort } },
+    publish_api: { secret: "publish-secret-for-tests" },
+    services: {
+      books: {
+        require_authentication: false,
+        authorizer: service.url("/authorizer"),
+        filter_fields: ["user_id"],
       },
-    }),
-  );
-  const shark = SharkProcess.spawn(["--config", file]);
-  try {
-    const port = await shark.listeningPort();
-    const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
-    await client.request({ event: "subscribe", subscription: "books.1" });
-    await client.request({ event: "subscribe", subscription: "books.no" });
-    await client.request({ event: "dance" });
-    const publish = (body: unknown) =>
-      fetch(`http://127.0.0.1:${port}/publish`, {
-        method: "POST",
-        headers: { authorization: "Bearer s" },
-        body: JSON.stringify(body),
-      }).then((response) => response.body?.cancel());
-    await publish({ subscription: "books.1", data: 1 });
-    await publish({ subscription: "books.1", data: 2, user_id: "someone else" });
-    await client.next();
-    const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
-    assert.equal(response.status, 200);
-    assert.match(response.headers.get("content-type")!, /^text\/plain/);
-    const text = await response.text();
-    for (
-      const line of [
-        "shark_ready 1",
-        "shark_connections_open 1",
-        "shark_connections_total 1",
-        'shark_events_total{event="subscribe",outcome="ok"} 1',
-        'shark_events_total{event="subscribe",outcome="error"} 1',
-        'shark_events_total{event="unknown",outcome="error"} 1',
-        "shark_subscriptions_open 1",
-        "shark_topics_open 1",
-        "shark_pubsub_received_total 2",
-        "shark_messages_delivered_total 1",
-        'shark_messages_dropped_total{reason="filter"} 1',
-        'shark_callbacks_total{callback="authorizer",outcome="ok"} 1',
-        'shark_callbacks_total{callback="authorizer",outcome="error"} 1',
-        'shark_callback_duration_seconds_count{callback="authorizer"} 2',
-      ]
-    ) {
-      assert.ok(text.split("\n").includes(line), `missing: ${line}\n${text}`);
-    }
-    assert.match(text, /# TYPE shark_callback_duration_seconds histogram/);
-    await client.close();
-    const notFound = await fetch(`http://127.0.0.1:${metricsPort}/other`);
-    assert.equal(notFound.status, 404);
-    await notFound.body?.cancel();
-  } finally {
-    shark.child.kill("SIGTERM");
-    await shark.exit();
-    await service.close();
-    await Deno.remove(file);
+    },
+  });
+  await using shark = SharkProcess.spawn(["--config", config.path]);
+  const port = await shark.listeningPort();
+  await using client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+  await client.subscribe("books.1");
+  await client.request({ event: "subscribe", subscription: "books.no" });
+  await client.request({ event: "dance" });
+  const publish = (body: unknown) =>
+    fetch(`http://127.0.0.1:${port}/publish`, {
+      method: "POST",
+      headers: { authorization: "Bearer publish-secret-for-tests" },
+      body: JSON.stringify(body),
+    }).then((response) => response.body?.cancel());
+  await publish({ subscription: "books.1", data: 1 });
+  await publish({ subscription: "books.1", data: 2, user_id: "someone else" });
+  await client.next();
+  const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type")!, /^text\/plain/);
+  const text = await response.text();
+  for (
+    const line of [
+      "shark_ready 1",
+      "shark_connections_open 1",
+      "shark_connections_total 1",
+      'shark_events_total{event="subscribe",outcome="ok"} 1',
+      'shark_events_total{event="subscribe",outcome="error"} 1',
+      'shark_events_total{event="unknown",outcome="error"} 1',
+      "shark_subscriptions_open 1",
+      "shark_topics_open 1",
+      "shark_pubsub_received_total 2",
+      "shark_messages_delivered_total 1",
+      'shark_messages_dropped_total{reason="filter"} 1',
+      'shark_callbacks_total{callback="authorizer",outcome="ok"} 1',
+      'shark_callbacks_total{callback="authorizer",outcome="error"} 1',
+      'shark_callback_duration_seconds_count{callback="authorizer"} 2',
+    ]
+  ) {
+    assert.ok(text.split("\n").includes(line), `missing: ${line}\n${text}`);
   }
+  assert.match(text, /# TYPE shark_callback_duration_seconds histogram/);
+  await client.close();
+  const notFound = await fetch(`http://127.0.0.1:${metricsPort}/other`);
+  assert.equal(notFound.status, 404);
+  await notFound.body?.cancel();
 });
 
 Deno.test("the log metrics provider prints the counters every interval", async () => {
-  const shark = SharkProcess.spawn(["--port", "0"], {
+  await using shark = SharkProcess.spawn(["--port", "0"], {
     SHARK_CONFIG: JSON.stringify({ metrics: { log: { interval: 0.2 } } }),
   });
-  try {
-    const port = await shark.listeningPort();
-    const client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
-    const line = await shark.waitForLog((line) =>
-      line.message === "metrics" && line.properties?.connections_open === 1
-    );
-    assert.equal(line.properties?.connections_total, 1);
-    assert.equal(line.properties?.ready, 1);
-    await client.close();
-  } finally {
-    shark.child.kill("SIGTERM");
-    await shark.exit();
-  }
+  const port = await shark.listeningPort();
+  await using _client = await TestClient.connect(`ws://127.0.0.1:${port}/`);
+  const line = await shark.waitForLog((line) =>
+    line.message === "metrics" && line.properties?.connections_open === 1
+  );
+  assert.equal(line.properties?.connections_total, 1);
+  assert.equal(line.properties?.ready, 1);
 });

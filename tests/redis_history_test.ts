@@ -348,7 +348,7 @@ Deno.test({
     }),
 });
 
-const SECRET = "publish-secret";
+const SECRET = "publish-secret-for-tests";
 
 function sharkConfig(redis: RedisServer, history = OPTIONS): SharkConfigInput {
   return {
@@ -385,7 +385,9 @@ async function withSharks(
   try {
     const config = sharkConfig(redis, history);
     for (let i = 0; i < count; i++) {
-      sharks.push(await TestShark.start(config, new RedisPubSub(loadConfig(config).pubsub)));
+      sharks.push(
+        await TestShark.start(config, { pubsub: new RedisPubSub(loadConfig(config).pubsub) }),
+      );
     }
     await fn({
       redis,

@@ -9,6 +9,8 @@ import { Metrics } from "../src/metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "../src/protocol.ts";
 import { BUFFER_CHECK_BYTES, type ClientFrame, Session } from "../src/session.ts";
 import { OPEN, type Socket } from "../src/socket.ts";
+import { MAX_TIMER_MS } from "../src/util.ts";
+import { FakeClock } from "./helpers/clock.ts";
 
 /** A client connection in memory: records what Shark sends; `bufferedAmount` grows while the client does not read. */
 class FakeSocket implements Socket {
@@ -52,6 +54,9 @@ interface Limits {
   maxBufferedBytes?: number;
   /** Handles one event, as the event handler would. */
   handle?: (frame: ClientFrame) => Promise<void>;
+  /** Ends the subscriptions of the closed session, as the engine would. */
+  sessionClosed?: () => Promise<void>;
+  clock?: FakeClock;
 }
 
 function connect(limits: Limits = {}) {
@@ -65,7 +70,8 @@ function connect(limits: Limits = {}) {
       maxBufferedBytes: limits.maxBufferedBytes ?? 1024 * 1024,
     },
     handleEvent: (_session, frame) => handle(frame),
-    sessionClosed: () => Promise.resolve(),
+    sessionClosed: limits.sessionClosed ?? (() => Promise.resolve()),
+    clock: limits.clock,
   }, getLogger(["shark", "test"]));
   return { socket, session, metrics };
 }
@@ -166,4 +172,66 @@ Deno.test("a closed session sends nothing and handles no more events", async (t)
     assert.deepEqual(socket.sent, []);
     assert.equal(socket.closedWith, undefined);
   });
+});
+
+Deno.test("expired credentials close with 4001 once the unsubscribe callbacks are done", async () => {
+  const clock = new FakeClock();
+  const cleanup = Promise.withResolvers<void>();
+  const { socket, session, metrics } = connect({ clock, sessionClosed: () => cleanup.promise });
+  session.expireAuthIn(2000);
+  clock.tick(1999);
+  assert.equal(session.closed, false);
+  clock.tick(1);
+  assert.equal(session.closed, true);
+  assert.equal(socket.closedWith, undefined, "the socket waits for the unsubscribe callbacks");
+  cleanup.resolve();
+  await session.finished;
+  assert.deepEqual(socket.closedWith, closeOf(CloseReason.tokenExpired));
+  assert.deepEqual(closeOf(CloseReason.tokenExpired), [4001, "token expired"]);
+  assert.equal(CloseReason.tokenExpired.reconnect, true);
+  assert.equal(metrics.snapshot()["closed.token_expired"], 1);
+});
+
+Deno.test("a new deadline replaces the last one, and none removes it", () => {
+  const clock = new FakeClock();
+  const { session } = connect({ clock });
+  session.expireAuthIn(1000);
+  clock.tick(900);
+  session.expireAuthIn(1000);
+  clock.tick(900);
+  assert.equal(session.closed, false, "the first deadline no longer applies");
+  assert.equal(clock.pending, 1);
+  session.expireAuthIn(undefined);
+  assert.equal(clock.pending, 0);
+  clock.tick(MAX_TIMER_MS);
+  assert.equal(session.closed, false);
+});
+
+Deno.test("a deadline beyond setTimeout's 2^31-1 ms is reached in steps, not at once", () => {
+  const clock = new FakeClock();
+  const { session } = connect({ clock });
+  const delays: number[] = [];
+  const setTimeout = clock.setTimeout.bind(clock);
+  clock.setTimeout = (task, ms) => (delays.push(ms), setTimeout(task, ms));
+  const ms = 3 * MAX_TIMER_MS + 5;
+  session.expireAuthIn(ms);
+  clock.tick(ms - 1);
+  assert.equal(session.closed, false);
+  clock.tick(1);
+  assert.equal(session.closed, true);
+  assert.ok(delays.every((delay) => delay <= MAX_TIMER_MS), String(delays));
+  assert.deepEqual(delays, [MAX_TIMER_MS, MAX_TIMER_MS, MAX_TIMER_MS, 5]);
+});
+
+Deno.test("closing a session, by either side, stops its expiry timer", async () => {
+  for (const close of ["shark", "client"]) {
+    const clock = new FakeClock();
+    const { socket, session } = connect({ clock });
+    session.expireAuthIn(60_000);
+    if (close === "shark") await session.close(CloseReason.shutdown);
+    else socket.closeByClient(1000);
+    assert.equal(clock.pending, 0, close);
+    session.expireAuthIn(60_000);
+    assert.equal(clock.pending, 0, "a closed session sets no timer");
+  }
 });

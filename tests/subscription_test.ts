@@ -16,51 +16,10 @@ import {
   Subscription,
 } from "../src/subscription.ts";
 import type { JsonObject } from "../src/util.ts";
+import { FakeClock } from "./helpers/clock.ts";
 
 const TOPIC = "books.1";
 const FRAME_START = messageFrameStart(TOPIC);
-
-/** Time that moves only when told to; due timers run in time order. */
-class FakeClock implements Clock {
-  #now = 0;
-  #nextId = 1;
-  readonly #timers = new Map<number, { at: number; task: () => void }>();
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(task: () => void, ms: number): number {
-    const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + ms, task });
-    return id;
-  }
-
-  clearTimeout(timer: unknown): void {
-    this.#timers.delete(timer as number);
-  }
-
-  /** Timers set and not yet run or cleared. */
-  get pending(): number {
-    return this.#timers.size;
-  }
-
-  /** Moves time `ms` forward, running each timer due on the way at its own time. */
-  tick(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      let next: [number, { at: number; task: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (!next || entry[1].at < next[1].at)) next = entry;
-      }
-      if (!next) break;
-      this.#timers.delete(next[0]);
-      this.#now = next[1].at;
-      next[1].task();
-    }
-    this.#now = end;
-  }
-}
 
 /** A session that records what it is sent, and when. */
 class FakeSession implements Subscriber {
@@ -255,6 +214,20 @@ Deno.test("throttle: the first at once, then one per period, and the last always
     clock.tick(1000);
     assert.deepEqual(session.data, ["a1", "b1", "unthrottled", "a2", "b2"]);
   });
+
+  await t.step(
+    "a period past the timers' limit (~24.8 days) is capped there, never fired at once",
+    () => {
+      const { clock, session, publish } = setUp();
+      const day = 24 * 3600 * 1000;
+      publish("first", { throttle: 30 * 24 * 3600 });
+      publish("held", { throttle: 30 * 24 * 3600 });
+      clock.tick(day);
+      assert.deepEqual(session.data, ["first"], "still held after a day");
+      clock.tick(2 ** 31 - 1 - day);
+      assert.deepEqual(session.data, ["first", "held"], "released at the cap");
+    },
+  );
 
   await t.step("a stopped subscription sends no pending message and leaves no timer", () => {
     const { clock, session, subscription, publish } = setUp();

@@ -5,11 +5,14 @@
  * `websockets`, Chromium) and with raw bytes for what no well-behaved client sends.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { type DropReason, TransportServer, upgradeWebSocket } from "../cli/transport/server.ts";
 import { buildFrame, FrameReader, type FrameSink, Opcode } from "../cli/transport/frame.ts";
+import { ROOT } from "./helpers/process.ts";
+import { makeTlsFiles } from "./helpers/redis_server.ts";
+import { tempDir } from "./helpers/temp.ts";
+import { waitUntil } from "./helpers/wait.ts";
+import { upgradeRequest } from "./helpers/ws_frame.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 interface Echo extends AsyncDisposable {
@@ -84,13 +87,13 @@ class Raw implements AsyncDisposable {
     return new Raw(await Deno.connect({ hostname: "127.0.0.1", port }));
   }
 
-  /** Connects and upgrades; resolves with the answer's head. */
-  static async upgrade(port: number, extra = ""): Promise<{ raw: Raw; head: string }> {
+  /** Connects and upgrades with RFC 6455's example key; resolves with the answer's head. */
+  static async upgrade(
+    port: number,
+    headers: Record<string, string> = {},
+  ): Promise<{ raw: Raw; head: string }> {
     const raw = await Raw.connect(port);
-    await raw.write(
-      `GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
-    );
+    await raw.write(upgradeRequest(port, "dGhlIHNhbXBsZSBub25jZQ==", headers));
     const head = await raw.head();
     return { raw, head };
   }
@@ -123,11 +126,7 @@ class Raw implements AsyncDisposable {
   }
 
   async until(ready: () => boolean, timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!ready()) {
-      if (Date.now() > deadline) throw new Error(`not seen in time; frames: ${this.frames}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitUntil(ready, timeoutMs, () => `frames ${JSON.stringify(this.frames)}`);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -182,7 +181,9 @@ Deno.test("the 101 answer carries Sec-WebSocket-Accept of RFC 6455's example key
 
 Deno.test("subprotocols a client offers are not selected: the answer has no Sec-WebSocket-Protocol", async () => {
   await using echo = echoServer();
-  const { raw, head } = await Raw.upgrade(echo.port, "Sec-WebSocket-Protocol: chat, superchat\r\n");
+  const { raw, head } = await Raw.upgrade(echo.port, {
+    "Sec-WebSocket-Protocol": "chat, superchat",
+  });
   await using _ = raw;
   assert.match(head, /^HTTP\/1\.1 101/);
   assert.doesNotMatch(head.toLowerCase(), /sec-websocket-protocol/);
@@ -394,64 +395,18 @@ Deno.test("Python's websockets client: echo, fragments, ping/pong, close code, 1
   });
 });
 
-/** A test CA and a certificate it signed for 127.0.0.1, made with openssl. */
+/** A test CA and a certificate it signed for 127.0.0.1 (PEM text, and the CA's file). */
 async function testCertificate(): Promise<
-  { cert: string; key: string; ca: string; caFile: string; [Symbol.asyncDispose](): Promise<void> }
+  { cert: string; key: string; ca: string; caFile: string } & AsyncDisposable
 > {
-  const directory = await Deno.makeTempDir({ prefix: "shark-tls-" });
-  const openssl = async (...args: string[]) => {
-    const output = await new Deno.Command("openssl", {
-      args,
-      cwd: directory,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(
-    "req",
-    "-x509",
-    ...ec,
-    "-days",
-    "1",
-    "-subj",
-    "/CN=Shark test CA",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-  );
-  await openssl("req", ...ec, "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "cert.csr");
-  await Deno.writeTextFile(
-    `${directory}/ext.cnf`,
-    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-  );
-  await openssl(
-    "x509",
-    "-req",
-    "-in",
-    "cert.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "1",
-    "-extfile",
-    "ext.cnf",
-    "-out",
-    "cert.pem",
-  );
-  const read = (name: string) => Deno.readTextFile(`${directory}/${name}`);
+  const directory = await tempDir("shark-tls-");
+  const files = await makeTlsFiles(directory.path);
   return {
-    cert: await read("cert.pem"),
-    key: await read("key.pem"),
-    ca: await read("ca.pem"),
-    caFile: `${directory}/ca.pem`,
-    [Symbol.asyncDispose]: () => Deno.remove(directory, { recursive: true }),
+    cert: await Deno.readTextFile(files.cert),
+    key: await Deno.readTextFile(files.key),
+    ca: await Deno.readTextFile(files.ca),
+    caFile: files.ca,
+    [Symbol.asyncDispose]: () => directory[Symbol.asyncDispose](),
   };
 }
 
@@ -485,10 +440,7 @@ Deno.test("TLS: half a request after the TLS handshake is closed after handshake
   // A client that never starts its TLS handshake: Deno cannot drop a TLS
   // stream before its handshake, so only the counting is seen here.
   const silent = await Deno.connect({ hostname: "127.0.0.1", port: echo.port });
-  const deadline = Date.now() + 3000;
-  while (echo.drops.length < 2 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitUntil(() => echo.drops.length >= 2, 3000, () => `drops ${echo.drops}`);
   assert.deepEqual(echo.drops, ["handshake_timeout", "handshake_timeout"]);
   silent.close();
 });

@@ -3,29 +3,37 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
+import { delay, Inbox } from "./wait.ts";
 
 /** How long a test waits for a message it expects. */
 export const WAIT_MS = 3000;
 
-/** A connected test client. */
+/** Shark's ok reply to `event`, with the fields it adds or echoes. */
+export function okReply(event: string, fields: Record<string, unknown> = {}) {
+  return { event, status: "ok", ...fields };
+}
+
+/** Shark's error reply to `event`, with the fields it echoes. */
+export function errorReply(event: string, error: string, fields: Record<string, unknown> = {}) {
+  return { event, status: "error", error, ...fields };
+}
+
+/** A connected test client; disposing of it closes the connection. */
 export class TestClient {
   readonly socket: WebSocket;
   /** Resolves with the close event, whoever closed. */
   readonly closed: Promise<CloseEvent>;
-  readonly #queue: unknown[] = [];
-  readonly #raw: (string | ArrayBuffer)[] = [];
-  #waiter: (() => void) | undefined;
+  readonly #inbox = new Inbox<Record<string, unknown>>();
 
   private constructor(socket: WebSocket) {
     this.socket = socket;
     socket.binaryType = "arraybuffer";
     this.closed = new Promise((resolve) => socket.addEventListener("close", resolve));
     socket.addEventListener("message", (event) => {
-      this.#raw.push(event.data);
-      this.#queue.push(typeof event.data === "string" ? JSON.parse(event.data) : event.data);
-      this.#waiter?.();
+      this.#inbox.push(typeof event.data === "string" ? JSON.parse(event.data) : event.data);
     });
-    this.closed.then(() => this.#waiter?.());
+    this.closed.then(() => this.#inbox.close());
   }
 
   /** Opens a connection; rejects when the upgrade is refused. */
@@ -60,23 +68,29 @@ export class TestClient {
     return await this.next(timeoutMs);
   }
 
-  /** The next message; rejects after `timeoutMs`. */
-  async next(timeoutMs = WAIT_MS): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.#queue.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no message within ${timeoutMs} ms`);
-      if (this.socket.readyState === WebSocket.CLOSED) throw new Error("connection closed");
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#waiter = undefined;
-    }
-    return this.#queue.shift() as Record<string, unknown>;
+  /** Authenticates with a ticket and asserts the reply is ok. */
+  async auth(ticket: string): Promise<void> {
+    assert.deepEqual(await this.request({ event: "auth", ticket }), okReply("auth"));
+  }
+
+  /** Asserts the connection is still served: a ping with `data` gets the pong echoing it. */
+  async pingPong(data: string): Promise<void> {
+    assert.deepEqual(await this.request({ event: "ping", data }), { event: "pong", data });
+  }
+
+  /** Subscribes with the request's extra fields and asserts the reply is ok; returns it. */
+  async subscribe(
+    subscription: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<Record<string, unknown>> {
+    const reply = await this.request({ event: "subscribe", subscription, ...extra });
+    assert.equal(reply.status, "ok", JSON.stringify(reply));
+    return reply;
+  }
+
+  /** The next message; rejects after `timeoutMs`, or at once when the connection closed. */
+  next(timeoutMs = WAIT_MS): Promise<Record<string, unknown>> {
+    return this.#inbox.next(timeoutMs);
   }
 
   /** The next `count` messages. */
@@ -88,9 +102,9 @@ export class TestClient {
 
   /** Resolves when nothing arrives for `ms`; rejects with what arrived. */
   async silence(ms = 300): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    if (this.#queue.length > 0) {
-      throw new Error(`unexpected message: ${JSON.stringify(this.#queue[0])}`);
+    await delay(ms);
+    if (this.#inbox.size > 0) {
+      throw new Error(`unexpected message: ${JSON.stringify(this.#inbox.peek())}`);
     }
   }
 
@@ -98,5 +112,9 @@ export class TestClient {
   async close(): Promise<CloseEvent> {
     if (this.socket.readyState === WebSocket.OPEN) this.socket.close(1000);
     return await this.closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { Changes, waitUntil, within } from "./wait.ts";
 
 /**
  * The listener every Shark under test runs on: Shark's own transport, or
@@ -22,13 +23,25 @@ export type LogLine = Record<string, unknown> & {
   properties?: Record<string, unknown>;
 };
 
-/** A running `main.ts`. */
+/** How a process ended, with all it wrote. */
+export interface Exit {
+  readonly code: number;
+  /** The signal that ended it, `null` when it exited by itself. */
+  readonly signal: Deno.Signal | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** How long a process may take to exit after SIGTERM. */
+const STOP_TIMEOUT_MS = 10_000;
+
+/** A running `main.ts` (or another Deno program); disposing of it stops it. */
 export class SharkProcess {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
   readonly stdout: Promise<string>;
   readonly #stderrDone: Promise<void>;
-  #waiters = new Set<() => void>();
+  readonly #changes = new Changes();
 
   private constructor(child: Deno.ChildProcess) {
     this.child = child;
@@ -42,18 +55,23 @@ export class SharkProcess {
         while ((newline = buffer.indexOf("\n")) >= 0) {
           this.lines.push(buffer.slice(0, newline));
           buffer = buffer.slice(newline + 1);
-          for (const waiter of this.#waiters) waiter();
+          this.#changes.notify();
         }
       }
       if (buffer) this.lines.push(buffer);
-      for (const waiter of this.#waiters) waiter();
+      this.#changes.notify();
     })();
   }
 
-  /** Spawns `deno run -A main.ts` with `args` and extra environment. */
+  /** Spawns `deno run -A main.ts` on {@link TRANSPORT} with `args` and extra environment. */
   static spawn(args: string[], env: Record<string, string> = {}): SharkProcess {
+    return SharkProcess.deno(["run", "-A", "main.ts", "--transport", TRANSPORT, ...args], env);
+  }
+
+  /** Spawns `deno` with `args` (e.g. `serve --parallel ...`) in the repository root. */
+  static deno(args: string[], env: Record<string, string> = {}): SharkProcess {
     const command = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "main.ts", "--transport", TRANSPORT, ...args],
+      args,
       cwd: ROOT,
       env,
       stdin: "null",
@@ -75,24 +93,13 @@ export class SharkProcess {
   }
 
   /** Waits for a log line matching `test`. */
-  async waitForLog(test: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.logs().find(test);
-      if (found) return found;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`log line not seen; stderr:\n${this.lines.join("\n")}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, 100));
-        const waiters = this.#waiters;
-        function done() {
-          clearTimeout(timer);
-          waiters.delete(done);
-          resolve();
-        }
-        waiters.add(done);
-      });
-    }
+  waitForLog(test: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+    return waitUntil(
+      () => this.logs().find(test),
+      timeoutMs,
+      () => `log line not seen; stderr:\n${this.lines.join("\n")}`,
+      this.#changes,
+    );
   }
 
   /** Waits for the "listening" line and returns the port. */
@@ -102,10 +109,42 @@ export class SharkProcess {
   }
 
   /** Waits for the exit and all output. */
-  async exit(): Promise<{ code: number; stdout: string; stderr: string }> {
+  async exit(): Promise<Exit> {
     const status = await this.child.status;
     await this.#stderrDone;
-    return { code: status.code, stdout: await this.stdout, stderr: this.lines.join("\n") };
+    return {
+      code: status.code,
+      signal: status.signal,
+      stdout: await this.stdout,
+      stderr: this.lines.join("\n"),
+    };
+  }
+
+  /**
+   * SIGTERM, then waits for the exit; one that does not come within 10 s is
+   * an error (and the process is killed).
+   */
+  async stop(): Promise<Exit> {
+    this.#signal("SIGTERM");
+    try {
+      return await within(this.exit(), STOP_TIMEOUT_MS, "exit after SIGTERM");
+    } catch (error) {
+      this.#signal("SIGKILL");
+      await this.exit();
+      throw error;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  #signal(signal: Deno.Signal): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
   }
 }
 

@@ -4,6 +4,9 @@
  *
  * @module
  */
+import * as frames from "./ws_frame.ts";
+
+export { Opcode } from "./ws_frame.ts";
 
 /** One frame read from the server. */
 export interface Frame {
@@ -11,14 +14,11 @@ export interface Frame {
   readonly payload: Uint8Array;
 }
 
-/** Opcodes of RFC 6455. */
-export const Opcode = { text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
-
-/** A raw WebSocket connection. */
+/** A raw WebSocket connection; disposing of it closes it. */
 export class RawSocket {
   readonly conn: Deno.TcpConn;
   readonly status: number;
-  #buffer: Uint8Array = new Uint8Array(0);
+  #buffer: Uint8Array;
 
   private constructor(conn: Deno.TcpConn, status: number, rest: Uint8Array) {
     this.conn = conn;
@@ -29,49 +29,21 @@ export class RawSocket {
   /** Connects and performs the HTTP upgrade; `status` is the HTTP status of the answer. */
   static async connect(port: number, headers: Record<string, string> = {}): Promise<RawSocket> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
-    await conn.write(new TextEncoder().encode(
-      `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${
-          btoa("0123456789abcdef")
-        }\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
-    ));
+    await conn.write(frames.upgradeRequest(port, btoa("0123456789abcdef"), headers));
     let received: Uint8Array = new Uint8Array(0);
     for (;;) {
       const chunk = new Uint8Array(4096);
       const n = await conn.read(chunk);
       if (n === null) throw new Error("connection closed during the handshake");
-      received = concat(received, chunk.subarray(0, n));
-      const text = new TextDecoder().decode(received);
-      const end = text.indexOf("\r\n\r\n");
-      if (end >= 0) {
-        const status = Number(text.split(" ")[1]);
-        const headerBytes = new TextEncoder().encode(text.slice(0, end + 4)).byteLength;
-        return new RawSocket(conn, status, received.subarray(headerBytes));
-      }
+      received = frames.concat(received, chunk.subarray(0, n));
+      const answer = frames.upgradeResponse(received);
+      if (answer) return new RawSocket(conn, answer.status, received.subarray(answer.end));
     }
   }
 
   /** Sends one frame, masked as a client must. */
   async send(opcode: number, payload: Uint8Array | string): Promise<void> {
-    const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
-    const length = bytes.byteLength;
-    const header = length < 126
-      ? [0x80 | opcode, 0x80 | length]
-      : length < 65536
-      ? [0x80 | opcode, 0x80 | 126, length >> 8, length & 0xff]
-      : [
-        0x80 | opcode,
-        0x80 | 127,
-        0,
-        0,
-        0,
-        0,
-        ...[24, 16, 8, 0].map((s) => (length >>> s) & 0xff),
-      ];
-    const mask = crypto.getRandomValues(new Uint8Array(4));
-    const masked = bytes.map((byte, i) => byte ^ mask[i % 4]);
-    await this.conn.write(concat(new Uint8Array([...header, ...mask]), masked));
+    await this.conn.write(frames.clientFrame(opcode, payload));
   }
 
   /** Reads the next frame, or `null` at end of stream; rejects after `timeoutMs`. */
@@ -92,7 +64,7 @@ export class RawSocket {
         clearTimeout(timer);
       }
       if (n === null) return null;
-      this.#buffer = concat(this.#buffer, chunk.subarray(0, n));
+      this.#buffer = frames.concat(this.#buffer, chunk.subarray(0, n));
     }
   }
 
@@ -101,7 +73,7 @@ export class RawSocket {
     for (;;) {
       const frame = await this.next(timeoutMs);
       if (!frame) return null;
-      if (frame.opcode === Opcode.close) return (frame.payload[0] << 8) | frame.payload[1];
+      if (frame.opcode === frames.Opcode.close) return (frame.payload[0] << 8) | frame.payload[1];
     }
   }
 
@@ -113,30 +85,15 @@ export class RawSocket {
     }
   }
 
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   #parse(): Frame | undefined {
-    const buffer = this.#buffer;
-    if (buffer.length < 2) return undefined;
-    let length = buffer[1] & 0x7f;
-    let offset = 2;
-    if (length === 126) {
-      if (buffer.length < 4) return undefined;
-      length = (buffer[2] << 8) | buffer[3];
-      offset = 4;
-    } else if (length === 127) {
-      if (buffer.length < 10) return undefined;
-      length = Number(new DataView(buffer.buffer, buffer.byteOffset + 2, 8).getBigUint64(0));
-      offset = 10;
-    }
-    if (buffer.length < offset + length) return undefined;
-    const frame = { opcode: buffer[0] & 0x0f, payload: buffer.slice(offset, offset + length) };
-    this.#buffer = buffer.slice(offset + length);
+    const at = frames.frameAt(this.#buffer, 0);
+    if (!at) return undefined;
+    const frame = { opcode: at.opcode, payload: this.#buffer.slice(at.start, at.end) };
+    this.#buffer = this.#buffer.slice(at.end);
     return frame;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const all = new Uint8Array(a.byteLength + b.byteLength);
-  all.set(a);
-  all.set(b, a.byteLength);
-  return all;
 }

@@ -1,10 +1,13 @@
 /**
- * A real `redis-server` on a free loopback port, for the Redis adapter tests:
- * start, wait until it answers PING, stop (SIGTERM, then SIGKILL), restart on
- * the same port; plus `redis-cli` for what a SocketShark publisher would do.
+ * A real `redis-server` on a free loopback port, for the Redis tests and the
+ * benchmarks: start, wait until it answers PING, stop (SIGTERM, then
+ * SIGKILL), restart on the same port; plus `redis-cli` for what a
+ * SocketShark publisher would do.
  *
  * @module
  */
+import { freePort } from "./loopback.ts";
+import { waitUntil, within } from "./wait.ts";
 
 /** How long a server may take to answer PING after it was spawned. */
 const READY_TIMEOUT_MS = 5000;
@@ -44,14 +47,6 @@ export async function opensslAvailable(): Promise<boolean> {
   const found = await installed("openssl", "version");
   if (!found) console.warn("\n*** openssl not installed: Redis TLS test SKIPPED ***\n");
   return found;
-}
-
-/** A loopback TCP port that nothing listens on right now. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Sends `PING` (after `AUTH` when a password is set); true on `+PONG` within `timeoutMs`. */
@@ -109,6 +104,13 @@ export interface RedisServerOptions {
   readonly password?: string;
   /** Serve TLS only (`rediss://`) with these files. */
   readonly tls?: TlsFiles;
+  /** More `redis-server` arguments, after the ones set here. */
+  readonly args?: readonly string[];
+  /**
+   * Starts the `redis-server` command line (the benchmarks pin it to a CPU);
+   * by default a child process whose output is discarded.
+   */
+  readonly spawn?: (command: readonly string[]) => Deno.ChildProcess;
 }
 
 /** Writes a throw-away CA and a server certificate for 127.0.0.1 into `dir` with `openssl`. */
@@ -179,7 +181,7 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** A `redis-server` process this test owns. */
+/** A `redis-server` process this test owns; disposing of it stops it. */
 export class RedisServer {
   /** The loopback port; kept across {@link RedisServer.restart}. */
   readonly port: number;
@@ -208,6 +210,11 @@ export class RedisServer {
     return `${scheme}://${auth}127.0.0.1:${this.port}/${db}`;
   }
 
+  /** The server's pid (while it runs). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /** Whether the server process is running. */
   get running(): boolean {
     return this.#child !== undefined;
@@ -223,13 +230,9 @@ export class RedisServer {
     } catch {
       // already exited
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const exited = await Promise.race([
-      child.status.then(() => true),
-      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), STOP_TIMEOUT_MS)),
-    ]);
-    clearTimeout(timer);
-    if (!exited) {
+    try {
+      await within(child.status, STOP_TIMEOUT_MS, "redis-server exit");
+    } catch {
       try {
         child.kill("SIGKILL");
       } catch {
@@ -243,6 +246,10 @@ export class RedisServer {
   async restart(): Promise<void> {
     await this.stop();
     await this.#spawn();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
   }
 
   /** Runs `redis-cli -p PORT ...args`. */
@@ -284,42 +291,47 @@ export class RedisServer {
   }
 
   async #spawn(): Promise<void> {
-    const { password, tls } = this.options;
+    const { password, tls, args = [], spawn = discardingOutput } = this.options;
     const port = String(this.port);
-    const child = new Deno.Command("redis-server", {
-      args: [
-        ...(tls
-          ? [
-            "--port",
-            "0",
-            "--tls-port",
-            port,
-            "--tls-cert-file",
-            tls.cert,
-            "--tls-key-file",
-            tls.key,
-          ]
-          : ["--port", port]),
-        ...(tls ? ["--tls-auth-clients", "no"] : []),
-        ...(password === undefined ? [] : ["--requirepass", password]),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    this.#child = child;
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      if (await answersPing(this.port, this.options, this.#caCert, 500)) return;
-      await new Promise((resolve) => setTimeout(resolve, 25));
+    this.#child = spawn([
+      "redis-server",
+      ...(tls
+        ? [
+          "--port",
+          "0",
+          "--tls-port",
+          port,
+          "--tls-cert-file",
+          tls.cert,
+          "--tls-key-file",
+          tls.key,
+          "--tls-auth-clients",
+          "no",
+        ]
+        : ["--port", port]),
+      ...(password === undefined ? [] : ["--requirepass", password]),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      ...args,
+    ]);
+    try {
+      await waitUntil(
+        () => answersPing(this.port, this.options, this.#caCert, 500),
+        READY_TIMEOUT_MS,
+        `redis-server on port ${this.port} answering PING`,
+      );
+    } catch (error) {
+      await this.stop({ kill: true });
+      throw error;
     }
-    await this.stop({ kill: true });
-    throw new Error(`redis-server on port ${this.port} did not answer PING within 5 s`);
   }
+}
+
+function discardingOutput([program, ...args]: readonly string[]): Deno.ChildProcess {
+  return new Deno.Command(program, { args, stdin: "null", stdout: "null", stderr: "null" })
+    .spawn();
 }

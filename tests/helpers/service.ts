@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { Changes, delay, waitUntil } from "./wait.ts";
 
 /** One callback the service received. */
 export interface Call {
@@ -26,17 +27,29 @@ export type Answer =
 /** An answer given only after `ms`: a slow service. */
 export function slowly(ms: number, reply: Record<string, unknown> = { status: "ok" }): Answer {
   return async () => {
-    await new Promise((resolve) => setTimeout(resolve, ms));
+    await delay(ms);
     return reply;
   };
 }
 
-/** A running fake service. */
+/** An answer held back until `release()`: a service in the middle of its work. */
+export function held(reply: Record<string, unknown>): { answer: Answer; release: () => void } {
+  const gate = Promise.withResolvers<void>();
+  return {
+    answer: async () => {
+      await gate.promise;
+      return reply;
+    },
+    release: () => gate.resolve(),
+  };
+}
+
+/** A running fake service; disposing of it closes it. */
 export class TestService {
   readonly calls: Call[] = [];
   readonly #answers = new Map<string, Answer>();
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
-  readonly #waiters = new Set<() => void>();
+  readonly #changes = new Changes();
 
   constructor(answers: Record<string, Answer> = {}) {
     for (const [path, answer] of Object.entries(answers)) this.#answers.set(path, answer);
@@ -59,7 +72,7 @@ export class TestService {
           remotePort: info.remoteAddr.port,
         };
         this.calls.push(call);
-        for (const waiter of this.#waiters) waiter();
+        this.#changes.notify();
         const answer = this.#answers.get(path) ?? { status: "ok" };
         const result = typeof answer === "function" ? await answer(call) : answer;
         return result instanceof Response ? result.clone() : Response.json(result);
@@ -92,29 +105,25 @@ export class TestService {
     return this.calls.map((call) => call.path);
   }
 
-  /** Waits until `path` has been called `count` times. */
-  async waitFor(path: string, count = 1, timeoutMs = 5000): Promise<Call[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const calls = this.calls.filter((call) => call.path === path);
-      if (calls.length >= count) return calls;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(`${path} called ${calls.length} times, expected ${count}: ${this.paths()}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#waiters.add(done);
-      });
-      this.#waiters.clear();
-    }
+  /** Waits until `path` has been called `count` times; returns those calls. */
+  waitFor(path: string, count = 1, timeoutMs = 5000): Promise<Call[]> {
+    const calls = () => this.calls.filter((call) => call.path === path);
+    return waitUntil(
+      () => {
+        const made = calls();
+        return made.length >= count && made;
+      },
+      timeoutMs,
+      () => `${path} called ${calls().length} times, expected ${count}: ${this.paths()}`,
+      this.#changes,
+    );
   }
 
   async close(): Promise<void> {
     await this.#server.shutdown();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -1,0 +1,96 @@
+/**
+ * Publishing from this process (SPEC sections 3 and 10): `POST /publish` and
+ * `publish()` hand envelopes to the pub/sub adapter, through the topic's
+ * history when its service keeps one.
+ *
+ * A request is all or nothing as far as this process can tell: every
+ * envelope is validated and serialized before the first is handed to the
+ * adapter, so an invalid one publishes nothing. Once handed over, an
+ * envelope cannot be taken back: when the adapter refuses some, the request
+ * settles after every envelope has, and says how many went out.
+ *
+ * @module
+ */
+import type { SharkConfig } from "./config.ts";
+import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
+import type { Metrics } from "./metrics.ts";
+import type { PubSub } from "./pubsub.ts";
+import { serviceOf } from "./subscription_name.ts";
+
+/** An envelope ready for the adapter. */
+interface Outgoing {
+  readonly topic: string;
+  readonly payload: string;
+}
+
+/**
+ * Publishes envelopes through an adapter.
+ *
+ * @example
+ * ```ts
+ * const publisher = new Publisher(config, pubsub, metrics);
+ * await publisher.publish({ subscription: "books.1", data: { title: "Dune" } });
+ * ```
+ */
+export class Publisher {
+  readonly #services: SharkConfig["services"];
+  readonly #pubsub: PubSub;
+  readonly #metrics: Metrics;
+
+  constructor(config: SharkConfig, pubsub: PubSub, metrics: Metrics) {
+    this.#services = config.services;
+    this.#pubsub = pubsub;
+    this.#metrics = metrics;
+  }
+
+  /**
+   * Publishes one envelope or an array of envelopes. Throws an
+   * {@link InvalidEnvelope} naming the first invalid one (then nothing is
+   * published), or an `Error` saying how many went out when the adapter
+   * refused some.
+   *
+   * @returns the number of envelopes published.
+   */
+  async publish(envelopes: unknown): Promise<number> {
+    const list: unknown[] = Array.isArray(envelopes) ? envelopes : [envelopes];
+    const outgoing = list.map((envelope, index) => {
+      try {
+        return outgoingOf(envelope);
+      } catch (error) {
+        if (!(error instanceof InvalidEnvelope) || list.length === 1) throw error;
+        throw new InvalidEnvelope(`envelope ${index}: ${error.message}`);
+      }
+    });
+    const results = await Promise.allSettled(outgoing.map((one) => this.#publishOne(one)));
+    const failed = results.findIndex((result) => result.status === "rejected");
+    const published = results.filter((result) => result.status === "fulfilled").length;
+    this.#metrics.published += published;
+    if (failed < 0) return published;
+    const { reason } = results[failed] as PromiseRejectedResult;
+    const why = reason instanceof Error ? reason.message : String(reason);
+    throw new Error(
+      `${published} of ${list.length} envelopes published; envelope ${failed}: ${why}`,
+    );
+  }
+
+  /** One envelope: through the topic's history when its service keeps one. */
+  async #publishOne({ topic, payload }: Outgoing): Promise<void> {
+    const history = this.#services[serviceOf(topic)!]?.history;
+    if (!history || !this.#pubsub.history) return this.#pubsub.publish(topic, payload);
+    await this.#pubsub.history.publish(topic, payload, history);
+    this.#metrics.historyPublished++;
+  }
+}
+
+/** A valid envelope's topic and JSON text; throws an {@link InvalidEnvelope} for any other value. */
+function outgoingOf(envelope: unknown): Outgoing {
+  const parsed = parseEnvelope(envelope);
+  if (typeof parsed === "string") throw new InvalidEnvelope(parsed);
+  let payload: string;
+  try {
+    payload = JSON.stringify(parsed);
+  } catch (error) {
+    throw new InvalidEnvelope(`not serializable as JSON: ${(error as Error).message}`);
+  }
+  return { topic: parsed.subscription as string, payload };
+}
