@@ -25,6 +25,8 @@ Options:
   --adapter NAME      pubsub.adapter: memory, broadcast_channel or redis
   --redis-url URL     pubsub.redis.url
   --log-level LEVEL   log.level: trace, debug, info, warning, error, fatal
+  --transport NAME    server.transport: shark (Shark's own WebSocket server,
+                      the default) or deno (Deno.serve, Deno.upgradeWebSocket)
   --workers N         run N isolates on the same port (needs a cross-isolate
                       adapter: broadcast_channel or redis)
   --check             validate the configuration and exit (0 valid, 2 invalid)
@@ -57,6 +59,7 @@ function parseCli(args: string[]) {
         adapter: { type: "string" },
         "redis-url": { type: "string" },
         "log-level": { type: "string" },
+        transport: { type: "string" },
         workers: { type: "string" },
         check: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
@@ -131,6 +134,9 @@ async function loadFromCli(values: CliValues): Promise<Loaded> {
     }
     if (values["log-level"] !== undefined) {
       override(record, ["log", "level"], values["log-level"]);
+    }
+    if (values.transport !== undefined) {
+      override(record, ["server", "transport"], values.transport);
     }
   }
   try {

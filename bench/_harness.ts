@@ -168,16 +168,22 @@ export class SharkProcess {
 
   /**
    * Writes `config` (its `server.port` and `metrics.prometheus.port` set
-   * here) to `directory` and starts Shark; resolves once `/healthz` is 200.
+   * here, and `server.transport` when `transport` is given) to `directory`
+   * and starts Shark; resolves once `/healthz` is 200.
    */
   static async start(
     config: Record<string, unknown>,
     directory: string,
-    ports?: { port: number; metricsPort: number },
+    transport?: string,
   ): Promise<SharkProcess> {
-    const port = ports?.port ?? freePort();
-    const metricsPort = ports?.metricsPort ?? freePort();
-    const server = { ...config.server as object, host: "127.0.0.1", port };
+    const port = freePort();
+    const metricsPort = freePort();
+    const server = {
+      ...config.server as object,
+      ...(transport ? { transport } : {}),
+      host: "127.0.0.1",
+      port,
+    };
     const metrics = { prometheus: { host: "127.0.0.1", port: metricsPort } };
     const path = `${directory}/shark.json`;
     await Deno.writeTextFile(path, JSON.stringify({ ...config, server, metrics }, null, 2));

@@ -24,7 +24,10 @@ function figure(result: Result): string {
         (result.complete === false ? " (INCOMPLETE)" : "");
     default:
       return `${number(result.msgs_per_s)} msg/s` +
-        (result.complete === false ? " (INCOMPLETE)" : "");
+        (result.complete === false ? " (INCOMPLETE)" : "") +
+        (result.isolate_connections
+          ? `, connections per isolate ${result.isolate_connections}`
+          : "");
   }
 }
 
@@ -126,16 +129,17 @@ export function ratios(results: Result[]): Ratio[] {
     );
   const subrateVariant = String(results.find((r) => r.scenario === "subrate")?.variant ?? "c200");
   return [
-    ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
+    ratio("fanout msg/s", "fanout", "burst", "msgs_per_s", ">= 4", (v) => v >= 4),
     ratio(
       "fanout server CPU/msg",
       "fanout",
       "burst",
       "server_cpu_us_per_msg",
-      "<= 1.25",
-      (v) => v <= 1.25,
+      "<= 0.3",
+      (v) => v <= 0.3,
     ),
-    ratio("fanout paced p99", "fanout", "paced", "p99_ms", "<= 1.25", (v) => v <= 1.25),
+    ratio("fanout window of 4 msg/s", "fanout", "window4", "msgs_per_s", ">= 1.5", (v) => v >= 1.5),
+    ratio("fanout paced p99", "fanout", "paced", "p99_ms", "<= 1.0", (v) => v <= 1),
     ratio("fanout first delivery", "fanout", "burst", "first_ms", "report", () => true),
     ratio("topics msg/s", "topics", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
     ratio("idle RSS/conn", "idle", "idle", "rss_kib_per_conn", "<= 1.0", (v) => v <= 1),
@@ -163,6 +167,7 @@ export function ratios(results: Result[]): Ratio[] {
         ["redis+cb CPU", "helpers_cpu_ms"],
       ])
     ),
+    ...scaleRatios(results),
     ratio(
       "parallel CPU/msg (2 workers / 1)",
       "parallel",
@@ -173,6 +178,37 @@ export function ratios(results: Result[]): Ratio[] {
       ["shark-2-workers", "shark-1-isolate"],
     ),
   ];
+}
+
+/**
+ * `scale`: N isolates against one (target 0.8·N where the generator has cores
+ * of its own, i.e. N < cores), and one isolate against the raw baseline.
+ */
+function scaleRatios(results: Result[]): Ratio[] {
+  const scale = results.filter((result) => result.scenario === "scale" && !result.skipped);
+  const rate = (server: string) =>
+    scale.find((result) => result.server === server)?.msgs_per_s as number | undefined;
+  const one = rate("shark-1-isolate");
+  const raw = rate("baseline");
+  const cores = navigator.hardwareConcurrency;
+  const list: Ratio[] = [];
+  if (one !== undefined && raw !== undefined) {
+    const value = Math.round(one / raw * 100) / 100;
+    list.push({ name: "scale 1 isolate / raw", value, target: ">= 1.0", pass: value >= 1 });
+  }
+  for (const result of scale) {
+    const n = Number(/^shark-(\d+)-isolates$/.exec(String(result.server))?.[1]);
+    if (!n || one === undefined) continue;
+    const value = Math.round(Number(result.msgs_per_s) / one * 100) / 100;
+    const spare = n < cores;
+    list.push({
+      name: `scale ${n} isolates / 1`,
+      value,
+      target: spare ? `>= ${0.8 * n}` : "report",
+      pass: value >= 0.8 * n,
+    });
+  }
+  return list;
 }
 
 export function ratioTable(list: Ratio[]): string {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { freePort } from "../tests/helpers/loopback.ts";
 import { BENCH_HISTORY, type LoadSpec } from "./loadgen.ts";
 
 /** The scenarios, in the order `deno task bench` runs them. */
@@ -18,6 +19,7 @@ export const SCENARIOS = [
   "parallel",
   "history",
   "recovery",
+  "scale",
 ] as const;
 export type Scenario = typeof SCENARIOS[number];
 
@@ -33,6 +35,8 @@ export const DESCRIPTIONS: Record<Scenario, string> = {
     "history service: bursts through the history script vs plain PUBLISH, to 5,000 subscribers of one topic, then of 5,000 topics",
   recovery:
     "5,000 clients reconnect at once: resubscribe, or recover 50 missed envelopes (one topic; own topics)",
+  scale:
+    "fanout burst on N isolates (--workers N) pinned to the first N cores, N = 1, 2, 4, 8 up to the cores there are; the raw baseline on one; generator shards and Redis on the other cores",
 };
 
 /** The CPU of the server under test. */
@@ -51,6 +55,10 @@ export interface Context {
   readonly redisPort: number;
   readonly callbackPort: number;
   readonly configPath: string;
+  /** The config without the history service, for the broadcast_channel adapter (which has no history). */
+  readonly noHistoryConfigPath: string;
+  /** Writes a Shark config with Prometheus on `port`; returns its path. */
+  readonly configWithMetrics: (port: number) => Promise<string>;
   readonly fdLimit: number;
 }
 
@@ -60,6 +68,12 @@ export interface Target {
   readonly cpus: string;
   readonly command: (port: number) => string[];
   readonly spec: Partial<LoadSpec>;
+  /** CPUs of the load generator (default HELPER_CPUS). */
+  readonly helperCpus?: string;
+  /** Load generator processes, each with its share of the connections on a topic of its own. */
+  readonly shards?: number;
+  /** Shark's Prometheus port: its connections per isolate are reported. */
+  readonly metricsPort?: number;
 }
 
 /** Shark's configuration file for every scenario (`--shark-config` replaces top-level keys). */
@@ -96,8 +110,11 @@ function shark(context: Context, ...flags: string[]): (port: number) => string[]
   const profile = context.profileDir
     ? ["--cpu-prof", `--cpu-prof-dir=${context.profileDir}`, "--cpu-prof-interval=250"]
     : [];
+  const config = flags.includes("broadcast_channel")
+    ? context.noHistoryConfigPath
+    : context.configPath;
   return (port) =>
-    deno(...profile, "main.ts", "--config", context.configPath, "--port", String(port), ...flags);
+    deno(...profile, "main.ts", "--config", config, "--port", String(port), ...flags);
 }
 
 function baseline(context: Context, ...flags: string[]): (port: number) => string[] {
@@ -112,8 +129,49 @@ function baseline(context: Context, ...flags: string[]): (port: number) => strin
     );
 }
 
+/**
+ * `scale`: N isolates on CPUs 0..N-1; the load generator (in shards, one per
+ * remaining core) and Redis on the others, or on every core when none is left.
+ */
+async function scaleTargets(context: Context): Promise<Target[]> {
+  const cores = navigator.hardwareConcurrency;
+  const range = (from: number, to: number) => from === to ? `${from}` : `${from}-${to}`;
+  const rest = (n: number) => n < cores ? range(n, cores - 1) : range(0, cores - 1);
+  const shards = (n: number) => Math.min(8, Math.max(1, cores - n));
+  const many = cores >= 8;
+  const spec = {
+    connections: many ? 18_000 : 5000,
+    publishes: many ? 100 : 200,
+    rounds: 3,
+    concurrency: 256,
+  };
+  const targets: Target[] = [{
+    server: "baseline",
+    cpus: "0",
+    command: baseline(context),
+    spec,
+    helperCpus: rest(1),
+    shards: shards(1),
+  }];
+  for (const n of [1, 2, 4, 8, 16, 32, 64].filter((n) => n <= cores)) {
+    const metricsPort = freePort();
+    const config = await context.configWithMetrics(metricsPort);
+    const workers = n > 1 ? ["--workers", String(n)] : [];
+    targets.push({
+      server: `shark-${n}-isolate${n > 1 ? "s" : ""}`,
+      cpus: range(0, n - 1),
+      command: (port) => deno("main.ts", "--config", config, "--port", String(port), ...workers),
+      spec,
+      helperCpus: rest(n),
+      shards: shards(n),
+      metricsPort,
+    });
+  }
+  return targets;
+}
+
 /** The servers `scenario` measures, in order, each with its load. */
-export function targets(scenario: Scenario, context: Context): Target[] {
+export async function targets(scenario: Scenario, context: Context): Promise<Target[]> {
   const both = (spec: Partial<LoadSpec>): Target[] => [
     { server: "baseline", cpus: SERVER_CPUS, command: baseline(context), spec },
     { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
@@ -131,6 +189,7 @@ export function targets(scenario: Scenario, context: Context): Target[] {
       return both({
         ...fanout,
         paced: { publishes: 40, deliveriesPerSecond: 10_000 },
+        windowed: { size: 4, publishes: 100 },
       });
     case "topics":
       return both({ connections: 5000, publishes: 20_000, rounds: 5, concurrency: 256 });
@@ -165,5 +224,7 @@ export function targets(scenario: Scenario, context: Context): Target[] {
         },
       ];
     }
+    case "scale":
+      return await scaleTargets(context);
   }
 }

@@ -1,5 +1,6 @@
 /**
- * `deno task faults [--clients 500] [--ping-interval 0.5] [--ping-timeout 1]`:
+ * `deno task faults -- [--clients 500] [--ping-interval 0.5] [--ping-timeout 1]
+ * [--transport shark|deno]`:
  * faults injected into Shark's surroundings one after another, each timed
  * from the moment it starts until Shark notices (clients closed with 1012,
  * `/healthz` 503, or `Service unavailable.` replies) and from the moment it
@@ -278,6 +279,7 @@ async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
     args: harnessArgs(),
     options: {
+      transport: { type: "string" },
       clients: { type: "string", default: "500" },
       "ping-interval": { type: "string", default: "0.5" },
       "ping-timeout": { type: "string", default: "1" },
@@ -294,24 +296,28 @@ async function main(directory: string): Promise<number> {
     before_unsubscribe: service.url(`${prefix}/before_unsubscribe`),
     on_unsubscribe: service.url(`${prefix}/on_unsubscribe`),
   });
-  const shark = await SharkProcess.start({
-    server: { shutdown_timeout: 20 },
-    pubsub: {
-      adapter: "redis",
-      redis: {
-        url: `redis://127.0.0.1:${proxy.port}/0`,
-        ping_interval: pingInterval,
-        ping_timeout: pingTimeout,
+  const shark = await SharkProcess.start(
+    {
+      server: { shutdown_timeout: 20 },
+      pubsub: {
+        adapter: "redis",
+        redis: {
+          url: `redis://127.0.0.1:${proxy.port}/0`,
+          ping_interval: pingInterval,
+          ping_timeout: pingTimeout,
+        },
       },
+      http: HTTP,
+      services: {
+        watch: { require_authentication: false },
+        svc: { require_authentication: false, ...callbacks("") },
+        load: { require_authentication: false, ...callbacks("/load") },
+      },
+      log: { level: "fatal" },
     },
-    http: HTTP,
-    services: {
-      watch: { require_authentication: false },
-      svc: { require_authentication: false, ...callbacks("") },
-      load: { require_authentication: false, ...callbacks("/load") },
-    },
-    log: { level: "fatal" },
-  }, directory);
+    directory,
+    values.transport,
+  );
   const world: World = {
     redis,
     proxy,

@@ -1,5 +1,6 @@
 /**
- * `deno task fuzz [--seconds 60] [--seed N] [--clients 20] [--rate 4000]`:
+ * `deno task fuzz -- [--seconds 60] [--seed N] [--clients 20] [--rate 4000]
+ * [--transport shark|deno]`:
  * Shark (`main.ts`, Redis adapter) under random and mutated input from every
  * side at once, while a well-behaved bystander client is watched.
  *
@@ -629,6 +630,7 @@ async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
     args: harnessArgs(),
     options: {
+      transport: { type: "string" },
       seconds: { type: "string", default: "60" },
       seed: { type: "string" },
       clients: { type: "string", default: "20" },
@@ -646,7 +648,7 @@ async function main(directory: string): Promise<number> {
   const counts: Counts = {};
   const redis = await startRedis();
   const service = FaultyService.start(garbageService(rng.fork(), counts));
-  const shark = await SharkProcess.start(sharkConfig(redis, service), directory);
+  const shark = await SharkProcess.start(sharkConfig(redis, service), directory, values.transport);
   const rssStart = shark.rssMiB();
   const until = performance.now() + seconds * 1000;
   const publisher = await ByteRedis.connect(redis.port);

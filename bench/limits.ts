@@ -51,16 +51,15 @@ interface Context {
 }
 
 async function startShark(context: Context, config: Record<string, unknown>) {
-  const server = {
-    ...config.server as object,
-    ...(context.transport ? { transport: context.transport } : {}),
-  };
-  return await SharkProcess.start({
-    ...config,
-    server,
-    pubsub: { adapter: "redis", redis: { url: context.redis.url() } },
-    log: { level: "fatal" },
-  }, context.directory);
+  return await SharkProcess.start(
+    {
+      ...config,
+      pubsub: { adapter: "redis", redis: { url: context.redis.url() } },
+      log: { level: "fatal" },
+    },
+    context.directory,
+    context.transport,
+  );
 }
 
 /** Samples Shark's resident memory every 20 ms until stopped; returns the peak (MiB). */

@@ -40,6 +40,13 @@ export interface LoadSpec {
   readonly rounds: number;
   /** `fanout` paced variant: publishes, and deliveries per second to aim at. */
   readonly paced?: { readonly publishes: number; readonly deliveriesPerSecond: number };
+  /**
+   * `fanout` windowed variant: `publishes` per round, at most `size` of them
+   * not yet delivered to every subscriber (the next goes out when one is).
+   */
+  readonly windowed?: { readonly size: number; readonly publishes: number };
+  /** The topic of `fanout` (default `bench.fanout`): shards of one run take one each. */
+  readonly topic?: string;
   /** Connections (or clients) in flight at once while connecting. */
   readonly concurrency: number;
 }
@@ -73,6 +80,8 @@ class Recorder {
   last = 0;
   #expected = 0;
   #done: (() => void) | undefined;
+  #step = 0;
+  #onStep: (() => void) | undefined;
 
   /** Starts a round expecting `expected` frames; resolves when they all arrived. */
   start(expected: number): Promise<void> {
@@ -81,6 +90,7 @@ class Recorder {
     this.first = Infinity;
     this.last = 0;
     this.#expected = expected;
+    this.#onStep = undefined;
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#done = resolve;
     return promise;
@@ -89,8 +99,15 @@ class Recorder {
   message(sentAt: number, now: number): void {
     if (this.count < this.latencies.length) this.latencies[this.count] = now - sentAt;
     if (++this.count === this.#expected) this.#done?.();
+    if (this.#onStep && this.count % this.#step === 0) this.#onStep();
     if (now < this.first) this.first = now;
     if (now > this.last) this.last = now;
+  }
+
+  /** Calls `onStep` each time another `step` frames have arrived in this round. */
+  every(step: number, onStep: () => void): void {
+    this.#step = step;
+    this.#onStep = onStep;
   }
 
   /** Sorted latencies of this round (ms). */
@@ -416,7 +433,7 @@ async function closeAll(clients: BenchClient[]): Promise<void> {
 }
 
 async function fanout(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
-  const topic = spec.scenario === "parallel" ? "bench.parallel" : "bench.fanout";
+  const topic = spec.topic ?? (spec.scenario === "parallel" ? "bench.parallel" : "bench.fanout");
   const { clients, subscribed, failures, cpu: connected } = await connectMeasured(
     spec,
     recorder,
@@ -445,6 +462,30 @@ async function fanout(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   }
   if (rounds.length > 0) {
     results.push({ ...base, variant: "burst", publishes: spec.publishes, ...medianOf(rounds) });
+  }
+  if (spec.windowed && redis) {
+    const { size, publishes } = spec.windowed;
+    const windowed: Result[] = [];
+    for (let round = 0; round < spec.rounds; round++) {
+      await sleep(300);
+      windowed.push(
+        await burstRound(spec, recorder, subscribers * publishes, () => {
+          // Each subscriber's frames arrive in order: every `subscribers`
+          // frames, one more publish has been delivered to all (on average).
+          let sent = 0;
+          const one = () =>
+            redis.send(encodeCommand(["PUBLISH", topic, envelope(topic, sent++)]), 1)
+              .then(checkReceivers);
+          while (sent < Math.min(size, publishes)) one();
+          recorder.every(subscribers, () => {
+            if (sent < publishes) one();
+          });
+          return Promise.resolve();
+        }),
+      );
+      log(`windowed round ${round + 1}: ${JSON.stringify(windowed.at(-1))}`);
+    }
+    results.push({ ...base, variant: `window${size}`, publishes, ...medianOf(windowed) });
   }
   if (pacedResult) results.push({ ...base, ...pacedResult });
   redis?.close();

@@ -11,7 +11,7 @@
  *
  * ```sh
  * deno task bench                      # every scenario, 5–7 minutes (bounded waits: under 10)
- * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel history recovery
+ * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel history recovery scale
  * deno task bench fanout --profile bench/results/profiles   # Shark under --cpu-prof, top self time printed
  * deno task bench fanout --shark-config '{"ws_ping":{"interval":0,"timeout":0}}'   # top-level config keys replaced
  * ```
@@ -44,7 +44,7 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** No server start waits longer than this for `/healthz`. */
 const START_TIMEOUT_MS = 30_000;
 /** No load generator run may last longer than this. */
-const LOADGEN_TIMEOUT_MS = 240_000;
+const LOADGEN_TIMEOUT_MS = 420_000;
 
 /** The helpers every scenario shares, pinned beside the load generator. */
 interface Helpers {
@@ -112,12 +112,11 @@ async function waitForQuiet(): Promise<void> {
   if (busy > QUIET_BUSY_PCT) log(`still busy (${busy}%): measuring anyway, see others_cpu_pct`);
 }
 
-async function runLoadgen(spec: LoadSpec): Promise<Result[]> {
-  await waitForQuiet();
+async function runLoadgen(spec: LoadSpec, cpus = HELPER_CPUS): Promise<Result[]> {
   const child = new Child({
     name: "loadgen",
     command: deno("bench/loadgen.ts", JSON.stringify(spec)),
-    cpus: HELPER_CPUS,
+    cpus,
     cwd: ROOT,
     stdout: true,
     echo: true,
@@ -142,7 +141,7 @@ async function runScenario(
 ): Promise<Result[]> {
   log(`${scenario}: ${DESCRIPTIONS[scenario]}`);
   const results: Result[] = [];
-  for (const target of targets(scenario, context)) {
+  for (const target of await targets(scenario, context)) {
     let server: { child: Child; port: number };
     try {
       server = await startServer(target);
@@ -153,7 +152,7 @@ async function runScenario(
     }
     try {
       const spec: LoadSpec = {
-        scenario: scenario === "clients" ? "fanout" : scenario,
+        scenario: scenario === "clients" || scenario === "scale" ? "fanout" : scenario,
         server: target.server,
         port: server.port,
         serverPid: server.child.pid,
@@ -168,7 +167,9 @@ async function runScenario(
       };
       let measured: Result[];
       try {
-        measured = await runLoadgen(spec);
+        await waitForQuiet();
+        measured = await runShards(spec, target);
+        if (target.metricsPort) await addIsolateCounts(measured, target.metricsPort);
       } catch (error) {
         // One failed run must not cost the others: it is reported as a result.
         results.push(skipped(scenario, target.server, `failed: ${(error as Error).message}`));
@@ -178,6 +179,7 @@ async function runScenario(
         if (scenario === "clients") result.scenario = "clients";
         if (scenario === "clients") result.variant = `client=${spec.client}`;
         if (scenario === "idle") result.fd_limit = context.fdLimit;
+        if (scenario === "scale") result.scenario = "scale";
         results.push(result);
         console.log(JSON.stringify(result));
       }
@@ -190,6 +192,48 @@ async function runScenario(
     }
   }
   return results;
+}
+
+/**
+ * Runs the load generator, in `target.shards` processes at once when asked:
+ * each takes its share of the connections on a topic of its own, and their
+ * deliveries add up (server figures are the whole server's, from shard 0).
+ */
+async function runShards(spec: LoadSpec, target: Target): Promise<Result[]> {
+  const count = target.shards ?? 1;
+  if (count === 1) return await runLoadgen(spec, target.helperCpus);
+  const shards = await Promise.all(Array.from({ length: count }, (_, index) =>
+    runLoadgen({
+      ...spec,
+      topic: `bench.scale.${index}`,
+      connections: Math.ceil(spec.connections / count),
+    }, target.helperCpus)));
+  return shards[0].map((first, index) => {
+    const rows = shards.map((results) => results[index]);
+    const sum = (field: string) => rows.reduce((total, row) => total + Number(row[field] ?? 0), 0);
+    const perSecond = sum("msgs_per_s");
+    return {
+      ...first,
+      shards: count,
+      subscribers: sum("subscribers"),
+      delivered: sum("delivered"),
+      msgs_per_s: perSecond,
+      server_cpu_us_per_msg: Math.round(Number(first.server_cpu_pct) * 1e4 / perSecond * 10) / 10,
+    };
+  });
+}
+
+/** Adds Shark's connections per isolate (`shark_connections_total` by worker) to its results. */
+async function addIsolateCounts(results: Result[], metricsPort: number): Promise<void> {
+  const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+  const counts = [...text.matchAll(/^shark_connections_total(?:\{worker="\d+"\})? (\d+)$/gm)]
+    .map((match) => Number(match[1]));
+  const average = counts.reduce((a, b) => a + b, 0) / counts.length;
+  const spread = Math.max(...counts.map((count) => Math.abs(count - average) / average));
+  for (const result of results) {
+    result.isolate_connections = counts.join("/");
+    result.isolate_spread_pct = Math.round(spread * 1000) / 10;
+  }
 }
 
 /**
@@ -316,14 +360,17 @@ async function main(): Promise<number> {
     const helpers = await startHelpers();
     const configPath = `${directory.path}/shark.json`;
     const overrides = values["shark-config"] ? JSON.parse(values["shark-config"]) : {};
-    await Deno.writeTextFile(
-      configPath,
-      JSON.stringify(
-        { ...sharkConfig(helpers.redis.port, helpers.callbackPort), ...overrides },
-        null,
-        2,
-      ),
-    );
+    const config = { ...sharkConfig(helpers.redis.port, helpers.callbackPort), ...overrides };
+    await Deno.writeTextFile(configPath, JSON.stringify(config, null, 2));
+    const noHistoryConfigPath = `${directory.path}/shark-no-history.json`;
+    const { hist: _, ...services } = config.services;
+    await Deno.writeTextFile(noHistoryConfigPath, JSON.stringify({ ...config, services }));
+    const configWithMetrics = async (port: number) => {
+      const path = `${directory.path}/shark-metrics-${port}.json`;
+      const metrics = { prometheus: { host: "127.0.0.1", port } };
+      await Deno.writeTextFile(path, JSON.stringify({ ...config, metrics }));
+      return path;
+    };
     const profileDir = values.profile === undefined ? undefined : await Deno.realPath(
       await Deno.mkdir(values.profile, { recursive: true }).then(() => values.profile!),
     );
@@ -332,6 +379,8 @@ async function main(): Promise<number> {
       callbackPort: helpers.callbackPort,
       profileDir,
       configPath,
+      noHistoryConfigPath,
+      configWithMetrics,
       fdLimit: Number(facts.fd_limit),
     };
     for (const scenario of chosen) {

@@ -1,6 +1,6 @@
 /**
- * `deno task soak -- --minutes N [--rate 10000] [--churn 20] [--max-keys 100]`: Shark
- * (`main.ts`, Redis adapter) fanning out `--rate` deliveries a second for N
+ * `deno task soak -- --minutes N [--rate 10000] [--churn 20] [--max-keys 100]
+ * [--transport shark|deno]`: Shark (`main.ts`, Redis adapter) fanning out `--rate` deliveries a second for N
  * minutes while `--churn` clients a second connect, authenticate, subscribe
  * (authorizer, `before_subscribe`, a topic of their own with history) and go
  * away again, half of them unsubscribing first, half just closing. Published
@@ -82,6 +82,7 @@ async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
     args: harnessArgs(),
     options: {
+      transport: { type: "string" },
       minutes: { type: "string", default: "1" },
       rate: { type: "string", default: "10000" },
       churn: { type: "string", default: "20" },
@@ -108,19 +109,23 @@ async function main(directory: string): Promise<number> {
     ["authorizer", "before_subscribe", "on_subscribe", "before_unsubscribe", "on_unsubscribe"]
       .map((name) => [name, service.url(`/${name}`)]),
   );
-  const shark = await SharkProcess.start({
-    pubsub: { adapter: "redis", redis: { url: redis.url() } },
-    authentication: {
-      ticket: { validation_url: service.url("/ticket"), auth_fields: ["user_id"] },
+  const shark = await SharkProcess.start(
+    {
+      pubsub: { adapter: "redis", redis: { url: redis.url() } },
+      authentication: {
+        ticket: { validation_url: service.url("/ticket"), auth_fields: ["user_id"] },
+      },
+      services: {
+        feed: { ...callbacks },
+        hist: { require_authentication: false, history: { size: 50, ttl: 30 } },
+      },
+      delivery: { max_keys_per_subscription: maxKeys },
+      publish_api: { secret: PUBLISH_SECRET },
+      log: { level: "warning" },
     },
-    services: {
-      feed: { ...callbacks },
-      hist: { require_authentication: false, history: { size: 50, ttl: 30 } },
-    },
-    delivery: { max_keys_per_subscription: maxKeys },
-    publish_api: { secret: PUBLISH_SECRET },
-    log: { level: "warning" },
-  }, directory);
+    directory,
+    values.transport,
+  );
   const steady = await Promise.all(
     Array.from({ length: SUBSCRIBERS }, (_, i) => steadyClient(shark, i)),
   );

@@ -8,6 +8,7 @@
 import { configure, getLogger, getStreamSink, type Logger, type LogLevel } from "@logtape/logtape";
 import { defaultPubSub, type PubSub, Shark, type SharkConfig } from "../mod.ts";
 import { logFormatter } from "./log_format.ts";
+import { TransportServer, upgradeWebSocket } from "./transport/server.ts";
 
 /** A start-up problem reported on one line, with the exit code it gets. */
 export class StartupError extends Error {
@@ -52,12 +53,27 @@ async function readTls(config: SharkConfig): Promise<{ cert: string; key: string
   }
 }
 
+/** A listener serving the engine: `Deno.serve`'s or the transport's. */
+export interface Listening {
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting and waits for open requests (the engine closes its sessions first). */
+  shutdown(): Promise<void>;
+}
+
 /** A Shark engine serving on its port. */
 export interface Served {
   readonly shark: Shark;
-  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly server: Listening;
   readonly log: Logger;
 }
+
+/** The metrics label of a connection the transport itself ended, by the close code it sent. */
+const TRANSPORT_CLOSES: Record<number, string> = {
+  1002: "protocol_error",
+  1006: "ping_timeout",
+  1007: "invalid_utf8",
+  1009: "message_too_big",
+};
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -67,16 +83,28 @@ export interface ServeOptions {
   readonly logContext?: Record<string, unknown>;
 }
 
+/** An engine whose adapter has started, not yet listening. */
+export interface Prepared {
+  readonly shark: Shark;
+  readonly log: Logger;
+  /** Listens on `server.host` and `port` (0 picks a free one). */
+  listen(port: number): Served;
+}
+
 /**
- * Starts the adapter and the engine, then listens. Throws a
- * {@link StartupError} when the adapter cannot start (exit 1) or TLS files
- * cannot be read (exit 2).
+ * Starts the adapter and the engine. Throws a {@link StartupError} when the
+ * adapter cannot start (exit 1) or TLS files cannot be read (exit 2).
  */
-export async function serve(config: SharkConfig, options: ServeOptions = {}): Promise<Served> {
+export async function prepare(config: SharkConfig, options: ServeOptions = {}): Promise<Prepared> {
   const logContext = options.logContext ?? {};
   const log = getLogger(["shark"]).with(logContext);
   const tls = await readTls(config);
-  const shark = new Shark(config, { pubsub: await createPubSub(config, logContext), logger: log });
+  const pubsub = await createPubSub(config, logContext);
+  const shark = new Shark(config, {
+    pubsub,
+    logger: log,
+    upgradeWebSocket: config.server.transport === "shark" ? upgradeWebSocket : undefined,
+  });
   try {
     await shark.started;
   } catch (error) {
@@ -85,19 +113,63 @@ export async function serve(config: SharkConfig, options: ServeOptions = {}): Pr
       1,
     );
   }
-  const server = Deno.serve({
-    hostname: config.server.host,
-    port: config.server.port,
-    reusePort: options.reusePort,
-    ...tls,
-    onListen: ({ hostname, port }) =>
-      log.info("listening on {scheme}://{hostname}:{port}", {
-        scheme: tls ? "wss" : "ws",
-        hostname,
-        port,
-      }),
-  }, (request, info) => shark.handle(request, info));
-  return { shark, server, log };
+  const listenOn = (port: number): Served => {
+    const server = listen(shark, {
+      hostname: config.server.host,
+      port,
+      reusePort: options.reusePort,
+      tls,
+      onListen: ({ hostname, port }) =>
+        log.info("listening on {scheme}://{hostname}:{port}", {
+          scheme: tls ? "wss" : "ws",
+          hostname,
+          port,
+          transport: config.server.transport,
+        }),
+    });
+    return { shark, server, log };
+  };
+  return { shark, log, listen: listenOn };
+}
+
+/** Starts the adapter and the engine, then listens (see {@link prepare}). */
+export async function serve(config: SharkConfig, options: ServeOptions = {}): Promise<Served> {
+  return (await prepare(config, options)).listen(config.server.port);
+}
+
+/** Where and how {@link listen} listens. */
+export interface ListenOptions {
+  readonly hostname: string;
+  readonly port: number;
+  readonly reusePort?: boolean;
+  readonly tls?: { readonly cert: string; readonly key: string };
+  readonly onListen?: (addr: Deno.NetAddr) => void;
+}
+
+/**
+ * Serves `shark` on the listener its `server.transport` names: Shark's own
+ * transport (its refusals and the connections it ends counted in the
+ * engine's metrics), or `Deno.serve`. A `shark` engine must have been built
+ * with this transport's {@link upgradeWebSocket}.
+ */
+export function listen(shark: Shark, options: ListenOptions): Listening {
+  const { hostname, port, reusePort, tls, onListen } = options;
+  const handler = (request: Request, info: { remoteAddr: Deno.NetAddr }) =>
+    shark.handle(request, info);
+  if (shark.config.server.transport === "deno") {
+    return Deno.serve({ hostname, port, reusePort, ...tls, onListen }, handler);
+  }
+  return TransportServer.listen({
+    hostname,
+    port,
+    reusePort,
+    tls,
+    onListen,
+    handshakeTimeout: shark.config.server.handshake_timeout,
+    maxMessageBytes: shark.config.server.max_message_bytes,
+    onDrop: (reason) => shark.metrics.rejected(reason),
+    onFail: (code) => shark.metrics.closed(TRANSPORT_CLOSES[code] ?? "protocol_error"),
+  }, handler);
 }
 
 /**

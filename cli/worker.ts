@@ -1,31 +1,40 @@
 /**
- * The entry point of one `--workers` isolate: serves a Shark engine on the
- * shared port (`reusePort`) and answers the supervisor in `cli/workers.ts`.
+ * The entry point of one `--workers` isolate: prepares a Shark engine, then
+ * serves it on the shared port (`reusePort`) when the supervisor in
+ * `cli/workers.ts` says so, and answers its questions.
  *
  * @module
  */
 /// <reference lib="deno.worker" />
 import { dispose } from "@logtape/logtape";
 import type { SharkConfig } from "../mod.ts";
-import { serve, type Served, setUpLogging, StartupError } from "./serve.ts";
+import { prepare, type Prepared, type Served, setUpLogging, StartupError } from "./serve.ts";
 
 /** Messages from the supervisor. */
 export type ToWorker =
   | { type: "start"; config: SharkConfig; index: number }
+  | { type: "listen"; port: number }
   | { type: "metrics"; id: number }
   | { type: "shutdown" };
 
 /** Messages to the supervisor. */
 export type FromWorker =
+  | { type: "ready" }
   | { type: "listening"; port: number }
   | { type: "failed"; message: string; exitCode: number }
   | { type: "metrics"; id: number; text: string }
   | { type: "stopped" };
 
+let prepared: Prepared | undefined;
 let served: Served | undefined;
 
 function reply(message: FromWorker): void {
   self.postMessage(message);
+}
+
+function failed(error: unknown): void {
+  const exitCode = error instanceof StartupError ? error.exitCode : 1;
+  reply({ type: "failed", message: (error as Error).message, exitCode });
 }
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
@@ -33,22 +42,26 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   if (message.type === "start") {
     await setUpLogging(message.config);
     try {
-      served = await serve(message.config, {
+      prepared = await prepare(message.config, {
         reusePort: true,
         logContext: { worker: message.index },
       });
+      reply({ type: "ready" });
+    } catch (error) {
+      failed(error);
+    }
+  } else if (message.type === "listen") {
+    try {
+      served = prepared!.listen(message.port);
       reply({ type: "listening", port: served.server.addr.port });
     } catch (error) {
-      const exitCode = error instanceof StartupError ? error.exitCode : 1;
-      reply({ type: "failed", message: (error as Error).message, exitCode });
+      failed(error);
     }
   } else if (message.type === "metrics") {
-    reply({ type: "metrics", id: message.id, text: served?.shark.metrics.prometheus() ?? "" });
+    reply({ type: "metrics", id: message.id, text: prepared?.shark.metrics.prometheus() ?? "" });
   } else if (message.type === "shutdown") {
-    if (served) {
-      await served.shark.shutdown();
-      await served.server.shutdown();
-    }
+    await prepared?.shark.shutdown();
+    await served?.server.shutdown();
     await dispose();
     reply({ type: "stopped" });
   }

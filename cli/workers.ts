@@ -52,7 +52,10 @@ class WorkerHandle {
   }
 }
 
-const isStartReply = (m: FromWorker): m is Extract<FromWorker, { type: "listening" | "failed" }> =>
+const isReadyReply = (m: FromWorker): m is Extract<FromWorker, { type: "ready" | "failed" }> =>
+  m.type === "ready" || m.type === "failed";
+
+const isListenReply = (m: FromWorker): m is Extract<FromWorker, { type: "listening" | "failed" }> =>
   m.type === "listening" || m.type === "failed";
 
 /**
@@ -93,8 +96,12 @@ export class WorkerPool {
   }
 
   /**
-   * Starts `count` isolates. The first binds the port (a free one when the
-   * configuration says 0); the others then share that port.
+   * Starts `count` isolates. All prepare their engine at once (the slow
+   * part: modules, the adapter); only then do they listen, one after the
+   * other in quick succession, the first on the configured port (a free one
+   * when it is 0) and the others on the same. An isolate that listened
+   * seconds before the others would take most of the first connections: the
+   * kernel spreads connections only over the sockets listening when they arrive.
    */
   static async start(
     config: SharkConfig,
@@ -108,13 +115,17 @@ export class WorkerPool {
       for (let index = 0; index < count; index++) {
         const handle = new WorkerHandle(index, onCrash);
         workers.push(handle);
-        handle.post({
-          type: "start",
-          config: { ...config, server: { ...config.server, port } },
-          index,
-        });
-        const reply = await handle.next(isStartReply, 30_000);
-        if (!reply) throw new StartupError(`worker ${index} did not start within 30 s`, 1);
+        handle.post({ type: "start", config, index });
+      }
+      await Promise.all(workers.map(async (handle) => {
+        const reply = await handle.next(isReadyReply, 30_000);
+        if (!reply) throw new StartupError(`worker ${handle.index} did not start within 30 s`, 1);
+        if (reply.type === "failed") throw new StartupError(reply.message, reply.exitCode);
+      }));
+      for (const handle of workers) {
+        handle.post({ type: "listen", port });
+        const reply = await handle.next(isListenReply, 30_000);
+        if (!reply) throw new StartupError(`worker ${handle.index} did not listen within 30 s`, 1);
         if (reply.type === "failed") throw new StartupError(reply.message, reply.exitCode);
         port = reply.port;
       }

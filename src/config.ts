@@ -98,8 +98,13 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       ),
       max_buffered_bytes: z.int().min(1024).default(4194304)
         .describe("A client with more unsent output is closed with 1008."),
+      handshake_timeout: positiveSeconds.default(10)
+        .describe("Seconds to send a whole HTTP request or upgrade, else the connection closes."),
       shutdown_timeout: seconds.default(30)
         .describe("Seconds graceful shutdown waits for unsubscribe callbacks."),
+      transport: z.enum(["shark", "deno"]).default("shark").describe(
+        "The CLI's listener: shark (its own RFC 6455 server) or deno (Deno.serve, Deno.upgradeWebSocket).",
+      ),
     }).prefault({}).describe("The WebSocket listener clients connect to."),
     ws_ping: z.strictObject({
       interval: seconds.default(15)

@@ -27,7 +27,9 @@ export interface ServerConfig {
   readonly idle_timeout: number | null;
   readonly max_fanout_queue_bytes: number;
   readonly max_buffered_bytes: number;
+  readonly handshake_timeout: number;
   readonly shutdown_timeout: number;
+  readonly transport: "shark" | "deno";
 }
 
 /** `pubsub.redis` (see `configSchema`). */

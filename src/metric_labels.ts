@@ -23,13 +23,15 @@ export type DropReason =
  */
 export type AuthOutcome = "ok" | "failed" | "unavailable" | "unsupported";
 
-/** Why an upgrade was refused. */
+/** Why a connection was refused: at the upgrade, or before it on the CLI's own transport. */
 export type RejectReason =
   | "max_connections"
   | "max_connections_per_address"
   | "max_memory"
   | "origin"
-  | "not_ready";
+  | "not_ready"
+  | "handshake_timeout"
+  | "bad_request";
 
 /** A limit applied: a subscribe refused, an `order_key` or `throttle_key` forgotten. */
 export type LimitName = "max_subscriptions" | "order_keys" | "throttle_keys";

@@ -64,7 +64,7 @@ const ROWS: readonly Row[] = [
   },
   {
     name: "shark_connections_rejected_total",
-    help: "Upgrades refused",
+    help: "Connections refused, by reason",
     type: "counter",
     key: "rejected",
     labels: ["reason"],
@@ -267,7 +267,7 @@ export class Metrics {
     countOne(this.#labelled.recoveries, outcome);
   }
 
-  /** Counts a refused upgrade, by reason. */
+  /** Counts a refused connection (see {@link RejectReason}). */
   rejected(reason: RejectReason): void {
     countOne(this.#labelled.rejected, reason);
   }

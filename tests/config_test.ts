@@ -35,7 +35,9 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     idle_timeout: null,
     max_fanout_queue_bytes: 16777216,
     max_buffered_bytes: 4194304,
+    handshake_timeout: 10,
     shutdown_timeout: 30,
+    transport: "shark",
   });
   assert.deepEqual(config.ws_ping, { interval: 15, timeout: 15 });
   assert.equal(config.pubsub.adapter, "memory");

@@ -6,16 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { Running } from "./helpers/command.ts";
+import { TRANSPORT } from "./helpers/process.ts";
 import { redisAvailable } from "./helpers/redis_server.ts";
 
 type Figures = Record<string, string | number | boolean | null>;
 
 /**
- * Runs a harness task to its end as the README says (`deno task fuzz -- ARGS`);
- * its figures are the JSON lines of its report, by title.
+ * Runs a harness task to its end as the README says (`deno task fuzz -- ARGS`),
+ * Shark on the transport the suite runs on; its figures are the JSON lines of
+ * its report, by title.
  */
 async function runHarness(task: string, args: string[]) {
-  const run = new Running([Deno.execPath(), "task", task, "--", ...args]);
+  const run = new Running([Deno.execPath(), "task", task, "--", "--transport", TRANSPORT, ...args]);
   const { code } = await run.done;
   const reports: Record<string, Figures> = {};
   for (const line of run.stdout) {

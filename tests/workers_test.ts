@@ -8,6 +8,7 @@ import { answersOk, freePort } from "./helpers/loopback.ts";
 import { runMain, SharkProcess } from "./helpers/process.ts";
 import { tempFile } from "./helpers/temp.ts";
 import { waitUntil } from "./helpers/wait.ts";
+import { upgradeRequest } from "./helpers/ws_frame.ts";
 
 /** Per-worker values of one sample of the merged exposition. */
 function perWorker(text: string, metric: string): Map<string, number> {
@@ -89,6 +90,44 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
   await opened.disposeAsync();
   const { code } = await shark.stop();
   assert.equal(code, 0);
+});
+
+Deno.test("--workers 4: connections made as soon as /healthz answers are spread over every isolate", async () => {
+  const port = freePort();
+  const metricsPort = freePort();
+  await using shark = SharkProcess.spawn([
+    "--port",
+    String(port),
+    "--workers",
+    "4",
+    "--adapter",
+    "broadcast_channel",
+    "--log-level",
+    "warning",
+  ], {
+    SHARK_CONFIG: JSON.stringify({ metrics: { prometheus: { port: metricsPort } } }),
+  });
+  using conns = new DisposableStack();
+  // As a load generator does: connect the moment the port answers.
+  await waitUntil(
+    () => answersOk(`http://127.0.0.1:${port}/healthz`),
+    15_000,
+    "--workers 4 answering /healthz",
+  );
+  const upgrade = upgradeRequest(port, "dGhlIHNhbXBsZSBub25jZQ==");
+  for (let i = 0; i < 800; i++) {
+    const conn = conns.use(await Deno.connect({ hostname: "127.0.0.1", port }));
+    await conn.write(upgrade);
+    await conn.read(new Uint8Array(512));
+  }
+  const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+  const open = perWorker(text, "shark_connections_open");
+  assert.equal(open.size, 4);
+  assert.equal([...open.values()].reduce((a, b) => a + b, 0), 800);
+  // 200 on average; an isolate that listened late used to get none.
+  for (const [worker, count] of open) assert.ok(count >= 100, `worker ${worker}: ${count}`);
+  conns.dispose();
+  assert.equal((await shark.stop()).code, 0);
 });
 
 Deno.test("--workers with the memory adapter refuses to start with a clear message", async (t) => {

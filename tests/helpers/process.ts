@@ -6,6 +6,14 @@
 import { fileURLToPath } from "node:url";
 import { Changes, waitUntil, within } from "./wait.ts";
 
+/**
+ * The listener every Shark under test runs on: Shark's own transport, or
+ * `Deno.serve` with `SHARK_TEST_TRANSPORT=deno` (the suite runs both ways).
+ */
+export const TRANSPORT: "shark" | "deno" = Deno.env.get("SHARK_TEST_TRANSPORT") === "deno"
+  ? "deno"
+  : "shark";
+
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -55,9 +63,9 @@ export class SharkProcess {
     })();
   }
 
-  /** Spawns `deno run -A main.ts` with `args` and extra environment. */
+  /** Spawns `deno run -A main.ts` on {@link TRANSPORT} with `args` and extra environment. */
   static spawn(args: string[], env: Record<string, string> = {}): SharkProcess {
-    return SharkProcess.deno(["run", "-A", "main.ts", ...args], env);
+    return SharkProcess.deno(["run", "-A", "main.ts", "--transport", TRANSPORT, ...args], env);
   }
 
   /** Spawns `deno` with `args` (e.g. `serve --parallel ...`) in the repository root. */

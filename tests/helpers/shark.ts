@@ -1,11 +1,15 @@
 /**
- * Shark under test, in-process: the library API behind `Deno.serve` on a
- * free loopback port. (`process.ts` runs the real `main.ts`.)
+ * Shark under test, in-process: the library API behind Shark's own transport
+ * or `Deno.serve` (see {@link TRANSPORT}) on a loopback port. (`process.ts`
+ * runs the real `main.ts`.)
  *
  * @module
  */
 import { Shark, type SharkConfigInput, type SharkOptions } from "../../mod.ts";
+import { listen, type Listening } from "../../cli/serve.ts";
+import { upgradeWebSocket } from "../../cli/transport/server.ts";
 import { TestClient } from "./client.ts";
+import { TRANSPORT } from "./process.ts";
 
 /** Quick retries so that failure tests do not wait for the defaults. */
 export const FAST_HTTP = { timeout: 1, tries: 2, wait: 0.05 } as const;
@@ -16,32 +20,33 @@ export const FAST_HTTP = { timeout: 1, tries: 2, wait: 0.05 } as const;
  */
 export class TestShark {
   readonly shark: Shark;
-  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly server: Listening;
   readonly #clients: TestClient[] = [];
   #stopped: Promise<void> | undefined;
 
-  private constructor(shark: Shark, server: Deno.HttpServer<Deno.NetAddr>) {
+  private constructor(shark: Shark, server: Listening) {
     this.shark = shark;
     this.server = server;
   }
 
   /**
-   * Starts Shark with `config` (the host is chosen here) and `options`, on
-   * `options.port` (default 0: a free one; a stopped Shark's port starts one
-   * where its clients reconnect).
+   * Starts Shark with `config` (the host is chosen here, and the transport
+   * unless `config.server` names one) and `options`, on `options.port`
+   * (default 0: a free one; a stopped Shark's port starts one where its
+   * clients reconnect).
    */
   static async start(
     config: SharkConfigInput,
     options: SharkOptions & { port?: number } = {},
   ): Promise<TestShark> {
     const { port = 0, ...sharkOptions } = options;
-    const shark = new Shark({ http: FAST_HTTP, ...config }, sharkOptions);
+    const server = { transport: TRANSPORT, ...config.server };
+    const shark = new Shark({ http: FAST_HTTP, ...config, server }, {
+      upgradeWebSocket: server.transport === "shark" ? upgradeWebSocket : undefined,
+      ...sharkOptions,
+    });
     await shark.started;
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port, onListen() {} },
-      (request, info) => shark.handle(request, info),
-    );
-    return new TestShark(shark, server);
+    return new TestShark(shark, listen(shark, { hostname: "127.0.0.1", port, onListen() {} }));
   }
 
   get port(): number {

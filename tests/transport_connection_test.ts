@@ -1,0 +1,253 @@
+/**
+ * One connection of the transport over a fake `Deno.Conn`: the output queue
+ * (one write per turn, partial writes, `bufferedAmount`), the closing
+ * handshake and the keep-alive, without a socket or a wall-clock window.
+ */
+import assert from "node:assert/strict";
+import { WebSocketConnection } from "../cli/transport/connection.ts";
+import {
+  buildFrame,
+  FrameReader,
+  type FrameSink,
+  Opcode,
+  textFrame,
+} from "../cli/transport/frame.ts";
+
+/** A `Deno.Conn` whose writes the test completes by hand. */
+class FakeConn {
+  readonly writes: Uint8Array[] = [];
+  /** The buffers handed to `write`, as they were. */
+  readonly buffers: Uint8Array[] = [];
+  readonly #inbound: Uint8Array[] = [];
+  #reader: ((chunk: Uint8Array | null) => void) | undefined;
+  #pendingWrite: (() => void) | undefined;
+  closed = false;
+  halfClosed = false;
+  /** How many bytes each write accepts (all when undefined). */
+  accept: number | undefined;
+  /** When false, writes stay pending until `finishWrite`. */
+  autoComplete = true;
+
+  write(bytes: Uint8Array): Promise<number> {
+    this.buffers.push(bytes);
+    const written = Math.min(bytes.byteLength, this.accept ?? bytes.byteLength);
+    this.writes.push(bytes.slice(0, written));
+    if (this.autoComplete) return Promise.resolve(written);
+    return new Promise((resolve) => this.#pendingWrite = () => resolve(written));
+  }
+
+  finishWrite(): void {
+    this.#pendingWrite?.();
+    this.#pendingWrite = undefined;
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    const next = this.#inbound.shift();
+    if (next) {
+      buffer.set(next);
+      return Promise.resolve(next.byteLength);
+    }
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.#reader = (chunk) => {
+        if (chunk === null) return resolve(null);
+        buffer.set(chunk);
+        resolve(chunk.byteLength);
+      };
+    });
+  }
+
+  /** The client sends `bytes`. */
+  receive(bytes: Uint8Array): void {
+    const reader = this.#reader;
+    this.#reader = undefined;
+    if (reader) reader(bytes);
+    else this.#inbound.push(bytes);
+  }
+
+  closeWrite(): Promise<void> {
+    this.halfClosed = true;
+    return Promise.resolve();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.#reader?.(null);
+  }
+
+  /** Everything written, as frames a client reads (the 101 answer skipped). */
+  frames(): [number, string][] {
+    const all = this.writes.flatMap((chunk) => [...chunk]);
+    const start = new TextDecoder().decode(new Uint8Array(all)).indexOf("\r\n\r\n");
+    const frames: [number, string][] = [];
+    const sink: FrameSink = {
+      onMessage: (data) => frames.push([1, typeof data === "string" ? data : "binary"]),
+      onPing: () => frames.push([Opcode.ping, ""]),
+      onPong: (payload) => frames.push([Opcode.pong, new TextDecoder().decode(payload)]),
+      onClose: (code, reason) => frames.push([Opcode.close, `${code} ${reason}`]),
+      onFail: (code, reason) => frames.push([-1, `${code} ${reason}`]),
+    };
+    new FrameReader({ maxMessageBytes: 1 << 20, masked: false }, sink)
+      .read(new Uint8Array(all.slice(start + 4)));
+    return frames;
+  }
+}
+
+const MASK = new Uint8Array([1, 2, 3, 4]);
+const HTTP_101 = new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+function open(idleTimeout = 0) {
+  const conn = new FakeConn();
+  const socket = new WebSocketConnection(conn as unknown as Deno.Conn, {
+    maxMessageBytes: 1000,
+    idleTimeout,
+  });
+  const events: string[] = [];
+  socket.addEventListener(
+    "message",
+    (event) => events.push(`message ${(event as MessageEvent).data}`),
+  );
+  socket.addEventListener("close", (event) => {
+    const close = event as CloseEvent;
+    events.push(`close ${close.code} ${close.wasClean}`);
+  });
+  socket.open(HTTP_101, new Uint8Array(0));
+  return { conn, socket, events };
+}
+
+Deno.test("frames sent in one turn leave in one write, in order", async () => {
+  const { conn, socket } = open();
+  for (let i = 0; i < 100; i++) socket.send(`message ${i}`);
+  socket.send("last");
+  assert.equal(conn.writes.length, 0, "nothing is written before the turn's work is done");
+  await turn();
+  assert.equal(conn.writes.length, 1);
+  const frames = conn.frames();
+  assert.equal(frames.length, 101);
+  assert.deepEqual(frames[0], [1, "message 0"]);
+  assert.deepEqual(frames[100], [1, "last"]);
+});
+
+Deno.test("bufferedAmount counts the bytes queued and not yet written", async () => {
+  const { conn, socket } = open();
+  await turn();
+  conn.autoComplete = false;
+  socket.send("x".repeat(100)); // 102 bytes on the wire
+  assert.equal(socket.bufferedAmount, 102);
+  await turn();
+  assert.equal(conn.writes.length, 2, "the write is under way");
+  socket.send("y".repeat(10)); // queued behind it: 12 bytes
+  assert.equal(socket.bufferedAmount, 114);
+  conn.autoComplete = true;
+  conn.finishWrite();
+  await turn();
+  assert.equal(socket.bufferedAmount, 0, "what waited behind it is written in one more write");
+  assert.equal(conn.writes.length, 3);
+  assert.deepEqual(conn.frames().map(([, text]) => text.length), [100, 10]);
+});
+
+Deno.test("a partial write is continued from where it stopped", async () => {
+  const { conn, socket } = open();
+  conn.accept = 7;
+  socket.send("abcdefghijklmnopqrstuvwxyz");
+  for (let i = 0; i < 10; i++) await turn();
+  assert.equal(socket.bufferedAmount, 0);
+  assert.deepEqual(conn.frames().at(-1), [1, "abcdefghijklmnopqrstuvwxyz"]);
+});
+
+Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {
+  const frame = '{"event":"message","subscription":"books.1","data":"ü"}';
+  const connections = [open(), open(), open()];
+  await turn();
+  for (const { socket } of connections) socket.send(frame);
+  await turn();
+  const [first, ...others] = connections.map(({ conn }) => conn.buffers.at(-1));
+  assert.deepEqual(first, textFrame(frame));
+  for (const other of others) assert.equal(other, first, "the same buffer, not a copy");
+});
+
+Deno.test("a ping is answered with a pong carrying its payload", async () => {
+  const { conn } = open();
+  conn.receive(buildFrame(Opcode.ping, new TextEncoder().encode("hi"), { mask: MASK }));
+  await turn();
+  assert.deepEqual(conn.frames(), [[Opcode.pong, "hi"]]);
+});
+
+Deno.test("the client's close frame is echoed, then the server closes TCP first", async () => {
+  const { conn, events } = open();
+  conn.receive(buildFrame(Opcode.close, new Uint8Array([0x0f, 0xa1, 0x62]), { mask: MASK }));
+  await turn();
+  assert.deepEqual(conn.frames(), [[Opcode.close, "4001 b"]]);
+  assert.ok(conn.closed);
+  assert.deepEqual(events, ["close 4001 true"]);
+});
+
+Deno.test("server close: the close frame follows what was sent; TCP closes at the client's answer", async () => {
+  const { conn, socket, events } = open();
+  socket.send("last words");
+  socket.close(1001, "bye");
+  assert.equal(socket.readyState, 2);
+  socket.send("dropped: the connection is closing");
+  await turn();
+  assert.deepEqual(conn.frames(), [[1, "last words"], [Opcode.close, "1001 bye"]]);
+  assert.ok(!conn.closed);
+  conn.receive(buildFrame(Opcode.close, new Uint8Array([0x03, 0xe9]), { mask: MASK }));
+  await turn();
+  assert.ok(conn.closed);
+  assert.deepEqual(events, ["close 1001 true"]);
+});
+
+Deno.test("a protocol error sends its close code, half-closes and drops further input", async () => {
+  const { conn, events } = open();
+  conn.receive(buildFrame(Opcode.text, new TextEncoder().encode("unmasked")));
+  await turn();
+  assert.deepEqual(conn.frames(), [[Opcode.close, "1002 unmasked frame from a client"]]);
+  assert.ok(conn.halfClosed);
+  assert.deepEqual(events, ["close 1002 false"]);
+  conn.receive(buildFrame(Opcode.text, new TextEncoder().encode("ignored"), { mask: MASK }));
+  await turn();
+  assert.deepEqual(events, ["close 1002 false"]);
+  conn.close();
+});
+
+Deno.test("invalid close codes given to close() throw, as on WebSocket", () => {
+  const { socket } = open();
+  assert.throws(() => socket.close(1005), { name: "InvalidAccessError" });
+  assert.throws(() => socket.close(1000, "x".repeat(124)), { name: "SyntaxError" });
+});
+
+/** Polls `ready` until it holds; fails after `timeoutMs`. */
+async function waitFor(ready: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const pings = (conn: FakeConn) => conn.frames().filter(([opcode]) => opcode === Opcode.ping).length;
+
+Deno.test("a client that stays silent is pinged after half the idle timeout, dropped after the other half", async () => {
+  const { conn, events } = open(1);
+  const started = Date.now();
+  await waitFor(() => pings(conn) === 1);
+  assert.ok(Date.now() - started >= 450, "not before half of the idle timeout");
+  assert.deepEqual(events, []);
+  await waitFor(() => events.length > 0);
+  assert.ok(Date.now() - started >= 950, "dropped after the whole idle timeout");
+  assert.deepEqual(conn.frames().at(-1), [Opcode.close, "1011 keep-alive timeout"]);
+  assert.deepEqual(events, ["close 1006 false"]);
+});
+
+Deno.test("a client that answers the ping stays connected", async () => {
+  const { conn, socket, events } = open(1);
+  await waitFor(() => pings(conn) === 1);
+  conn.receive(buildFrame(Opcode.pong, new Uint8Array(0), { mask: MASK }));
+  // Silent again after its pong: pinged once more, never dropped in between.
+  await waitFor(() => pings(conn) === 2);
+  assert.deepEqual(events, []);
+  assert.equal(socket.readyState, 1);
+  socket.close(1000);
+  conn.close();
+});
