@@ -78,6 +78,38 @@ async function churnOnce(shark: SharkProcess, id: number, counts: Record<string,
   }
 }
 
+/** Seconds a paced loop may fall behind before it gives up catching up. */
+const MAX_LAG_S = 1;
+
+/**
+ * Paces a loop at `perSecond`. A loop that fell more than {@link MAX_LAG_S}
+ * behind (the machine stalled) starts afresh from now instead of bursting to
+ * catch up: a burst of publishes in flight at once could reach Shark out of
+ * order, and a burst of connects would measure the burst.
+ */
+class Pacer {
+  #due: number;
+  readonly #intervalMs: number;
+  /** Times the loop fell behind and started afresh. */
+  slips = 0;
+
+  constructor(start: number, perSecond: number) {
+    this.#due = start;
+    this.#intervalMs = 1000 / perSecond;
+  }
+
+  /** Waits until the next turn is due. */
+  async next(): Promise<void> {
+    this.#due += this.#intervalMs;
+    const wait = this.#due - performance.now();
+    if (wait > 0) return await delay(wait);
+    if (wait < -MAX_LAG_S * 1000) {
+      this.slips++;
+      this.#due = performance.now();
+    }
+  }
+}
+
 async function main(directory: string): Promise<number> {
   const { values } = parseArgs({
     args: harnessArgs(),
@@ -144,6 +176,10 @@ async function main(directory: string): Promise<number> {
   const sampler = setInterval(sample, sampleEvery * 1000);
   let published = 0;
   let httpFailures = 0;
+  const pacing = {
+    publishes: new Pacer(started, publishesPerSecond),
+    churn: new Pacer(started, churn),
+  };
   const publishing = (async () => {
     while (performance.now() < until) {
       const topic = `feed.${published % TOPICS}`;
@@ -166,16 +202,14 @@ async function main(directory: string): Promise<number> {
           .catch(() => {});
       }
       published++;
-      const wait = started + (published * 1000) / publishesPerSecond - performance.now();
-      if (wait > 0) await delay(wait);
+      await pacing.publishes.next();
     }
   })();
   const churning = (async () => {
     const lives: Promise<void>[] = [];
     for (let id = 0; performance.now() < until; id++) {
       lives.push(churnOnce(shark, id, counts));
-      const wait = started + ((id + 1) * 1000) / churn - performance.now();
-      if (wait > 0) await delay(wait);
+      await pacing.churn.next();
     }
     await Promise.all(lives);
   })();
@@ -208,6 +242,7 @@ async function main(directory: string): Promise<number> {
     ...counts,
     delivered_total: metrics["shark_messages_delivered_total"] ?? 0,
     keys_forgotten: metrics['shark_limited_total{limit="order_keys"}'] ?? 0,
+    schedule_slips: pacing.publishes.slips + pacing.churn.slips,
     rss_baseline_s: baseline.s,
     rss_baseline_mib: baseline.rss_mib,
     rss_end_mib: end.rss_mib,
