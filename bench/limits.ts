@@ -445,7 +445,12 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
   const seconds = (performance.now() - started) / 1000;
   sampling = false;
   await sampler;
-  await delay(500);
+  // What left the queue may still be on its way (output queues, socket buffers): wait until
+  // the clients have had nothing new for a second.
+  for (let before = -1; before !== received;) {
+    before = received;
+    await delay(1000);
+  }
   const metrics = await shark.metrics();
   const rssPeak = peakRssKiB(shark.child.pid) / 1024;
   for (const client of clients) client.close();
@@ -460,6 +465,8 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
     max_queue_envelopes_seen: maxQueued,
     dropped_queue_full: metrics['shark_messages_dropped_total{reason="queue_full"}'] ?? 0,
     delivered: received,
+    delivered_of: (envelopes + (statuses[200] ?? 0)) * subscribers,
+    closed_slow_consumer: metrics['shark_connections_closed_total{reason="slow_consumer"}'] ?? 0,
     http_publish_statuses: JSON.stringify(statuses),
     drained_after_s: seconds,
     peak_rss_mib: rssPeak,
