@@ -258,11 +258,9 @@ Deno.test("a fragmented message with a ping between its fragments: the pong at o
 
 Deno.test("an unmasked client frame is refused with 1002", async () => {
   await using echo = echoServer();
-  const { raw } = await Raw.upgrade(echo.port);
-  await using _ = raw;
-  await raw.write(buildFrame(Opcode.text, encode("not masked")));
-  await raw.until(() => raw.ended);
-  assert.deepEqual(raw.frames, [[Opcode.close, "1002 unmasked frame from a client"]]);
+  assert.deepEqual(await answerTo(echo.port, [buildFrame(Opcode.text, encode("not masked"))]), [
+    [Opcode.close, "1002 unmasked frame from a client"],
+  ]);
   assert.deepEqual(echo.fails, [1002]);
 });
 
@@ -277,22 +275,17 @@ Deno.test("invalid UTF-8 in a text message, whole or split over fragments, is re
       ],
     ]
   ) {
-    const { raw } = await Raw.upgrade(echo.port);
-    await using _ = raw;
-    for (const frame of frames) await raw.write(frame);
-    await raw.until(() => raw.ended);
-    assert.deepEqual(raw.frames, [[Opcode.close, "1007 invalid UTF-8"]]);
+    assert.deepEqual(await answerTo(echo.port, frames), [[Opcode.close, "1007 invalid UTF-8"]]);
   }
 });
 
 Deno.test("a frame announcing more than max_message_bytes gets 1009 before its payload is sent", async () => {
   await using echo = echoServer();
-  const { raw } = await Raw.upgrade(echo.port);
-  await using _ = raw;
   // A 50 MB binary frame: only its header is sent, and the answer comes anyway.
-  await raw.write(new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x02, 0xfa, 0xf0, 0x80, ...MASK]));
-  await raw.until(() => raw.frames.length > 0);
-  assert.deepEqual(raw.frames, [[Opcode.close, "1009 message too big"]]);
+  const header = new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x02, 0xfa, 0xf0, 0x80, ...MASK]);
+  assert.deepEqual(await answerTo(echo.port, [header], (frames) => frames.length > 0), [
+    [Opcode.close, "1009 message too big"],
+  ]);
   assert.deepEqual(echo.fails, [1009]);
 });
 
@@ -304,12 +297,9 @@ Deno.test("reserved bits and unknown opcodes are refused with 1002", async () =>
       buildFrame(0x3, encode("x"), { mask: MASK }),
     ]
   ) {
-    const { raw } = await Raw.upgrade(echo.port);
-    await using _ = raw;
-    await raw.write(frame);
-    await raw.until(() => raw.ended);
-    assert.equal(raw.frames[0][0], Opcode.close);
-    assert.match(raw.frames[0][1], /^1002 /);
+    const [[opcode, close]] = await answerTo(echo.port, [frame]);
+    assert.equal(opcode, Opcode.close);
+    assert.match(close, /^1002 /);
   }
 });
 
@@ -357,6 +347,22 @@ Deno.test("plain HTTP on the same port: keep-alive, and a chunked request body",
 });
 
 /** Runs a client script of another stack; returns the JSON it printed. */
+/**
+ * Upgrades a raw connection, sends `frames` and returns the frames that came back by the time the
+ * server ended the connection (or `done` said so).
+ */
+async function answerTo(
+  port: number,
+  frames: Uint8Array[],
+  done = (_frames: Raw["frames"], raw: Raw) => raw.ended,
+): Promise<Raw["frames"]> {
+  const { raw } = await Raw.upgrade(port);
+  await using _ = raw;
+  for (const frame of frames) await raw.write(frame);
+  await raw.until(() => done(raw.frames, raw));
+  return raw.frames;
+}
+
 async function runClient(command: string, args: string[]): Promise<Record<string, unknown>> {
   const output = await new Deno.Command(command, { args, cwd: ROOT, stdin: "null" }).output();
   const stdout = new TextDecoder().decode(output.stdout);
@@ -364,36 +370,41 @@ async function runClient(command: string, args: string[]): Promise<Record<string
   return JSON.parse(stdout.trim().split("\n").at(-1)!);
 }
 
-Deno.test("Node's ws client: echo, a message in three fragments, ping/pong, the close code", async () => {
-  await using echo = echoServer();
-  const seen = await runClient("node", [
-    "tests/clients/ws_client.mjs",
-    `ws://127.0.0.1:${echo.port}/`,
-  ]);
-  assert.deepEqual(seen, {
-    text: "hello from node",
-    binary: [1, 2, 3],
-    fragmented: "fragmented",
-    pong: "are you there",
-    close: [4002, "node done"],
-  });
-});
+const otherStacks = [
+  {
+    name: "Node's ws client: echo, a message in three fragments, ping/pong, the close code",
+    command: "node",
+    script: "tests/clients/ws_client.mjs",
+    expected: {
+      text: "hello from node",
+      binary: [1, 2, 3],
+      fragmented: "fragmented",
+      pong: "are you there",
+      close: [4002, "node done"],
+    },
+  },
+  {
+    name:
+      "Python's websockets client: echo, fragments, ping/pong, close code, 1009 for a message too big",
+    command: "/usr/bin/python3",
+    script: "tests/clients/websockets_client.py",
+    expected: {
+      text: "hello from python",
+      binary: [1, 2, 3],
+      fragmented: "fragmented",
+      pong: true,
+      close: [4003, "python done"],
+      too_big: [1009],
+    },
+  },
+];
 
-Deno.test("Python's websockets client: echo, fragments, ping/pong, close code, 1009 for a message too big", async () => {
-  await using echo = echoServer();
-  const seen = await runClient("/usr/bin/python3", [
-    "tests/clients/websockets_client.py",
-    `ws://127.0.0.1:${echo.port}/`,
-  ]);
-  assert.deepEqual(seen, {
-    text: "hello from python",
-    binary: [1, 2, 3],
-    fragmented: "fragmented",
-    pong: true,
-    close: [4003, "python done"],
-    too_big: [1009],
+for (const { name, command, script, expected } of otherStacks) {
+  Deno.test(name, async () => {
+    await using echo = echoServer();
+    assert.deepEqual(await runClient(command, [script, `ws://127.0.0.1:${echo.port}/`]), expected);
   });
-});
+}
 
 /** A test CA and a certificate it signed for 127.0.0.1 (PEM text, and the CA's file). */
 async function testCertificate(): Promise<

@@ -34,11 +34,6 @@ export interface ConnectionOptions {
   readonly onFail?: (code: number, reason: string) => void;
 }
 
-const CONNECTING = 0;
-const OPEN = 1;
-const CLOSING = 2;
-const CLOSED = 3;
-
 /** The first read buffer; it doubles while reads fill it, up to READ_MAX. */
 const READ_MIN = 2048;
 const READ_MAX = 65536;
@@ -132,7 +127,7 @@ export class WebSocketConnection implements FrameSink {
   readonly #conn: Deno.Conn;
   readonly #options: ConnectionOptions;
   readonly #reader: FrameReader;
-  #state: number = CONNECTING;
+  #state: number = WebSocket.CONNECTING;
   #listeners: Map<string, Listener[]> | undefined;
   #queue: Uint8Array[] | undefined;
   /** Bytes queued and not yet written. */
@@ -191,7 +186,7 @@ export class WebSocketConnection implements FrameSink {
    */
   open(response: Uint8Array, leftover: Uint8Array): void {
     this.#enqueue(response);
-    this.#state = OPEN;
+    this.#state = WebSocket.OPEN;
     this.#dispatch("open", new Event("open"));
     this.#readLoop(leftover);
     this.#halfMs = this.#options.idleTimeout * 500;
@@ -201,10 +196,10 @@ export class WebSocketConnection implements FrameSink {
 
   /** Sends a text (string) or binary (bytes) message. */
   send(data: string | Uint8Array | ArrayBuffer): void {
-    if (this.#state === CONNECTING) {
+    if (this.#state === WebSocket.CONNECTING) {
       throw new DOMException("The connection is not open yet.", "InvalidStateError");
     }
-    if (this.#state !== OPEN) return;
+    if (this.#state !== WebSocket.OPEN) return;
     if (typeof data !== "string") {
       this.#enqueue(binaryFrame(data instanceof Uint8Array ? data : new Uint8Array(data)));
       return;
@@ -228,12 +223,12 @@ export class WebSocketConnection implements FrameSink {
     ) {
       throw new DOMException("The close reason is over 123 bytes.", "SyntaxError");
     }
-    if (this.#state === CONNECTING) {
+    if (this.#state === WebSocket.CONNECTING) {
       this.#closeOnOpen = [code, reason];
       return;
     }
-    if (this.#state !== OPEN) return;
-    this.#state = CLOSING;
+    if (this.#state !== WebSocket.OPEN) return;
+    this.#state = WebSocket.CLOSING;
     this.#sendClose(code, reason);
     this.#closeTimer = setTimeout(() => {
       this.#closeTcp();
@@ -259,7 +254,7 @@ export class WebSocketConnection implements FrameSink {
 
   /** A message from the client. */
   onMessage(data: string | Uint8Array): void {
-    if (this.#state !== OPEN) return;
+    if (this.#state !== WebSocket.OPEN) return;
     const value = typeof data === "string"
       ? data
       : this.binaryType === "arraybuffer"
@@ -372,7 +367,7 @@ export class WebSocketConnection implements FrameSink {
    * other half passes without one either.
    */
   checkAlive(now: number): void {
-    if (this.#state !== OPEN) return;
+    if (this.#state !== WebSocket.OPEN) return;
     if (this.#pingedAt === 0) {
       if (now - this.#lastRead < this.#halfMs) return;
       this.#pingedAt = now;
@@ -418,8 +413,8 @@ export class WebSocketConnection implements FrameSink {
    * With `closeTcp`, the TCP connection is closed now.
    */
   #end(code: number, reason: string, wasClean: boolean, closeTcp = true): void {
-    if (this.#state === CLOSED) return;
-    this.#state = CLOSED;
+    if (this.#state === WebSocket.CLOSED) return;
+    this.#state = WebSocket.CLOSED;
     unwatch(this);
     if (closeTcp) this.#closeTcp();
     this.#dispatch("close", new CloseEvent("close", { code, reason, wasClean }));
