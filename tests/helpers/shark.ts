@@ -35,7 +35,10 @@ export class TestShark {
       upgradeWebSocket: TRANSPORT === "shark" ? upgradeWebSocket : undefined,
     });
     await shark.started;
-    return new TestShark(shark, listen(shark, { hostname: "127.0.0.1", port: 0, onListen() {} }));
+    return new TestShark(
+      shark,
+      await listen(shark, { hostname: "127.0.0.1", port: 0, onListen() {} }),
+    );
   }
 
   get port(): number {
