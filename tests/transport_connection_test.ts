@@ -24,9 +24,21 @@ class FakeWire extends EventEmitter {
   ended = false;
   destroyed = false;
 
-  write(bytes: Uint8Array): boolean {
+  /** When true, writes stay under way until `finishWrites`. */
+  holdWrites = false;
+  #done: (() => void)[] = [];
+
+  write(bytes: Uint8Array, done: () => void): boolean {
     this.writes.push(bytes);
+    if (this.holdWrites) this.#done.push(done);
+    else queueMicrotask(done);
     return true;
+  }
+
+  /** The kernel takes the writes under way. */
+  finishWrites(): void {
+    this.holdWrites = false;
+    for (const done of this.#done.splice(0)) done();
   }
 
   end(): this {
@@ -117,6 +129,30 @@ Deno.test("bufferedAmount counts the bytes queued here and those the socket stil
   await turn();
   assert.equal(conn.writes.length, 3);
   assert.deepEqual(conn.frames().map(([, text]) => text.length), [100, 10]);
+});
+
+Deno.test("frames sent while a write is under way leave joined in one write once it is done", async () => {
+  const { conn, socket } = open();
+  await turn();
+  conn.holdWrites = true;
+  socket.send("first");
+  await turn();
+  assert.equal(conn.writes.length, 2, "the 101 answer, then the first frame");
+  for (let i = 0; i < 3; i++) {
+    socket.send(`waiting ${i}`);
+    await turn();
+  }
+  assert.equal(conn.writes.length, 2, "nothing more while the write is under way");
+  assert.equal(socket.bufferedAmount, 3 * 11);
+  conn.finishWrites();
+  await turn();
+  assert.equal(conn.writes.length, 3, "the three frames in one write");
+  assert.deepEqual(conn.frames().map(([, text]) => text), [
+    "first",
+    "waiting 0",
+    "waiting 1",
+    "waiting 2",
+  ]);
 });
 
 Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {

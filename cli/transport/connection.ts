@@ -158,6 +158,16 @@ export class WebSocketConnection implements FrameSink {
   #queue: Uint8Array[] | undefined;
   /** Bytes queued and not yet handed to the socket. */
   #queued = 0;
+  /**
+   * A write is not yet taken by the kernel: what is sent meanwhile waits
+   * here and leaves joined in one write once it is (under a burst, frames
+   * for a busy client go out many per write, not one write per turn).
+   */
+  #writing = false;
+  readonly #written = () => {
+    this.#writing = false;
+    if ((this.#queue?.length ?? 0) > 0) this.flush();
+  };
   #dirty = false;
   #closeSent = false;
   /**
@@ -267,18 +277,19 @@ export class WebSocketConnection implements FrameSink {
 
   /**
    * Hands what is queued to the socket: one write for all of it. Called once
-   * per turn by the flush of the dirty list. The socket writes it to the
-   * kernel at once and keeps (counted in `writableLength`) what the kernel
-   * did not take.
+   * per turn by the flush of the dirty list, and when the previous write is
+   * done. The socket writes it to the kernel at once and keeps (counted in
+   * `writableLength`) what the kernel did not take.
    */
   flush(): void {
     this.#dirty = false;
     const queue = this.#queue;
-    if (this.#tcpClosed || !queue || queue.length === 0) return;
+    if (this.#writing || this.#tcpClosed || !queue || queue.length === 0) return;
     const chunk = queue.length === 1 ? queue[0] : join(queue, this.#queued);
     queue.length = 0;
     this.#queued = 0;
-    this.#wire.write(chunk);
+    this.#writing = true;
+    this.#wire.write(chunk, this.#written);
     this.#finishWhenFlushed();
   }
 
