@@ -1,10 +1,11 @@
 /**
  * Shark's own WebSocket server (SPEC section 9, "Transports"), over
- * `node:net` / `node:tls` (see `connection.ts` for why not `Deno.listen`): it reads each connection's request head
- * (within `server.handshake_timeout` and a size limit), hands upgrades to the
- * handler as a `Request` with {@link upgradeWebSocket} in
- * place of `Deno.upgradeWebSocket`, and plain requests to the runtime's HTTP
- * server. The handler (the engine's `handle`) cannot tell it from `Deno.serve`.
+ * `node:net` / `node:tls` (see `connection.ts` for why not `Deno.listen`):
+ * it reads each connection's request head (within `server.handshake_timeout`
+ * and a size limit), hands upgrades to the handler as a `Request` with
+ * {@link upgradeWebSocket} in place of `Deno.upgradeWebSocket`, and plain
+ * requests to the runtime's HTTP server. The handler (the engine's
+ * `handle`) cannot tell it from `Deno.serve`.
  *
  * @module
  */
@@ -13,7 +14,6 @@ import tls from "node:tls";
 import { WebSocketConnection } from "./connection.ts";
 import {
   errorResponse,
-  headEnd,
   type HeadError,
   isUpgrade,
   parseHead,
@@ -24,11 +24,9 @@ import {
   upgradeProblem,
 } from "./handshake.ts";
 import { type Handler, PlainHttp } from "./plain_http.ts";
+import { MAX_HEAD_BYTES, readHead } from "./read_head.ts";
 
 export type { Handler } from "./plain_http.ts";
-
-/** The largest request head (request line and header fields) accepted: Node's default. */
-export const MAX_HEAD_BYTES = 16 * 1024;
 
 /** Why the server dropped a connection before it became a WebSocket or got an answer. */
 export type DropReason = "handshake_timeout" | "bad_request";
@@ -316,40 +314,4 @@ function clientKey(conn: net.Socket): string {
 /** The client's address, as `Deno.serve` gives it to a handler. */
 function remoteAddr(conn: net.Socket): Deno.NetAddr {
   return { transport: "tcp", hostname: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 };
-}
-
-/**
- * Reads until the end of the request head: `end` is its size (-1 when it
- * exceeds {@link MAX_HEAD_BYTES}); `received` is everything read so far. The
- * socket is paused when it returns: nothing after the head is lost.
- */
-function readHead(conn: net.Socket): Promise<{ received: Uint8Array; end: number }> {
-  return new Promise((resolve, reject) => {
-    let buffer = new Uint8Array(4096);
-    let length = 0;
-    const done = (error?: Error) => {
-      conn.pause();
-      conn.off("data", onData).off("end", onEnd).off("error", onEnd).off("close", onEnd);
-      if (error) reject(error);
-    };
-    const onEnd = () => done(new Error("connection closed before its request head"));
-    const onData = (chunk: Uint8Array) => {
-      if (length + chunk.byteLength > buffer.byteLength) {
-        const larger = new Uint8Array(Math.max(buffer.byteLength * 2, length + chunk.byteLength));
-        larger.set(buffer.subarray(0, length));
-        buffer = larger;
-      }
-      buffer.set(chunk, length);
-      const end = headEnd(buffer.subarray(0, length + chunk.byteLength), length);
-      length += chunk.byteLength;
-      if (end >= 0 && end <= MAX_HEAD_BYTES) {
-        done();
-        resolve({ received: buffer.subarray(0, length), end });
-      } else if (end >= 0 || length > MAX_HEAD_BYTES) {
-        done();
-        resolve({ received: buffer.subarray(0, length), end: -1 });
-      }
-    };
-    conn.on("data", onData).on("end", onEnd).on("error", onEnd).on("close", onEnd);
-  });
 }
