@@ -88,7 +88,7 @@ export interface Prepared {
   readonly shark: Shark;
   readonly log: Logger;
   /** Listens on `server.host` and `port` (0 picks a free one). */
-  listen(port: number): Served;
+  listen(port: number): Promise<Served>;
 }
 
 /**
@@ -113,8 +113,8 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
       1,
     );
   }
-  const listenOn = (port: number): Served => {
-    const server = listen(shark, {
+  const listenOn = async (port: number): Promise<Served> => {
+    const server = await listen(shark, {
       hostname: config.server.host,
       port,
       reusePort: options.reusePort,
@@ -152,14 +152,14 @@ export interface ListenOptions {
  * engine's metrics), or `Deno.serve`. A `shark` engine must have been built
  * with this transport's {@link upgradeWebSocket}.
  */
-export function listen(shark: Shark, options: ListenOptions): Listening {
+export async function listen(shark: Shark, options: ListenOptions): Promise<Listening> {
   const { hostname, port, reusePort, tls, onListen } = options;
   const handler = (request: Request, info: { remoteAddr: Deno.NetAddr }) =>
     shark.handle(request, info);
   if (shark.config.server.transport === "deno") {
     return Deno.serve({ hostname, port, reusePort, ...tls, onListen }, handler);
   }
-  return TransportServer.listen({
+  return await TransportServer.listen({
     hostname,
     port,
     reusePort,

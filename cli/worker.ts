@@ -52,7 +52,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     }
   } else if (message.type === "listen") {
     try {
-      served = prepared!.listen(message.port);
+      served = await prepared!.listen(message.port);
       reply({ type: "listening", port: served.server.addr.port });
     } catch (error) {
       failed(error);

@@ -1,9 +1,11 @@
 /**
- * One connection of the transport over a fake `Deno.Conn`: the output queue
- * (one write per turn, partial writes, `bufferedAmount`), the closing
+ * One connection of the transport over a fake `node:net` socket: the output
+ * queue (one write per turn, `bufferedAmount`), the closing
  * handshake and the keep-alive, without a socket or a wall-clock window.
  */
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import { WebSocketConnection } from "../cli/transport/connection.ts";
 import {
   buildFrame,
@@ -13,66 +15,50 @@ import {
   textFrame,
 } from "../cli/transport/frame.ts";
 
-/** A `Deno.Conn` whose writes the test completes by hand. */
-class FakeConn {
+/** A `node:net` socket as the connection uses it: writes recorded, input given by the test. */
+class FakeWire extends EventEmitter {
   readonly writes: Uint8Array[] = [];
-  /** The buffers handed to `write`, as they were. */
-  readonly buffers: Uint8Array[] = [];
-  readonly #inbound: Uint8Array[] = [];
-  #reader: ((chunk: Uint8Array | null) => void) | undefined;
-  #pendingWrite: (() => void) | undefined;
-  closed = false;
-  halfClosed = false;
-  /** How many bytes each write accepts (all when undefined). */
-  accept: number | undefined;
-  /** When false, writes stay pending until `finishWrite`. */
-  autoComplete = true;
+  /** Bytes the socket holds because the kernel did not take them (set by the test). */
+  writableLength = 0;
+  /** `end` was called: the FIN goes out after what was written. */
+  ended = false;
+  destroyed = false;
 
-  write(bytes: Uint8Array): Promise<number> {
-    this.buffers.push(bytes);
-    const written = Math.min(bytes.byteLength, this.accept ?? bytes.byteLength);
-    this.writes.push(bytes.slice(0, written));
-    if (this.autoComplete) return Promise.resolve(written);
-    return new Promise((resolve) => this.#pendingWrite = () => resolve(written));
+  /** When true, writes stay under way until `finishWrites`. */
+  holdWrites = false;
+  #done: (() => void)[] = [];
+
+  write(bytes: Uint8Array, done: () => void): boolean {
+    this.writes.push(bytes);
+    if (this.holdWrites) this.#done.push(done);
+    else queueMicrotask(done);
+    return true;
   }
 
-  finishWrite(): void {
-    this.#pendingWrite?.();
-    this.#pendingWrite = undefined;
+  /** The kernel takes the writes under way. */
+  finishWrites(): void {
+    this.holdWrites = false;
+    for (const done of this.#done.splice(0)) done();
   }
 
-  read(buffer: Uint8Array): Promise<number | null> {
-    const next = this.#inbound.shift();
-    if (next) {
-      buffer.set(next);
-      return Promise.resolve(next.byteLength);
-    }
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => {
-      this.#reader = (chunk) => {
-        if (chunk === null) return resolve(null);
-        buffer.set(chunk);
-        resolve(chunk.byteLength);
-      };
-    });
+  end(): this {
+    this.ended = true;
+    return this;
+  }
+
+  destroy(): this {
+    if (!this.destroyed) queueMicrotask(() => this.emit("close"));
+    this.destroyed = true;
+    return this;
+  }
+
+  resume(): this {
+    return this;
   }
 
   /** The client sends `bytes`. */
   receive(bytes: Uint8Array): void {
-    const reader = this.#reader;
-    this.#reader = undefined;
-    if (reader) reader(bytes);
-    else this.#inbound.push(bytes);
-  }
-
-  closeWrite(): Promise<void> {
-    this.halfClosed = true;
-    return Promise.resolve();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.#reader?.(null);
+    this.emit("data", bytes);
   }
 
   /** Everything written, as frames a client reads (the 101 answer skipped). */
@@ -98,8 +84,8 @@ const HTTP_101 = new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\n\
 const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 function open(idleTimeout = 0) {
-  const conn = new FakeConn();
-  const socket = new WebSocketConnection(conn as unknown as Deno.Conn, {
+  const conn = new FakeWire();
+  const socket = new WebSocketConnection(conn as unknown as Socket, {
     maxMessageBytes: 1000,
     idleTimeout,
   });
@@ -129,31 +115,44 @@ Deno.test("frames sent in one turn leave in one write, in order", async () => {
   assert.deepEqual(frames[100], [1, "last"]);
 });
 
-Deno.test("bufferedAmount counts the bytes queued and not yet written", async () => {
+Deno.test("bufferedAmount counts the bytes queued here and those the socket still holds", async () => {
   const { conn, socket } = open();
   await turn();
-  conn.autoComplete = false;
   socket.send("x".repeat(100)); // 102 bytes on the wire
   assert.equal(socket.bufferedAmount, 102);
   await turn();
-  assert.equal(conn.writes.length, 2, "the write is under way");
+  assert.equal(conn.writes.length, 2, "handed to the socket");
+  assert.equal(socket.bufferedAmount, 0, "the kernel took it all");
+  conn.writableLength = 102;
   socket.send("y".repeat(10)); // queued behind it: 12 bytes
-  assert.equal(socket.bufferedAmount, 114);
-  conn.autoComplete = true;
-  conn.finishWrite();
+  assert.equal(socket.bufferedAmount, 114, "the socket holds what the kernel did not take");
   await turn();
-  assert.equal(socket.bufferedAmount, 0, "what waited behind it is written in one more write");
   assert.equal(conn.writes.length, 3);
   assert.deepEqual(conn.frames().map(([, text]) => text.length), [100, 10]);
 });
 
-Deno.test("a partial write is continued from where it stopped", async () => {
+Deno.test("frames sent while a write is under way leave joined in one write once it is done", async () => {
   const { conn, socket } = open();
-  conn.accept = 7;
-  socket.send("abcdefghijklmnopqrstuvwxyz");
-  for (let i = 0; i < 10; i++) await turn();
-  assert.equal(socket.bufferedAmount, 0);
-  assert.deepEqual(conn.frames().at(-1), [1, "abcdefghijklmnopqrstuvwxyz"]);
+  await turn();
+  conn.holdWrites = true;
+  socket.send("first");
+  await turn();
+  assert.equal(conn.writes.length, 2, "the 101 answer, then the first frame");
+  for (let i = 0; i < 3; i++) {
+    socket.send(`waiting ${i}`);
+    await turn();
+  }
+  assert.equal(conn.writes.length, 2, "nothing more while the write is under way");
+  assert.equal(socket.bufferedAmount, 3 * 11);
+  conn.finishWrites();
+  await turn();
+  assert.equal(conn.writes.length, 3, "the three frames in one write");
+  assert.deepEqual(conn.frames().map(([, text]) => text), [
+    "first",
+    "waiting 0",
+    "waiting 1",
+    "waiting 2",
+  ]);
 });
 
 Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {
@@ -162,7 +161,7 @@ Deno.test("a message sent to many connections in one turn is encoded once: they 
   await turn();
   for (const { socket } of connections) socket.send(frame);
   await turn();
-  const [first, ...others] = connections.map(({ conn }) => conn.buffers.at(-1));
+  const [first, ...others] = connections.map(({ conn }) => conn.writes.at(-1));
   assert.deepEqual(first, textFrame(frame));
   for (const other of others) assert.equal(other, first, "the same buffer, not a copy");
 });
@@ -179,7 +178,7 @@ Deno.test("the client's close frame is echoed, then the server closes TCP first"
   conn.receive(buildFrame(Opcode.close, new Uint8Array([0x0f, 0xa1, 0x62]), { mask: MASK }));
   await turn();
   assert.deepEqual(conn.frames(), [[Opcode.close, "4001 b"]]);
-  assert.ok(conn.closed);
+  assert.ok(conn.ended, "the server sends its FIN first");
   assert.deepEqual(events, ["close 4001 true"]);
 });
 
@@ -191,10 +190,10 @@ Deno.test("server close: the close frame follows what was sent; TCP closes at th
   socket.send("dropped: the connection is closing");
   await turn();
   assert.deepEqual(conn.frames(), [[1, "last words"], [Opcode.close, "1001 bye"]]);
-  assert.ok(!conn.closed);
+  assert.ok(!conn.ended);
   conn.receive(buildFrame(Opcode.close, new Uint8Array([0x03, 0xe9]), { mask: MASK }));
   await turn();
-  assert.ok(conn.closed);
+  assert.ok(conn.ended);
   assert.deepEqual(events, ["close 1001 true"]);
 });
 
@@ -203,12 +202,12 @@ Deno.test("a protocol error sends its close code, half-closes and drops further 
   conn.receive(buildFrame(Opcode.text, new TextEncoder().encode("unmasked")));
   await turn();
   assert.deepEqual(conn.frames(), [[Opcode.close, "1002 unmasked frame from a client"]]);
-  assert.ok(conn.halfClosed);
+  assert.ok(conn.ended, "half-closed");
   assert.deepEqual(events, ["close 1002 false"]);
   conn.receive(buildFrame(Opcode.text, new TextEncoder().encode("ignored"), { mask: MASK }));
   await turn();
   assert.deepEqual(events, ["close 1002 false"]);
-  conn.close();
+  conn.destroy();
 });
 
 Deno.test("invalid close codes given to close() throw, as on WebSocket", () => {
@@ -226,7 +225,7 @@ async function waitFor(ready: () => boolean, timeoutMs = 5000): Promise<void> {
   }
 }
 
-const pings = (conn: FakeConn) => conn.frames().filter(([opcode]) => opcode === Opcode.ping).length;
+const pings = (conn: FakeWire) => conn.frames().filter(([opcode]) => opcode === Opcode.ping).length;
 
 Deno.test("a client that stays silent is pinged after half the idle timeout, dropped after the other half", async () => {
   const { conn, events } = open(1);
@@ -249,5 +248,5 @@ Deno.test("a client that answers the ping stays connected", async () => {
   assert.deepEqual(events, []);
   assert.equal(socket.readyState, 1);
   socket.close(1000);
-  conn.close();
+  conn.destroy();
 });

@@ -26,12 +26,12 @@ interface Echo extends AsyncDisposable {
  * An echo server: every message comes back as it came; `close:CODE` makes
  * the server close with that code. Plain requests get their method and path.
  */
-function echoServer(
+async function echoServer(
   options: { handshakeTimeout?: number; tls?: { cert: string; key: string } } = {},
-): Echo {
+): Promise<Echo> {
   const drops: DropReason[] = [];
   const fails: number[] = [];
-  const server: TransportServer = TransportServer.listen({
+  const server: TransportServer = await TransportServer.listen({
     hostname: "127.0.0.1",
     port: 0,
     handshakeTimeout: options.handshakeTimeout ?? 10,
@@ -172,7 +172,7 @@ class Raw implements AsyncDisposable {
 }
 
 Deno.test("the 101 answer carries Sec-WebSocket-Accept of RFC 6455's example key", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   const { raw, head } = await Raw.upgrade(echo.port);
   await using _ = raw;
   assert.match(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
@@ -180,7 +180,7 @@ Deno.test("the 101 answer carries Sec-WebSocket-Accept of RFC 6455's example key
 });
 
 Deno.test("subprotocols a client offers are not selected: the answer has no Sec-WebSocket-Protocol", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   const { raw, head } = await Raw.upgrade(echo.port, {
     "Sec-WebSocket-Protocol": "chat, superchat",
   });
@@ -190,7 +190,7 @@ Deno.test("subprotocols a client offers are not selected: the answer has no Sec-
 });
 
 Deno.test("a wrong WebSocket version gets 426 naming version 13; a bad key gets 400", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   for (
     const [extra, expected] of [
       [
@@ -210,7 +210,7 @@ Deno.test("a wrong WebSocket version gets 426 naming version 13; a bad key gets 
 });
 
 Deno.test("Deno's WebSocket: text and binary come back; the client's close code and reason are echoed", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   const socket = new WebSocket(`ws://127.0.0.1:${echo.port}/`);
   socket.binaryType = "arraybuffer";
   const messages: unknown[] = [];
@@ -231,7 +231,7 @@ Deno.test("Deno's WebSocket: text and binary come back; the client's close code 
 });
 
 Deno.test("a server-initiated close reaches Deno's WebSocket with its code and reason", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   const socket = new WebSocket(`ws://127.0.0.1:${echo.port}/`);
   const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
   await new Promise((resolve) => socket.onopen = resolve);
@@ -243,7 +243,7 @@ Deno.test("a server-initiated close reaches Deno's WebSocket with its code and r
 });
 
 Deno.test("a fragmented message with a ping between its fragments: the pong at once, the message once whole", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   const { raw } = await Raw.upgrade(echo.port);
   await using _ = raw;
   await raw.write(masked(Opcode.text, "Hello, ", false));
@@ -257,7 +257,7 @@ Deno.test("a fragmented message with a ping between its fragments: the pong at o
 });
 
 Deno.test("an unmasked client frame is refused with 1002", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   assert.deepEqual(await answerTo(echo.port, [buildFrame(Opcode.text, encode("not masked"))]), [
     [Opcode.close, "1002 unmasked frame from a client"],
   ]);
@@ -265,7 +265,7 @@ Deno.test("an unmasked client frame is refused with 1002", async () => {
 });
 
 Deno.test("invalid UTF-8 in a text message, whole or split over fragments, is refused with 1007", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   for (
     const frames of [
       [masked(Opcode.text, new Uint8Array([0x68, 0xc3, 0x28]))],
@@ -280,7 +280,7 @@ Deno.test("invalid UTF-8 in a text message, whole or split over fragments, is re
 });
 
 Deno.test("a frame announcing more than max_message_bytes gets 1009 before its payload is sent", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   // A 50 MB binary frame: only its header is sent, and the answer comes anyway.
   const header = new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x02, 0xfa, 0xf0, 0x80, ...MASK]);
   assert.deepEqual(await answerTo(echo.port, [header], (frames) => frames.length > 0), [
@@ -290,7 +290,7 @@ Deno.test("a frame announcing more than max_message_bytes gets 1009 before its p
 });
 
 Deno.test("reserved bits and unknown opcodes are refused with 1002", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   for (
     const frame of [
       buildFrame(Opcode.text, encode("x"), { mask: MASK, rsv: 4 }),
@@ -304,7 +304,7 @@ Deno.test("reserved bits and unknown opcodes are refused with 1002", async () =>
 });
 
 Deno.test("handshake_timeout: a connection that sends nothing, or half a request, is closed and counted", async () => {
-  await using echo = echoServer({ handshakeTimeout: 0.3 });
+  await using echo = await echoServer({ handshakeTimeout: 0.3 });
   await using silent = await Raw.connect(echo.port);
   await using half = await Raw.connect(echo.port);
   await half.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr");
@@ -316,7 +316,7 @@ Deno.test("handshake_timeout: a connection that sends nothing, or half a request
 });
 
 Deno.test("handshake_timeout: a plain request whose body never completes is closed and counted", async () => {
-  await using echo = echoServer({ handshakeTimeout: 0.3 });
+  await using echo = await echoServer({ handshakeTimeout: 0.3 });
   await using raw = await Raw.connect(echo.port);
   await raw.write("POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a part");
   await raw.until(() => raw.ended, 5000);
@@ -324,7 +324,7 @@ Deno.test("handshake_timeout: a plain request whose body never completes is clos
 });
 
 Deno.test("a request head over 16 KiB gets 431", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   await using raw = await Raw.connect(echo.port);
   await raw.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(17 * 1024)}\r\n\r\n`);
   await raw.until(() => raw.ended);
@@ -332,7 +332,7 @@ Deno.test("a request head over 16 KiB gets 431", async () => {
 });
 
 Deno.test("plain HTTP on the same port: keep-alive, and a chunked request body", async () => {
-  await using echo = echoServer();
+  await using echo = await echoServer();
   await using raw = await Raw.connect(echo.port);
   await raw.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   await raw.until(() => raw.text.includes('"path":"/healthz"'));
@@ -401,7 +401,7 @@ const otherStacks = [
 
 for (const { name, command, script, expected } of otherStacks) {
   Deno.test(name, async () => {
-    await using echo = echoServer();
+    await using echo = await echoServer();
     assert.deepEqual(await runClient(command, [script, `ws://127.0.0.1:${echo.port}/`]), expected);
   });
 }
@@ -423,7 +423,7 @@ async function testCertificate(): Promise<
 
 Deno.test("TLS: wss:// with Python's websockets, and https:// plain requests on the same port", async () => {
   await using tls = await testCertificate();
-  await using echo = echoServer({ tls });
+  await using echo = await echoServer({ tls });
   const seen = await runClient("/usr/bin/python3", [
     "tests/clients/websockets_client.py",
     `wss://127.0.0.1:${echo.port}/`,
@@ -439,7 +439,7 @@ Deno.test("TLS: wss:// with Python's websockets, and https:// plain requests on 
 
 Deno.test("TLS: half a request after the TLS handshake is closed after handshake_timeout; a handshake never started is counted", async () => {
   await using tls = await testCertificate();
-  await using echo = echoServer({ tls, handshakeTimeout: 0.3 });
+  await using echo = await echoServer({ tls, handshakeTimeout: 0.3 });
   const conn = await Deno.connectTls({ hostname: "127.0.0.1", port: echo.port, caCerts: [tls.ca] });
   await conn.write(encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
   assert.equal(
@@ -458,7 +458,7 @@ Deno.test("TLS: half a request after the TLS handshake is closed after handshake
 
 Deno.test("Chromium's WebSocket: echo, the close code, and a refused subprotocol offer", async () => {
   const { chromium } = await import("playwright-core");
-  await using echo = echoServer();
+  await using echo = await echoServer();
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],

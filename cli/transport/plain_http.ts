@@ -1,6 +1,6 @@
 /**
  * Plain HTTP requests on the transport's port (`/healthz`, `/publish`, 404,
- * 426): the connection, with the bytes already read from it, is handed to the
+ * 426): the socket, with the bytes already read from it put back, is handed to the
  * runtime's own HTTP/1.1 server (`node:http`, which parses chunked bodies,
  * keep-alive and limits), in this process and without a second TCP hop. Its
  * requests are answered by the same handler as the upgrades, as `Request`
@@ -9,7 +9,8 @@
  * @module
  */
 import http from "node:http";
-import { Duplex, Readable } from "node:stream";
+import type { Socket } from "node:net";
+import { type Duplex, Readable } from "node:stream";
 
 /** Answers one request, as a `Deno.serve` handler does. */
 export type Handler = (
@@ -27,106 +28,6 @@ export interface PlainHttpOptions {
   readonly scheme: "http" | "https";
   /** Told when a request was not complete in time and its connection was closed. */
   readonly onTimeout: () => void;
-}
-
-/** Writes all of `bytes` (a write may take only part of them). */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.byteLength) offset += await conn.write(bytes.subarray(offset));
-}
-
-/**
- * A `Deno.Conn` as the stream `node:http` reads and writes: bytes already
- * read (the first request head) come first, then the connection's own.
- */
-class ConnStream extends Duplex {
-  readonly remoteAddress: string | undefined;
-  readonly remotePort: number | undefined;
-  readonly #conn: Deno.Conn;
-  #reading = false;
-  #idleMs = 0;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(conn: Deno.Conn, received: Uint8Array) {
-    super();
-    this.#conn = conn;
-    const address = conn.remoteAddr as Deno.NetAddr;
-    this.remoteAddress = address.hostname;
-    this.remotePort = address.port;
-    this.push(received);
-  }
-
-  override _read(): void {
-    if (this.#reading) return;
-    this.#reading = true;
-    this.#pump();
-  }
-
-  async #pump(): Promise<void> {
-    for (;;) {
-      const buffer = new Uint8Array(16384);
-      let read: number | null;
-      try {
-        read = await this.#conn.read(buffer);
-      } catch (error) {
-        this.destroy(error as Error);
-        return;
-      }
-      if (read === null) {
-        this.push(null);
-        return;
-      }
-      this.#touch();
-      if (!this.push(buffer.subarray(0, read))) {
-        this.#reading = false;
-        return;
-      }
-    }
-  }
-
-  override _write(chunk: Uint8Array, _encoding: string, done: (error?: Error) => void): void {
-    writeAll(this.#conn, chunk).then(() => {
-      this.#touch();
-      done();
-    }, done);
-  }
-
-  override _final(done: () => void): void {
-    this.#conn.closeWrite().then(done, done);
-  }
-
-  override _destroy(error: Error | null, done: (error: Error | null) => void): void {
-    clearTimeout(this.#idleTimer);
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
-    done(error);
-  }
-
-  /** `net.Socket#setTimeout`: `timeout` is emitted after `ms` without traffic (0 = never). */
-  setTimeout(ms: number, listener?: () => void): this {
-    this.#idleMs = ms;
-    if (listener) this.once("timeout", listener);
-    this.#touch();
-    return this;
-  }
-
-  setNoDelay(): this {
-    return this;
-  }
-
-  setKeepAlive(): this {
-    return this;
-  }
-
-  #touch(): void {
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = this.#idleMs > 0
-      ? setTimeout(() => this.emit("timeout"), this.#idleMs)
-      : undefined;
-  }
 }
 
 function plainResponse(status: string, text: string): string {
@@ -184,9 +85,11 @@ export class PlainHttp {
     });
   }
 
-  /** Serves `conn`, whose first `received` bytes were already read. */
-  serve(conn: Deno.Conn, received: Uint8Array): void {
-    this.#server.emit("connection", new ConnStream(conn, received));
+  /** Serves `conn` (paused), whose first `received` bytes were already read. */
+  serve(conn: Socket, received: Uint8Array): void {
+    conn.unshift(received);
+    this.#server.emit("connection", conn);
+    conn.resume();
   }
 
   /** Closes connections that wait for a request; the others close after their response. */
@@ -197,7 +100,7 @@ export class PlainHttp {
   }
 
   async #serve(incoming: http.IncomingMessage, outgoing: http.ServerResponse): Promise<void> {
-    const socket = incoming.socket as unknown as ConnStream;
+    const socket = incoming.socket;
     let response: Response;
     try {
       response = await this.#handler(this.#request(incoming), {

@@ -1,17 +1,19 @@
 /**
  * Shark's own WebSocket server (SPEC section 9, "Transports"), over
- * `Deno.listen` / `Deno.listenTls`: it reads each connection's request head
- * (within `server.handshake_timeout` and a size limit), hands upgrades to the
- * handler as a `Request` with {@link upgradeWebSocket} in
- * place of `Deno.upgradeWebSocket`, and plain requests to the runtime's HTTP
- * server. The handler (the engine's `handle`) cannot tell it from `Deno.serve`.
+ * `node:net` / `node:tls` (see `connection.ts` for why not `Deno.listen`):
+ * it reads each connection's request head (within `server.handshake_timeout`
+ * and a size limit), hands upgrades to the handler as a `Request` with
+ * {@link upgradeWebSocket} in place of `Deno.upgradeWebSocket`, and plain
+ * requests to the runtime's HTTP server. The handler (the engine's
+ * `handle`) cannot tell it from `Deno.serve`.
  *
  * @module
  */
+import net from "node:net";
+import tls from "node:tls";
 import { WebSocketConnection } from "./connection.ts";
 import {
   errorResponse,
-  headEnd,
   type HeadError,
   isUpgrade,
   parseHead,
@@ -21,12 +23,10 @@ import {
   toRequest,
   upgradeProblem,
 } from "./handshake.ts";
-import { type Handler, PlainHttp, writeAll } from "./plain_http.ts";
+import { type Handler, PlainHttp } from "./plain_http.ts";
+import { MAX_HEAD_BYTES, readHead } from "./read_head.ts";
 
 export type { Handler } from "./plain_http.ts";
-
-/** The largest request head (request line and header fields) accepted: Node's default. */
-export const MAX_HEAD_BYTES = 16 * 1024;
 
 /** Why the server dropped a connection before it became a WebSocket or got an answer. */
 export type DropReason = "handshake_timeout" | "bad_request";
@@ -53,7 +53,7 @@ export interface TransportOptions {
 }
 
 interface PendingUpgrade {
-  readonly conn: Deno.Conn;
+  readonly conn: net.Socket;
   readonly options: TransportOptions;
   readonly key: string;
   readonly leftover: Uint8Array;
@@ -71,7 +71,7 @@ const upgrades = new WeakMap<Request, PendingUpgrade>();
  * @example
  * ```ts
  * const shark = new Shark(config, { upgradeWebSocket });
- * TransportServer.listen(options, (request, info) => shark.handle(request, info));
+ * await TransportServer.listen(options, (request, info) => shark.handle(request, info));
  * ```
  */
 export function upgradeWebSocket(
@@ -98,7 +98,7 @@ export function upgradeWebSocket(
  *
  * @example
  * ```ts
- * TransportServer.listen(
+ * await TransportServer.listen(
  *   { hostname: "127.0.0.1", port: 0, handshakeTimeout: 10, maxMessageBytes: 65536 },
  *   (request) => {
  *     const { socket, response } = upgradeWebSocket(request, { idleTimeout: 30 });
@@ -113,41 +113,64 @@ export class TransportServer {
   readonly addr: Deno.NetAddr;
   /** Settles once the server has stopped accepting and every connection has ended. */
   readonly finished: Promise<void>;
-  readonly #listener: Deno.Listener;
+  readonly #listener: net.Server;
   readonly #handler: Handler;
   readonly #options: TransportOptions;
   readonly #plain: PlainHttp;
   readonly #sockets = new Set<WebSocketConnection>();
-  readonly #handshakes = new Set<Deno.Conn>();
+  readonly #handshakes = new Set<net.Socket>();
+  /** TCP connections whose TLS handshake is not done yet, by client address. */
+  readonly #tlsPending = new Map<string, net.Socket>();
   #closing = false;
   #drained: (() => void) | undefined;
 
-  private constructor(listener: Deno.Listener, handler: Handler, options: TransportOptions) {
+  private constructor(
+    listener: net.Server,
+    handler: Handler,
+    options: TransportOptions,
+    finished: Promise<void>,
+  ) {
     this.#listener = listener;
     this.#handler = handler;
     this.#options = options;
-    this.addr = listener.addr as Deno.NetAddr;
+    const { address, port } = listener.address() as net.AddressInfo;
+    this.addr = { transport: "tcp", hostname: address, port };
     this.#plain = new PlainHttp(handler, {
       timeoutMs: options.handshakeTimeout * 1000,
       maxHeadBytes: MAX_HEAD_BYTES,
       scheme: options.tls ? "https" : "http",
       onTimeout: () => options.onDrop?.("handshake_timeout"),
     });
+    listener.on(options.tls ? "secureConnection" : "connection", (conn: net.Socket) => {
+      if (options.tls) this.#tlsPending.delete(clientKey(conn));
+      if (this.#closing) conn.destroy();
+      else this.#serve(conn).catch(() => this.#forget(conn, true));
+    });
+    if (options.tls) listener.on("connection", (raw: net.Socket) => this.#awaitTls(raw));
     options.onListen?.(this.addr);
-    this.finished = this.#accept();
+    this.finished = finished;
   }
 
   /** Listens and serves every connection with `handler`. */
-  static listen(options: TransportOptions, handler: Handler): TransportServer {
-    const address = {
-      hostname: options.hostname,
-      port: options.port,
-      reusePort: options.reusePort,
-    };
+  static async listen(options: TransportOptions, handler: Handler): Promise<TransportServer> {
     const listener = options.tls
-      ? Deno.listenTls({ ...address, cert: options.tls.cert, key: options.tls.key })
-      : Deno.listen({ ...address, transport: "tcp" });
-    return new TransportServer(listener, handler, options);
+      ? tls.createServer({ cert: options.tls.cert, key: options.tls.key })
+      : net.createServer();
+    // Ends once the listener is closed and every connection it accepted is gone.
+    const finished = new Promise<void>((resolve) => listener.once("close", () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(
+        { host: options.hostname, port: options.port, reusePort: options.reusePort },
+        () => {
+          listener.off("error", reject);
+          resolve();
+        },
+      );
+    });
+    // A connection reset before it was served: nothing to do.
+    listener.on("error", () => {});
+    return new TransportServer(listener, handler, options, finished);
   }
 
   /** WebSocket connections open now. */
@@ -161,44 +184,40 @@ export class TransportServer {
    */
   async shutdown(): Promise<void> {
     this.#closing = true;
-    try {
-      this.#listener.close();
-    } catch {
-      // Already closed.
-    }
+    this.#listener.close();
     this.#plain.close();
-    for (const conn of this.#handshakes) conn.close();
+    for (const conn of this.#handshakes) conn.destroy();
+    for (const raw of this.#tlsPending.values()) raw.destroy();
     this.#handshakes.clear();
     if (this.#sockets.size > 0) await new Promise<void>((resolve) => this.#drained = resolve);
     await this.finished;
   }
 
-  async #accept(): Promise<void> {
-    while (!this.#closing) {
-      let conn: Deno.Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#closing || error instanceof Deno.errors.BadResource) return;
-        // Out of file descriptors, or a connection reset before it was accepted: go on.
-        await new Promise((resolve) => setTimeout(resolve, 10));
-        continue;
-      }
-      this.#serve(conn).catch(() => this.#forget(conn, true));
-    }
+  /**
+   * `node:tls` never drops a connection whose TLS handshake does not even
+   * start: the TCP connection gets `handshake_timeout` for it.
+   */
+  #awaitTls(raw: net.Socket): void {
+    const key = clientKey(raw);
+    this.#tlsPending.set(key, raw);
+    const timer = setTimeout(() => {
+      if (this.#tlsPending.get(key) !== raw) return;
+      this.#tlsPending.delete(key);
+      this.#options.onDrop?.("handshake_timeout");
+      raw.destroy();
+    }, this.#options.handshakeTimeout * 1000);
+    raw.once("close", () => {
+      clearTimeout(timer);
+      if (this.#tlsPending.get(key) === raw) this.#tlsPending.delete(key);
+    });
   }
 
-  #forget(conn: Deno.Conn, close: boolean): void {
+  #forget(conn: net.Socket, close: boolean): void {
     this.#handshakes.delete(conn);
-    if (!close) return;
-    try {
-      conn.close();
-    } catch {
-      // Already closed.
-    }
+    if (close) conn.destroy();
   }
 
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: net.Socket): Promise<void> {
     this.#handshakes.add(conn);
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -235,7 +254,7 @@ export class TransportServer {
     await this.#upgrade(conn, head, received.subarray(end));
   }
 
-  async #upgrade(conn: Deno.Conn, head: RequestHead, leftover: Uint8Array): Promise<void> {
+  async #upgrade(conn: net.Socket, head: RequestHead, leftover: Uint8Array): Promise<void> {
     const problem = upgradeProblem(head);
     const request = problem ? undefined : toRequest(head, this.#options.tls ? "https" : "http");
     if (!request) {
@@ -252,7 +271,7 @@ export class TransportServer {
     upgrades.set(request, pending);
     let response: Response;
     try {
-      response = await this.#handler(request, { remoteAddr: conn.remoteAddr as Deno.NetAddr });
+      response = await this.#handler(request, { remoteAddr: remoteAddr(conn) });
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });
     }
@@ -273,37 +292,26 @@ export class TransportServer {
   }
 
   /** Answers with `response` (or a {@link HeadError}) and closes the connection. */
-  async #refuse(conn: Deno.Conn, response: Response | HeadError): Promise<void> {
+  async #refuse(conn: net.Socket, response: Response | HeadError): Promise<void> {
+    this.#handshakes.delete(conn);
     try {
       const bytes = await responseBytes(
         response instanceof Response ? response : errorResponse(response),
       );
-      await writeAll(conn, bytes);
+      // The answer goes out, then the socket closes (or at once, when the client is gone).
+      conn.end(bytes, () => conn.destroy());
     } catch {
-      // The client is gone.
+      conn.destroy();
     }
-    this.#forget(conn, true);
   }
 }
 
-/**
- * Reads until the end of the request head: `end` is its size (-1 when it
- * exceeds {@link MAX_HEAD_BYTES}); `received` is everything read so far.
- */
-async function readHead(conn: Deno.Conn): Promise<{ received: Uint8Array; end: number }> {
-  let buffer = new Uint8Array(4096);
-  let length = 0;
-  for (;;) {
-    if (length === buffer.byteLength) {
-      if (length >= MAX_HEAD_BYTES) return { received: buffer, end: -1 };
-      const larger = new Uint8Array(Math.min(buffer.byteLength * 2, MAX_HEAD_BYTES));
-      larger.set(buffer);
-      buffer = larger;
-    }
-    const read = await conn.read(buffer.subarray(length));
-    if (read === null) throw new Error("connection closed before its request head");
-    const end = headEnd(buffer.subarray(0, length + read), length);
-    length += read;
-    if (end >= 0) return { received: buffer.subarray(0, length), end };
-  }
+/** A connection's client address and port: the same for a TLS socket and its TCP connection. */
+function clientKey(conn: net.Socket): string {
+  return `${conn.remoteAddress}:${conn.remotePort}`;
+}
+
+/** The client's address, as `Deno.serve` gives it to a handler. */
+function remoteAddr(conn: net.Socket): Deno.NetAddr {
+  return { transport: "tcp", hostname: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 };
 }

@@ -46,7 +46,10 @@ export class TestShark {
       ...sharkOptions,
     });
     await shark.started;
-    return new TestShark(shark, listen(shark, { hostname: "127.0.0.1", port, onListen() {} }));
+    return new TestShark(
+      shark,
+      await listen(shark, { hostname: "127.0.0.1", port, onListen() {} }),
+    );
   }
 
   get port(): number {
