@@ -10,6 +10,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { freePort } from "../tests/helpers/loopback.ts";
 import { RedisServer } from "../tests/helpers/redis_server.ts";
 import { delay, Inbox } from "../tests/helpers/wait.ts";
@@ -84,11 +85,20 @@ export function quantile(values: readonly number[], q: number): number {
 }
 
 /**
- * The command-line arguments: `deno task fuzz -- --seconds 300` hands the
- * program the `--` too, which `parseArgs` would take for a positional.
+ * The command line of a harness program, parsed with its `options` and the
+ * `--transport shark|deno` every one takes (Shark's `server.transport`).
+ * `deno task fuzz -- --seconds 300` hands the program the `--` too, which
+ * `parseArgs` would take for a positional.
  */
-export function harnessArgs(): string[] {
-  return Deno.args[0] === "--" ? Deno.args.slice(1) : [...Deno.args];
+export function harnessArgs<const O extends ParseArgsOptionsConfig, P extends boolean = false>(
+  options: O,
+  allowPositionals?: P,
+) {
+  return parseArgs({
+    args: Deno.args[0] === "--" ? Deno.args.slice(1) : [...Deno.args],
+    allowPositionals,
+    options: { transport: { type: "string" }, ...options },
+  });
 }
 
 /** Progress on stderr, so that stdout stays the report. */

@@ -23,7 +23,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import type { RedisServer } from "../tests/helpers/redis_server.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import { DelayProxy, FaultyService, jsonReply, type Reply } from "./_faulty_service.ts";
@@ -276,14 +275,10 @@ async function sigtermUnderLoad(world: World, clients: number): Promise<Outcome>
 }
 
 async function main(directory: string): Promise<number> {
-  const { values } = parseArgs({
-    args: harnessArgs(),
-    options: {
-      transport: { type: "string" },
-      clients: { type: "string", default: "500" },
-      "ping-interval": { type: "string", default: "0.5" },
-      "ping-timeout": { type: "string", default: "1" },
-    },
+  const { values } = harnessArgs({
+    clients: { type: "string", default: "500" },
+    "ping-interval": { type: "string", default: "0.5" },
+    "ping-timeout": { type: "string", default: "1" },
   });
   const clients = Number(values.clients);
   const pingInterval = Number(values["ping-interval"]);

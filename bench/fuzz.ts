@@ -28,7 +28,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import type { RedisServer } from "../tests/helpers/redis_server.ts";
 import { clientFrame as frame, concat, upgradeRequest } from "../tests/helpers/ws_frame.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
@@ -627,15 +626,11 @@ function sharkConfig(redis: RedisServer, service: FaultyService) {
 }
 
 async function main(directory: string): Promise<number> {
-  const { values } = parseArgs({
-    args: harnessArgs(),
-    options: {
-      transport: { type: "string" },
-      seconds: { type: "string", default: "60" },
-      seed: { type: "string" },
-      clients: { type: "string", default: "20" },
-      rate: { type: "string", default: "4000" },
-    },
+  const { values } = harnessArgs({
+    seconds: { type: "string", default: "60" },
+    seed: { type: "string" },
+    clients: { type: "string", default: "20" },
+    rate: { type: "string", default: "4000" },
   });
   const seconds = Number(values.seconds);
   const seed = values.seed === undefined

@@ -20,8 +20,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import type { RedisServer } from "../tests/helpers/redis_server.ts";
+import { upgradeRequest } from "../tests/helpers/ws_frame.ts";
 import { peakRssKiB } from "./_proc.ts";
 import { connectClient } from "./_raw_ws.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
@@ -78,11 +78,16 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   }
 }
 
-function upgradeRequest(port: number): Uint8Array {
-  return encoder.encode(
-    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${btoa("limits-limits-li")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
+/** A raw client subscribed to `topic` (its reply awaited), counting what it is sent with `onMessage`. */
+async function subscriber(shark: SharkProcess, topic: string, onMessage: () => void) {
+  const client = await connectClient("raw", {
+    port: shark.port,
+    sink: { message: onMessage },
+    timeoutMs: 10_000,
+  });
+  client.send(JSON.stringify({ event: "subscribe", subscription: topic }));
+  await client.reply(10_000);
+  return client;
 }
 
 /** Reads until the stream ends: the first bytes read, and the close code of a close frame. */
@@ -136,7 +141,7 @@ async function oversizedFrames(context: Context): Promise<Figures> {
   const open = async () => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: shark.port });
     const watcher = watch(conn);
-    await writeAll(conn, upgradeRequest(shark.port));
+    await writeAll(conn, upgradeRequest(shark.port, btoa("limits-limits-li")));
     await becomes(() => watcher.first() !== "", 5000);
     return { conn, watcher, status: Number(watcher.first().split(" ")[1]) };
   };
@@ -320,13 +325,7 @@ async function keys(context: Context, maxKeys: number): Promise<Figures> {
     delivery: { metadata: false, max_keys_per_subscription: maxKeys },
   });
   let received = 0;
-  const client = await connectClient("raw", {
-    port: shark.port,
-    sink: { message: () => received++ },
-    timeoutMs: 10_000,
-  });
-  client.send(JSON.stringify({ event: "subscribe", subscription: "keys.1" }));
-  await client.reply(10_000);
+  const client = await subscriber(shark, "keys.1", () => received++);
   await delay(500);
   const before = shark.rssMiB();
   const publisher = await RespConnection.connect(context.redis.port);
@@ -390,14 +389,7 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
   let received = 0;
   const clients = [];
   for (let i = 0; i < subscribers; i++) {
-    const client = await connectClient("raw", {
-      port: shark.port,
-      sink: { message: () => received++ },
-      timeoutMs: 10_000,
-    });
-    client.send(JSON.stringify({ event: "subscribe", subscription: "fan.1" }));
-    await client.reply(10_000);
-    clients.push(client);
+    clients.push(await subscriber(shark, "fan.1", () => received++));
   }
   const publisher = await RespConnection.connect(context.redis.port);
   const text = "q".repeat(4000);
@@ -478,24 +470,19 @@ async function fanout(context: Context, maxQueueBytes: number | undefined): Prom
 const ROWS = ["frames", "halfopen", "subscriptions", "keys", "fanout"] as const;
 
 async function main(directory: string): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: harnessArgs(),
-    allowPositionals: true,
-    options: {
-      transport: { type: "string" },
-      clients: { type: "string" },
-      megabytes: { type: "string" },
-      "connect-first": { type: "boolean" },
-      "max-memory": { type: "string" },
-      "per-address": { type: "string" },
-      connections: { type: "string" },
-      hold: { type: "string" },
-      topics: { type: "string" },
-      keys: { type: "string" },
-      subscribers: { type: "string" },
-      burst: { type: "string" },
-    },
-  });
+  const { values, positionals } = harnessArgs({
+    clients: { type: "string" },
+    megabytes: { type: "string" },
+    "connect-first": { type: "boolean" },
+    "max-memory": { type: "string" },
+    "per-address": { type: "string" },
+    connections: { type: "string" },
+    hold: { type: "string" },
+    topics: { type: "string" },
+    keys: { type: "string" },
+    subscribers: { type: "string" },
+    burst: { type: "string" },
+  }, true);
   const rows = positionals.length > 0 ? positionals : [...ROWS];
   const redis = await startRedis();
   const context: Context = { directory, redis, transport: values.transport, values };

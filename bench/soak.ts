@@ -15,7 +15,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import { FaultyService, jsonReply } from "./_faulty_service.ts";
 import {
@@ -111,15 +110,11 @@ class Pacer {
 }
 
 async function main(directory: string): Promise<number> {
-  const { values } = parseArgs({
-    args: harnessArgs(),
-    options: {
-      transport: { type: "string" },
-      minutes: { type: "string", default: "1" },
-      rate: { type: "string", default: "10000" },
-      churn: { type: "string", default: "20" },
-      "max-keys": { type: "string", default: "100" },
-    },
+  const { values } = harnessArgs({
+    minutes: { type: "string", default: "1" },
+    rate: { type: "string", default: "10000" },
+    churn: { type: "string", default: "20" },
+    "max-keys": { type: "string", default: "100" },
   });
   const seconds = Number(values.minutes) * 60;
   const rate = Number(values.rate);

@@ -55,19 +55,30 @@ Deno.test("max_subscriptions: the next subscribe gets Too many subscriptions., c
   );
 });
 
-Deno.test("max_connections_per_address: the next upgrade from that address gets 429, counted; a closed connection frees its slot at once", async () => {
-  await using shark = await TestShark.start({ server: { max_connections_per_address: 2 } });
-  const first = await shark.connect();
-  await shark.connect();
-  {
+for (
+  const { limit, next, status } of [
+    { limit: "max_connections", next: "the next upgrade", status: 503 },
+    {
+      limit: "max_connections_per_address",
+      next: "the next upgrade from that address",
+      status: 429,
+    },
+  ] as const
+) {
+  Deno.test(`${limit}: ${next} gets ${status}, counted; a closed connection frees its slot at once`, async () => {
+    await using shark = await TestShark.start({ server: { [limit]: 2 } });
+    const rejected = () => shark.shark.metrics.snapshot()[`rejected.${limit}`];
+    const first = await shark.connect();
+    await shark.connect();
     using refused = await RawSocket.connect(shark.port);
-    assert.equal(refused.status, 429);
-  }
-  assert.equal(shark.shark.metrics.snapshot()["rejected.max_connections_per_address"], 1);
-  await first.close();
-  const third = await shark.connect();
-  await third.pingPong("in");
-});
+    assert.equal(refused.status, status);
+    assert.equal(rejected(), 1);
+    await first.close();
+    const third = await shark.connect();
+    await third.pingPong("in");
+    assert.equal(rejected(), 1, "the freed slot is not refused");
+  });
+}
 
 Deno.test("max_memory_bytes: upgrades get 503 while resident memory is above it, counted", async () => {
   let rss = 600 * 1024 * 1024;

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { BroadcastChannelPubSub, ConfigError, loadConfig, Shark } from "../mod.ts";
 import type { TestClient } from "./helpers/client.ts";
 import { runMain } from "./helpers/process.ts";
+import { range } from "./helpers/range.ts";
 import { TestService } from "./helpers/service.ts";
 import { TestShark } from "./helpers/shark.ts";
 
@@ -46,10 +47,6 @@ async function offsets(client: TestClient, count: number, epoch: unknown): Promi
     assert.equal(message.epoch, epoch);
   }
   return messages.map((message) => message.offset as number);
-}
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
 
 function problems(config: unknown): readonly string[] {

@@ -13,6 +13,7 @@ import {
   Opcode,
   textFrame,
 } from "../cli/transport/frame.ts";
+import { concat } from "./helpers/ws_frame.ts";
 
 type Event =
   | ["message", string | Uint8Array]
@@ -45,16 +46,6 @@ const bytes = (text: string) => new TextEncoder().encode(text);
 function client(opcode: number, payload: Uint8Array | string, fin = true, rsv = 0): Uint8Array {
   const data = typeof payload === "string" ? bytes(payload) : payload;
   return buildFrame(opcode, data, { fin, mask: MASK, rsv });
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.byteLength;
-  }
-  return all;
 }
 
 /** Reads `input` in pieces of `step` bytes (copies: the reader consumes what it is given). */

@@ -256,13 +256,32 @@ Deno.test("a fragmented message with a ping between its fragments: the pong at o
   assert.deepEqual(raw.frames[1], [Opcode.text, "Hello, world"]);
 });
 
-Deno.test("an unmasked client frame is refused with 1002", async () => {
-  await using echo = await echoServer();
-  assert.deepEqual(await answerTo(echo.port, [buildFrame(Opcode.text, encode("not masked"))]), [
-    [Opcode.close, "1002 unmasked frame from a client"],
-  ]);
-  assert.deepEqual(echo.fails, [1002]);
-});
+for (
+  const { rule, frames, code, reason, done } of [
+    {
+      rule: "an unmasked client frame is refused with 1002",
+      frames: [buildFrame(Opcode.text, encode("not masked"))],
+      code: 1002,
+      reason: "unmasked frame from a client",
+    },
+    {
+      rule: "a frame announcing more than max_message_bytes gets 1009 before its payload is sent",
+      // A 50 MB binary frame: only its header is sent, and the answer comes anyway.
+      frames: [new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x02, 0xfa, 0xf0, 0x80, ...MASK])],
+      code: 1009,
+      reason: "message too big",
+      done: (frames: Raw["frames"]) => frames.length > 0,
+    },
+  ] as const
+) {
+  Deno.test(rule, async () => {
+    await using echo = await echoServer();
+    assert.deepEqual(await answerTo(echo.port, [...frames], done), [
+      [Opcode.close, `${code} ${reason}`],
+    ]);
+    assert.deepEqual(echo.fails, [code]);
+  });
+}
 
 Deno.test("invalid UTF-8 in a text message, whole or split over fragments, is refused with 1007", async () => {
   await using echo = await echoServer();
@@ -277,16 +296,6 @@ Deno.test("invalid UTF-8 in a text message, whole or split over fragments, is re
   ) {
     assert.deepEqual(await answerTo(echo.port, frames), [[Opcode.close, "1007 invalid UTF-8"]]);
   }
-});
-
-Deno.test("a frame announcing more than max_message_bytes gets 1009 before its payload is sent", async () => {
-  await using echo = await echoServer();
-  // A 50 MB binary frame: only its header is sent, and the answer comes anyway.
-  const header = new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x02, 0xfa, 0xf0, 0x80, ...MASK]);
-  assert.deepEqual(await answerTo(echo.port, [header], (frames) => frames.length > 0), [
-    [Opcode.close, "1009 message too big"],
-  ]);
-  assert.deepEqual(echo.fails, [1009]);
 });
 
 Deno.test("reserved bits and unknown opcodes are refused with 1002", async () => {
