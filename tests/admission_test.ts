@@ -4,7 +4,7 @@
  * loopback test cannot connect from.
  */
 import assert from "node:assert/strict";
-import { getLogger } from "@logtape/logtape";
+import { getLogger, type Logger } from "@logtape/logtape";
 import { loadConfig, Metrics } from "../mod.ts";
 import { Admission } from "../src/admission.ts";
 
@@ -28,4 +28,36 @@ Deno.test("max_connections_per_address counts each address on its own; a release
   admission.release(first);
   assert.equal(ask("10.0.0.1"), undefined);
   assert.equal(metrics.snapshot()["rejected.max_connections_per_address"], 1);
+});
+
+Deno.test("max_memory_bytes without a memory reading: a warning at start, and upgrades are not refused for memory", () => {
+  const warnings: string[] = [];
+  const log = { warn: (message: string) => warnings.push(message) } as unknown as Logger;
+  const metrics = new Metrics();
+  const server = loadConfig({ server: { max_memory_bytes: 1048576 } }).server;
+  const admission = new Admission({ server, metrics, log });
+  assert.deepEqual(warnings, [
+    "server.max_memory_bytes is not enforced: this runtime gives no memory reading",
+  ]);
+  const request = new Request("http://shark/", { headers: { upgrade: "websocket" } });
+  assert.equal(admission.refusal(request, { ready: true, open: 0, address: undefined }), undefined);
+  assert.equal(metrics.snapshot()["rejected.max_memory"] ?? 0, 0);
+});
+
+Deno.test("max_memory_bytes with a memory reading: no warning, and an upgrade above it gets 503", () => {
+  const warnings: string[] = [];
+  const log = { warn: (message: string) => warnings.push(message) } as unknown as Logger;
+  const server = loadConfig({ server: { max_memory_bytes: 1048576 } }).server;
+  const admission = new Admission({
+    server,
+    metrics: new Metrics(),
+    log,
+    memoryUsage: () => 1048577,
+  });
+  assert.deepEqual(warnings, []);
+  const request = new Request("http://shark/", { headers: { upgrade: "websocket" } });
+  assert.equal(
+    admission.refusal(request, { ready: true, open: 0, address: undefined })?.status,
+    503,
+  );
 });
