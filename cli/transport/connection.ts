@@ -15,6 +15,7 @@
  * @module
  */
 import type { Socket } from "node:net";
+import { CLOSED, CLOSING, CONNECTING, OPEN } from "../../src/socket.ts";
 import {
   binaryFrame,
   buildFrame,
@@ -148,7 +149,7 @@ export class WebSocketConnection implements FrameSink {
   readonly #wire: Wire;
   readonly #options: ConnectionOptions;
   readonly #reader: FrameReader;
-  #state: number = WebSocket.CONNECTING;
+  #state: number = CONNECTING;
   #listeners: Map<string, Listener[]> | undefined;
   #queue: Uint8Array[] | undefined;
   /** Bytes queued and not yet handed to the socket. */
@@ -220,7 +221,7 @@ export class WebSocketConnection implements FrameSink {
    */
   open(response: Uint8Array, leftover: Uint8Array): void {
     this.#enqueue(response);
-    this.#state = WebSocket.OPEN;
+    this.#state = OPEN;
     this.#dispatch("open", new Event("open"));
     this.#listen(leftover);
     this.#halfMs = this.#options.idleTimeout * 500;
@@ -230,10 +231,10 @@ export class WebSocketConnection implements FrameSink {
 
   /** Sends a text (string) or binary (bytes) message. */
   send(data: string | Uint8Array | ArrayBuffer): void {
-    if (this.#state === WebSocket.CONNECTING) {
+    if (this.#state === CONNECTING) {
       throw new DOMException("The connection is not open yet.", "InvalidStateError");
     }
-    if (this.#state !== WebSocket.OPEN) return;
+    if (this.#state !== OPEN) return;
     if (typeof data !== "string") {
       this.#enqueue(binaryFrame(data instanceof Uint8Array ? data : new Uint8Array(data)));
       return;
@@ -257,12 +258,12 @@ export class WebSocketConnection implements FrameSink {
     ) {
       throw new DOMException("The close reason is over 123 bytes.", "SyntaxError");
     }
-    if (this.#state === WebSocket.CONNECTING) {
+    if (this.#state === CONNECTING) {
       this.#closeOnOpen = [code, reason];
       return;
     }
-    if (this.#state !== WebSocket.OPEN) return;
-    this.#state = WebSocket.CLOSING;
+    if (this.#state !== OPEN) return;
+    this.#state = CLOSING;
     this.#sendClose(code, reason);
     this.#closeTimer = setTimeout(() => {
       this.#closeTcp();
@@ -292,7 +293,7 @@ export class WebSocketConnection implements FrameSink {
 
   /** A message from the client. */
   onMessage(data: string | Uint8Array): void {
-    if (this.#state !== WebSocket.OPEN) return;
+    if (this.#state !== OPEN) return;
     const value = typeof data === "string"
       ? data
       : this.binaryType === "arraybuffer"
@@ -388,7 +389,7 @@ export class WebSocketConnection implements FrameSink {
    * other half passes without one either.
    */
   checkAlive(now: number): void {
-    if (this.#state !== WebSocket.OPEN) return;
+    if (this.#state !== OPEN) return;
     if (this.#pingedAt === 0) {
       if (now - this.#lastRead < this.#halfMs) return;
       this.#pingedAt = now;
@@ -423,8 +424,8 @@ export class WebSocketConnection implements FrameSink {
    * With `closeTcp`, the TCP connection is closed now.
    */
   #end(code: number, reason: string, wasClean: boolean, closeTcp = true): void {
-    if (this.#state === WebSocket.CLOSED) return;
-    this.#state = WebSocket.CLOSED;
+    if (this.#state === CLOSED) return;
+    this.#state = CLOSED;
     unwatch(this);
     if (closeTcp) this.#closeTcp();
     this.#dispatch("close", new CloseEvent("close", { code, reason, wasClean }));
