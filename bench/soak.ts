@@ -28,7 +28,9 @@
  * A leak still fails: it keeps growing after the warm-up, and over a
  * 30-minute run 1 MiB a minute (870 bytes per churned client) is past 10 %.
  * Also counts what the steady subscribers missed. `--gc-trace FILE` runs
- * Shark with V8's `--trace-gc` and writes its trace there.
+ * Shark with V8's `--trace-gc`, writes its trace there and reports the heap
+ * left by the first and the last mark-compact after the warm-up: the live
+ * heap, which a leak in JS objects raises and heap sizing does not.
  *
  * @module
  */
@@ -45,7 +47,7 @@ import {
   startRedis,
   WsClient,
 } from "./_harness.ts";
-import { type MemorySample, memoryVerdict } from "./_soak_memory.ts";
+import { markCompacts, type MemorySample, memoryVerdict } from "./_soak_memory.ts";
 
 const PUBLISH_SECRET = "soak-publish-secret";
 /** Steady subscribers, each on every topic. */
@@ -173,6 +175,7 @@ async function main(directory: string): Promise<number> {
     ["authorizer", "before_subscribe", "on_subscribe", "before_unsubscribe", "on_unsubscribe"]
       .map((name) => [name, service.url(`/${name}`)]),
   );
+  const spawned = performance.now();
   const shark = await SharkProcess.start(
     {
       pubsub: { adapter: "redis", redis: { url: redis.url() } },
@@ -272,7 +275,11 @@ async function main(directory: string): Promise<number> {
   const stopped = await shark.terminate(30_000);
   service.down();
   await redis.stop();
-  if (gcTrace) await Deno.writeTextFile(gcTrace, await shark.child.stdout);
+  const trace = gcTrace ? await shark.child.stdout : "";
+  if (gcTrace) await Deno.writeTextFile(gcTrace, trace);
+  // The live heap: what each mark-compact after the warm-up left.
+  const majors = markCompacts(trace, (started - spawned) / 1000)
+    .filter((major) => major.s >= warmupS && major.s <= totalS);
   const memory = memoryVerdict(samples, {
     warmupS,
     endS: totalS,
@@ -306,6 +313,13 @@ async function main(directory: string): Promise<number> {
     heap_used_end_mib: memory.end.heap_used_mib,
     heap_total_baseline_mib: memory.baseline.heap_total_mib,
     heap_total_end_mib: memory.end.heap_total_mib,
+    ...(gcTrace
+      ? {
+        gc_mark_compacts: majors.length,
+        gc_live_heap_first_mib: majors[0]?.live_mib ?? null,
+        gc_live_heap_last_mib: majors.at(-1)?.live_mib ?? null,
+      }
+      : {}),
     shark_exit_code: stopped.exit.code,
   });
   const outcomes = Object.fromEntries(

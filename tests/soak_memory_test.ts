@@ -7,7 +7,7 @@
  * the first 4 minutes).
  */
 import assert from "node:assert/strict";
-import { type MemorySample, memoryVerdict } from "../bench/_soak_memory.ts";
+import { markCompacts, type MemorySample, memoryVerdict } from "../bench/_soak_memory.ts";
 
 const WARMUP_S = 300;
 const END_S = WARMUP_S + 30 * 60;
@@ -60,4 +60,18 @@ Deno.test("soak bar: windows that overlap, or hold no sample, are refused", () =
     () => memoryVerdict(run(0).filter((sample) => sample.s < 1500), BAR),
     /no memory sample in a window/,
   );
+});
+
+Deno.test("soak --gc-trace: the heap left by each mark-compact is read from V8's trace, scavenges ignored", () => {
+  const trace = [
+    "[6672:0x560ad41bc000]   187388 ms: Incremental Mark-Compact 56.0 (115.9) -> 41.8 (111.9) MB, pooled: 3.5 MB, 8.07 / 0.00 ms (+ 31.2 ms in 132 steps since start of marking, biggest step 4.5 ms, walltime since start of marking 1203 ms) finalize incremental marking via stack guard; GC in old space requested",
+    "[6672:0x560ad41bc000]   189001 ms: Scavenge 70.1 (120.2) -> 52.3 (121.0) MB, pooled: 0.0 MB, 10.59 / 0.00 ms (average mu = 0.980, current mu = 0.980) allocation failure; ",
+    "[6672:0x560ad41bc000]   290286 ms: Incremental Mark-Compact (reduce) 153.5 (195.0) -> 47.3 (132.1) MB, pooled: 0.0 MB, 45.78 / 0.00 ms (+ 68.5 ms in 291 steps since start of marking) finalize incremental marking via task; GC in old space requested",
+    "[6672:0x560ad41bc000]   297334 ms: Mark-Compact 60.8 (144.3) -> 52.9 (79.7) MB, pooled: 64.5 MB, 27.16 / 0.00 ms (average mu = 0.990, current mu = 0.985) allocation failure; GC in old space requested",
+  ].join("\n");
+  assert.deepEqual(markCompacts(trace, 2), [
+    { s: 185.4, live_mib: 41.8 },
+    { s: 288.3, live_mib: 47.3 },
+    { s: 295.3, live_mib: 52.9 },
+  ]);
 });
