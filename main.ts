@@ -10,6 +10,7 @@ import { dispose, getLogger } from "@logtape/logtape";
 import denoJson from "./deno.json" with { type: "json" };
 import { ConfigError, loadConfig, type SharkConfig } from "./mod.ts";
 import { serve, serveMetrics, setUpLogging, StartupError } from "./cli/serve.ts";
+import { isolateMemoryMetrics, processMemoryMetrics } from "./cli/memory_metrics.ts";
 import { WorkerPool } from "./cli/workers.ts";
 
 const HELP =
@@ -167,7 +168,10 @@ function stopSignal(): Promise<string> {
 
 async function runOne(config: SharkConfig): Promise<number> {
   const { shark, server, log } = await serve(config);
-  const metricsServer = serveMetrics(config, () => shark.metrics.prometheus());
+  const metricsServer = serveMetrics(
+    config,
+    () => shark.metrics.prometheus() + isolateMemoryMetrics() + processMemoryMetrics(),
+  );
   const signal = await stopSignal();
   log.info("{signal} received: shutting down", { signal });
   await shark.shutdown();
@@ -184,7 +188,10 @@ async function runWorkers(config: SharkConfig, count: number): Promise<number> {
     (index, error) => crash(`worker ${index} crashed: ${error}`),
   );
   log.info("{count} workers listening on port {port}", { count, port });
-  const metricsServer = serveMetrics(config, () => pool.metrics());
+  const metricsServer = serveMetrics(
+    config,
+    async () => await pool.metrics() + processMemoryMetrics(),
+  );
   const reason = await Promise.race([stopSignal(), crashed]);
   log.info("{reason}: shutting down", { reason });
   await pool.shutdown((config.server.shutdown_timeout + 5) * 1000);

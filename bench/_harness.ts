@@ -27,6 +27,8 @@ export const SHARK_CPUS = "0";
 /** Redis and the helper processes. */
 export const HELPER_CPUS = "1";
 
+const MIB = 1024 * 1024;
+
 /** No start waits longer than this. */
 const START_TIMEOUT_MS = 30_000;
 
@@ -158,6 +160,14 @@ export interface Exit {
   readonly signal: string | null;
 }
 
+/** How {@link SharkProcess.start} runs Shark besides its configuration. */
+export interface SharkStartOptions {
+  /** V8 flags for Shark's isolate (`--v8-flags=...`), e.g. `["--trace-gc"]`. */
+  readonly v8Flags?: readonly string[];
+  /** Whether Shark's stdout (where V8 writes its traces) is kept, in `child.stdout`. */
+  readonly stdout?: boolean;
+}
+
 /** Shark as `deno run -A main.ts --config FILE`, pinned to {@link SHARK_CPUS}. */
 export class SharkProcess {
   readonly port: number;
@@ -185,6 +195,7 @@ export class SharkProcess {
     config: Record<string, unknown>,
     directory: string,
     transport?: string,
+    options: SharkStartOptions = {},
   ): Promise<SharkProcess> {
     const port = freePort();
     const metricsPort = freePort();
@@ -197,11 +208,13 @@ export class SharkProcess {
     const metrics = { prometheus: { host: "127.0.0.1", port: metricsPort } };
     const path = `${directory}/shark.json`;
     await Deno.writeTextFile(path, JSON.stringify({ ...config, server, metrics }, null, 2));
+    const v8Flags = options.v8Flags?.length ? [`--v8-flags=${options.v8Flags.join(",")}`] : [];
     const child = new Child({
       name: "shark",
-      command: [Deno.execPath(), "run", "-A", "main.ts", "--config", path],
+      command: [Deno.execPath(), "run", "-A", ...v8Flags, "main.ts", "--config", path],
       cpus: SHARK_CPUS,
       cwd: ROOT,
+      stdout: options.stdout,
     });
     const shark = new SharkProcess(child, port, metricsPort);
     const ready = await becomes(
@@ -250,6 +263,21 @@ export class SharkProcess {
   /** Resident memory now, in MiB. */
   rssMiB(): number {
     return rssKiB(this.child.pid) / 1024;
+  }
+
+  /**
+   * Shark's V8 heap now, in MiB, as its `/metrics` reports it: in use
+   * (live objects and garbage not yet collected), reserved (used and free),
+   * and memory held by JS objects outside the heap (`external`).
+   */
+  async heapMiB(): Promise<{ used: number; total: number; external: number }> {
+    const metrics = await this.metrics();
+    const mib = (name: string) => (metrics[name] ?? NaN) / MIB;
+    return {
+      used: mib("deno_heap_used_bytes"),
+      total: mib("deno_heap_total_bytes"),
+      external: mib("deno_external_memory_bytes"),
+    };
   }
 
   /** Sends SIGTERM; resolves with the exit and the seconds it took (SIGKILL after `graceMs`). */

@@ -1,7 +1,8 @@
 /**
- * `deno task soak -- --minutes N [--rate 10000] [--churn 20] [--max-keys 100]
- * [--transport shark|deno]`: Shark (`main.ts`, Redis adapter) fanning out `--rate` deliveries a second for N
- * minutes while `--churn` clients a second connect, authenticate, subscribe
+ * `deno task soak -- --minutes N [--warmup-minutes 5] [--rate 10000]
+ * [--churn 20] [--max-keys 100] [--transport shark|deno] [--gc-trace FILE]`:
+ * Shark (`main.ts`, Redis adapter) fanning out `--rate` deliveries a second
+ * while `--churn` clients a second connect, authenticate, subscribe
  * (authorizer, `before_subscribe`, a topic of their own with history) and go
  * away again, half of them unsubscribing first, half just closing. Published
  * envelopes carry an `order` with an `order_key` drawn from 40 times
@@ -9,9 +10,27 @@
  * topic, so that every subscription keeps forgetting keys; one in ten goes
  * through `POST /publish`.
  *
- * Reports Shark's resident memory over time and compares the end with the
- * first minute (or the first fifth of a shorter run): flat is the bar, within
- * 10 %. Also counts what the steady subscribers missed.
+ * The load runs `--warmup-minutes` first, then the N measured minutes. Every
+ * 5 s it samples Shark's RSS (from `/proc`) and its V8 heap (from its
+ * `/metrics`). The bar (issue 10, "RSS at the end within 10 % of RSS after
+ * the first minute"), as `_soak_memory.ts` computes it: the mean RSS of the
+ * last window of the run within 10 % of the mean RSS of the first window
+ * after the warm-up; each window is 5 minutes, or a fifth of a shorter run.
+ * Why so: V8 raises the heap's limit for a major collection over the first
+ * collections under a load (measured at 10,000 deliveries/s: the heap left
+ * after each mark-compact stays at 28 MiB, while the heap reached before one
+ * rose from 43–80 MiB in the first 3 minutes to 112 MiB, 4 times the live
+ * heap, after 4), so RSS climbs for about 4 minutes and then saws
+ * between about 180 and 245 MiB, one tooth every 80 s or so. Before the
+ * warm-up ends, RSS measures V8's heap sizing; a single sample measures where
+ * in a tooth it fell. A lower rate saws slower and needs a longer warm-up.
+ * The growth during the warm-up is reported (`rss_start_mib`), not compared.
+ * A leak still fails: it keeps growing after the warm-up, and over a
+ * 30-minute run 1 MiB a minute (870 bytes per churned client) is past 10 %.
+ * Also counts what the steady subscribers missed. `--gc-trace FILE` runs
+ * Shark with V8's `--trace-gc`, writes its trace there and reports the heap
+ * left by the first and the last mark-compact after the warm-up: the live
+ * heap, which a leak in JS objects raises and heap sizing does not.
  *
  * @module
  */
@@ -28,6 +47,7 @@ import {
   startRedis,
   WsClient,
 } from "./_harness.ts";
+import { markCompacts, type MemorySample, memoryVerdict } from "./_soak_memory.ts";
 
 const PUBLISH_SECRET = "soak-publish-secret";
 /** Steady subscribers, each on every topic. */
@@ -77,6 +97,15 @@ async function churnOnce(shark: SharkProcess, id: number, counts: Record<string,
   }
 }
 
+/** Default warm-up before the measured minutes. */
+const DEFAULT_WARMUP_MINUTES = 5;
+/** The longest window whose mean RSS is compared. */
+const MAX_WINDOW_S = 300;
+/** RSS may grow this much (10 %) from the baseline window to the end window. */
+const TOLERANCE = 0.1;
+
+const round = (value: number) => Math.round(value * 10) / 10;
+
 /** Seconds a paced loop may fall behind before it gives up catching up. */
 const MAX_LAG_S = 1;
 
@@ -109,22 +138,32 @@ class Pacer {
   }
 }
 
+/** Seconds between two memory samples. */
+const SAMPLE_EVERY_S = 5;
+
 async function main(directory: string): Promise<number> {
   const { values } = harnessArgs({
     minutes: { type: "string", default: "1" },
+    "warmup-minutes": { type: "string", default: String(DEFAULT_WARMUP_MINUTES) },
     rate: { type: "string", default: "10000" },
     churn: { type: "string", default: "20" },
     "max-keys": { type: "string", default: "100" },
+    "gc-trace": { type: "string" },
   });
   const seconds = Number(values.minutes) * 60;
+  const warmupS = Number(values["warmup-minutes"]) * 60;
+  const totalS = warmupS + seconds;
+  const windowS = Math.min(MAX_WINDOW_S, seconds / 5);
   const rate = Number(values.rate);
   const churn = Number(values.churn);
   const maxKeys = Number(values["max-keys"]);
+  const gcTrace = values["gc-trace"];
   const publishesPerSecond = rate / SUBSCRIBERS;
-  const sampleEvery = Math.min(10, seconds / 6);
-  const baselineAt = Math.min(60, seconds / 5);
+  const sampleEvery = Math.min(SAMPLE_EVERY_S, windowS / 6);
   log(
-    `soak: ${seconds} s, ${rate} deliveries/s (${publishesPerSecond} publishes/s), ${churn} connects/s`,
+    `soak: ${warmupS} s warm-up, then ${seconds} s measured; ${rate} deliveries/s ` +
+      `(${publishesPerSecond} publishes/s), ${churn} connects/s; RSS: mean of ` +
+      `${warmupS}-${warmupS + windowS} s against mean of ${totalS - windowS}-${totalS} s`,
   );
   const redis = await startRedis();
   const service = FaultyService.start(({ path, body }) =>
@@ -136,6 +175,7 @@ async function main(directory: string): Promise<number> {
     ["authorizer", "before_subscribe", "on_subscribe", "before_unsubscribe", "on_unsubscribe"]
       .map((name) => [name, service.url(`/${name}`)]),
   );
+  const spawned = performance.now();
   const shark = await SharkProcess.start(
     {
       pubsub: { adapter: "redis", redis: { url: redis.url() } },
@@ -152,6 +192,7 @@ async function main(directory: string): Promise<number> {
     },
     directory,
     values.transport,
+    gcTrace ? { v8Flags: ["--trace-gc"], stdout: true } : {},
   );
   const steady = await Promise.all(
     Array.from({ length: SUBSCRIBERS }, (_, i) => steadyClient(shark, i)),
@@ -160,14 +201,27 @@ async function main(directory: string): Promise<number> {
   const publisher = await RespConnection.connect(redis.port);
   const counts = { churned: 0, churn_errors: 0, connect_failed: 0, subscribe_failed: 0 };
   const started = performance.now();
-  const until = started + seconds * 1000;
-  const samples: { s: number; rss_mib: number }[] = [];
-  const sample = () => {
-    const s = Math.round((performance.now() - started) / 1000);
-    samples.push({ s, rss_mib: Math.round(shark.rssMiB() * 10) / 10 });
-    log(`t=${s}s rss ${samples.at(-1)!.rss_mib} MiB`);
+  const until = started + totalS * 1000;
+  const samples: MemorySample[] = [];
+  const sample = async () => {
+    const s = Math.round((performance.now() - started) / 100) / 10;
+    const rss = round(shark.rssMiB());
+    const heap = await shark.heapMiB().catch(() => undefined);
+    samples.push({
+      s,
+      rss_mib: rss,
+      heap_used_mib: heap && round(heap.used),
+      heap_total_mib: heap && round(heap.total),
+    });
+    const phase = s < warmupS ? " (warm-up)" : "";
+    const heapText = heap
+      ? `, heap used ${round(heap.used)} of ${round(heap.total)} MiB, external ${
+        round(heap.external)
+      } MiB`
+      : "";
+    log(`t=${s}s${phase} rss ${rss} MiB${heapText}`);
   };
-  sample();
+  await sample();
   const sampler = setInterval(sample, sampleEvery * 1000);
   let published = 0;
   let httpFailures = 0;
@@ -213,7 +267,7 @@ async function main(directory: string): Promise<number> {
   const expected = published * SUBSCRIBERS;
   await becomes(() => steady.reduce((sum, c) => sum + c.received, 0) >= expected, 5000);
   clearInterval(sampler);
-  sample();
+  await sample();
   const received = steady.reduce((sum, counter) => sum + counter.received, 0);
   const metrics = await shark.metrics();
   for (const { client } of steady) client.close();
@@ -221,11 +275,19 @@ async function main(directory: string): Promise<number> {
   const stopped = await shark.terminate(30_000);
   service.down();
   await redis.stop();
-  const baseline = samples.find((entry) => entry.s >= baselineAt) ?? samples[0];
-  const end = samples.at(-1)!;
-  const ratio = end.rss_mib / baseline.rss_mib;
-  const flat = ratio <= 1.1;
+  const trace = gcTrace ? await shark.child.stdout : "";
+  if (gcTrace) await Deno.writeTextFile(gcTrace, trace);
+  // The live heap: what each mark-compact after the warm-up left.
+  const majors = markCompacts(trace, (started - spawned) / 1000)
+    .filter((major) => major.s >= warmupS && major.s <= totalS);
+  const memory = memoryVerdict(samples, {
+    warmupS,
+    endS: totalS,
+    windowS,
+    tolerance: TOLERANCE,
+  });
   report("soak", {
+    warmup_s: warmupS,
     seconds,
     deliveries_per_s: rate,
     churn_per_s: churn,
@@ -238,18 +300,34 @@ async function main(directory: string): Promise<number> {
     delivered_total: metrics["shark_messages_delivered_total"] ?? 0,
     keys_forgotten: metrics['shark_limited_total{limit="order_keys"}'] ?? 0,
     schedule_slips: pacing.publishes.slips + pacing.churn.slips,
-    rss_baseline_s: baseline.s,
-    rss_baseline_mib: baseline.rss_mib,
-    rss_end_mib: end.rss_mib,
-    rss_end_over_baseline: ratio,
-    rss_flat: flat,
+    rss_bar: `mean RSS ${memory.end.from_s}-${memory.end.to_s} s <= ${1 + TOLERANCE} x ` +
+      `mean RSS ${memory.baseline.from_s}-${memory.baseline.to_s} s (after ${warmupS} s warm-up)`,
+    rss_start_mib: memory.start_rss_mib,
+    rss_baseline_window_s: `${memory.baseline.from_s}-${memory.baseline.to_s}`,
+    rss_baseline_mib: memory.baseline.rss_mib,
+    rss_end_window_s: `${memory.end.from_s}-${memory.end.to_s}`,
+    rss_end_mib: memory.end.rss_mib,
+    rss_end_over_baseline: memory.ratio,
+    rss_flat: memory.flat,
+    heap_used_baseline_mib: memory.baseline.heap_used_mib,
+    heap_used_end_mib: memory.end.heap_used_mib,
+    heap_total_baseline_mib: memory.baseline.heap_total_mib,
+    heap_total_end_mib: memory.end.heap_total_mib,
+    ...(gcTrace
+      ? {
+        gc_mark_compacts: majors.length,
+        gc_live_heap_first_mib: majors[0]?.live_mib ?? null,
+        gc_live_heap_last_mib: majors.at(-1)?.live_mib ?? null,
+      }
+      : {}),
     shark_exit_code: stopped.exit.code,
   });
   const outcomes = Object.fromEntries(
     Object.entries(metrics).filter(([name]) => /_(closed|dropped|rejected)_total/.test(name)),
   );
-  console.log(JSON.stringify({ soak_rss: samples, soak_outcomes: outcomes }));
-  const clean = flat && expected === received && stopped.exit.code === 0 && httpFailures === 0 &&
+  console.log(JSON.stringify({ soak_memory: samples, soak_outcomes: outcomes }));
+  const clean = memory.flat && expected === received && stopped.exit.code === 0 &&
+    httpFailures === 0 &&
     counts.churn_errors === 0;
   return clean ? 0 : 1;
 }

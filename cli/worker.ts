@@ -8,6 +8,7 @@
 /// <reference lib="deno.worker" />
 import { dispose } from "@logtape/logtape";
 import type { SharkConfig } from "../mod.ts";
+import { isolateMemoryMetrics } from "./memory_metrics.ts";
 import { prepare, type Prepared, type Served, setUpLogging, StartupError } from "./serve.ts";
 
 /** Messages from the supervisor. */
@@ -58,7 +59,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       failed(error);
     }
   } else if (message.type === "metrics") {
-    reply({ type: "metrics", id: message.id, text: prepared?.shark.metrics.prometheus() ?? "" });
+    const engine = prepared?.shark.metrics.prometheus() ?? "";
+    reply({ type: "metrics", id: message.id, text: engine + isolateMemoryMetrics() });
   } else if (message.type === "shutdown") {
     await prepared?.shark.shutdown();
     await served?.server.shutdown();

@@ -46,7 +46,7 @@ Deno.test("a WebSocket upgrade works on any path", async () => {
   await client.pingPong("p");
 });
 
-Deno.test("Prometheus metrics on their own listener cover the SPEC list", async () => {
+Deno.test("Prometheus metrics on their own listener cover the SPEC list, and the CLI adds its memory", async () => {
   await using service = new TestService({
     "/authorizer": ({ body }) =>
       body.subscription === "books.no" ? { status: "error" } : { status: "ok" },
@@ -104,6 +104,13 @@ Deno.test("Prometheus metrics on their own listener cover the SPEC list", async 
     assert.ok(text.split("\n").includes(line), `missing: ${line}\n${text}`);
   }
   assert.match(text, /# TYPE shark_callback_duration_seconds histogram/);
+  // The CLI adds the process's memory: RSS holds the heap, which holds what is in use.
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1]);
+  const rss = gauge("process_resident_memory_bytes");
+  const heapTotal = gauge("deno_heap_total_bytes");
+  const heapUsed = gauge("deno_heap_used_bytes");
+  assert.ok(rss > heapTotal && heapTotal > heapUsed && heapUsed > 0, text);
+  assert.ok(gauge("deno_external_memory_bytes") > 0, text);
   await client.close();
   const notFound = await fetch(`http://127.0.0.1:${metricsPort}/other`);
   assert.equal(notFound.status, 404);

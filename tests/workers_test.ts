@@ -42,7 +42,7 @@ function crossIsolates(config: Record<string, unknown> = {}) {
   };
 }
 
-Deno.test("--workers 2: clients on both isolates get every message, whichever isolate takes the POST", async () => {
+Deno.test("--workers 2: clients on both isolates get every message, whichever isolate takes the POST; /metrics has each heap and one RSS", async () => {
   const metricsPort = freePort();
   await using config = await tempFile(crossIsolates({
     server: { port: 0 },
@@ -87,6 +87,10 @@ Deno.test("--workers 2: clients on both isolates get every message, whichever is
   }
   const delivered = perWorker(await metrics(), "shark_messages_delivered_total");
   assert.equal([...delivered.values()].reduce((a, b) => a + b, 0), published * clients.length);
+  // Each isolate has its heap; the process has one RSS.
+  const text = await metrics();
+  assert.equal(perWorker(text, "deno_heap_used_bytes").size, 2);
+  assert.equal(text.match(/^process_resident_memory_bytes \d+$/gm)?.length, 1, text);
   await opened.disposeAsync();
   const { code } = await shark.stop();
   assert.equal(code, 0);
