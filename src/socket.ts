@@ -7,20 +7,14 @@
  * @module
  */
 
-/*
- * The four `readyState` values, as the `WebSocket` constants. Plain module
- * constants on purpose: in Deno the global `WebSocket` is an accessor, and
- * reading `WebSocket.OPEN` on every `send` of a fan-out made the own
- * transport's burst delivery about 2.5 times slower (`deno task bench fanout`).
+/**
+ * The four `readyState` values, as the `WebSocket` constants; only `OPEN`
+ * accepts `send`. Plain module constants on purpose: in Deno the global
+ * `WebSocket` is an accessor, and reading `WebSocket.OPEN` on every `send`
+ * of a fan-out made the own transport's burst delivery about 2.5 times
+ * slower (`deno task bench fanout`).
  */
-/** `readyState` before the opening handshake is done, as `WebSocket.CONNECTING`. */
-export const CONNECTING = 0;
-/** `readyState` of a socket that accepts `send`, as `WebSocket.OPEN`. */
-export const OPEN = 1;
-/** `readyState` once the closing handshake has started, as `WebSocket.CLOSING`. */
-export const CLOSING = 2;
-/** `readyState` once the connection is closed, as `WebSocket.CLOSED`. */
-export const CLOSED = 3;
+export const CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
 
 /**
  * A server-side client connection, as a session sees it: the runtime's
