@@ -7,13 +7,8 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { WebSocketConnection } from "../cli/transport/connection.ts";
-import {
-  buildFrame,
-  FrameReader,
-  type FrameSink,
-  Opcode,
-  textFrame,
-} from "../cli/transport/frame.ts";
+import { buildFrame, Opcode, textFrame } from "../cli/transport/frame.ts";
+import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
 
 /** A `node:net` socket as the connection uses it: writes recorded, input given by the test. */
 class FakeWire extends EventEmitter {

@@ -7,12 +7,11 @@ import {
   binaryFrame,
   buildFrame,
   closeFrame,
-  FrameReader,
-  type FrameSink,
   isValidCloseCode,
   Opcode,
   textFrame,
 } from "../cli/transport/frame.ts";
+import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
 import { concat } from "./helpers/ws_frame.ts";
 
 type Event =

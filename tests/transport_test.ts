@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { type DropReason, TransportServer, upgradeWebSocket } from "../cli/transport/server.ts";
-import { buildFrame, FrameReader, type FrameSink, Opcode } from "../cli/transport/frame.ts";
+import { buildFrame, Opcode } from "../cli/transport/frame.ts";
+import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
 import { ROOT } from "./helpers/process.ts";
 import { makeTlsFiles } from "./helpers/redis_server.ts";
 import { tempDir } from "./helpers/temp.ts";

@@ -21,13 +21,12 @@ import {
   buildFrame,
   CloseCode,
   closeFrame,
-  FrameReader,
-  type FrameSink,
   isValidCloseCode,
   MAX_CLOSE_REASON_BYTES,
   Opcode,
   textFrame,
 } from "./frame.ts";
+import { FrameReader, type FrameSink } from "./frame_reader.ts";
 
 /** What a connection is built with. */
 export interface ConnectionOptions {
