@@ -170,7 +170,10 @@ async function runOne(config: SharkConfig): Promise<number> {
   const { shark, server, log } = await serve(config);
   const metricsServer = serveMetrics(
     config,
-    () => shark.metrics.prometheus() + isolateMemoryMetrics() + processMemoryMetrics(),
+    () => {
+      const usage = Deno.memoryUsage();
+      return shark.metrics.prometheus() + isolateMemoryMetrics(usage) + processMemoryMetrics(usage);
+    },
   );
   const signal = await stopSignal();
   log.info("{signal} received: shutting down", { signal });

@@ -68,7 +68,8 @@ function mean(values: readonly number[]): number {
   return values.length === 0 ? NaN : values.reduce((sum, value) => sum + value, 0) / values.length;
 }
 
-function round(value: number): number {
+/** `value` to one decimal. */
+export function round(value: number): number {
   return Math.round(value * 10) / 10;
 }
 

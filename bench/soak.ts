@@ -47,7 +47,7 @@ import {
   startRedis,
   WsClient,
 } from "./_harness.ts";
-import { markCompacts, type MemorySample, memoryVerdict } from "./_soak_memory.ts";
+import { markCompacts, type MemorySample, memoryVerdict, round } from "./_soak_memory.ts";
 
 const PUBLISH_SECRET = "soak-publish-secret";
 /** Steady subscribers, each on every topic. */
@@ -103,8 +103,6 @@ const DEFAULT_WARMUP_MINUTES = 5;
 const MAX_WINDOW_S = 300;
 /** RSS may grow this much (10 %) from the baseline window to the end window. */
 const TOLERANCE = 0.1;
-
-const round = (value: number) => Math.round(value * 10) / 10;
 
 /** Seconds a paced loop may fall behind before it gives up catching up. */
 const MAX_LAG_S = 1;

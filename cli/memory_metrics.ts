@@ -21,31 +21,31 @@ function gauge(name: string, help: string, value: number): string {
 }
 
 /**
- * This isolate's heap gauges, in the Prometheus text format.
+ * This isolate's heap gauges, in the Prometheus text format, from `usage`
+ * (a reading already taken; by default one taken now).
  *
  * @example
  * ```ts
  * isolateMemoryMetrics(); // "# HELP deno_heap_used_bytes ...\ndeno_heap_used_bytes 8417280\n..."
  * ```
  */
-export function isolateMemoryMetrics(): string {
-  const usage = Deno.memoryUsage();
+export function isolateMemoryMetrics(usage: Deno.MemoryUsage = Deno.memoryUsage()): string {
   return ISOLATE_GAUGES.map(([name, field, help]) => gauge(name, help, usage[field])).join("");
 }
 
 /**
  * `process_resident_memory_bytes`, the whole process's RSS (every isolate),
- * in the Prometheus text format.
+ * in the Prometheus text format, from `usage` (by default a reading taken now).
  *
  * @example
  * ```ts
  * processMemoryMetrics(); // "# HELP process_resident_memory_bytes ...\nprocess_resident_memory_bytes 97206272\n"
  * ```
  */
-export function processMemoryMetrics(): string {
+export function processMemoryMetrics(usage: Deno.MemoryUsage = Deno.memoryUsage()): string {
   return gauge(
     "process_resident_memory_bytes",
     "Resident memory of the process (all isolates)",
-    Deno.memoryUsage().rss,
+    usage.rss,
   );
 }
