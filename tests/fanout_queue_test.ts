@@ -38,3 +38,39 @@ Deno.test("the fan-out queue refuses payloads once they add up to its limit, and
   assert.equal(metrics.queued, 0);
   assert.equal(metrics.queuedBytes, 0);
 });
+
+Deno.test("a fan-out slice lasts 4 ms, or after a yield as long as the event loop took in between, up to 32 ms", async () => {
+  // The fan-out's clock advances 1 ms per payload; each gap between slices
+  // (the runtime writing what a slice sent) takes what `gaps` says.
+  let now = 0;
+  const gaps = [20, 100, 0];
+  const slices: number[] = [];
+  let current = 0;
+  let sliceEnds = false;
+  const done = Promise.withResolvers<void>();
+  const queue = new FanoutQueue(
+    () => {
+      now += 1;
+      current++;
+      if (!sliceEnds) {
+        sliceEnds = true;
+        // Runs once the slice's task is over, before the next slice.
+        queueMicrotask(() => {
+          sliceEnds = false;
+          slices.push(current);
+          current = 0;
+          now += gaps.shift() ?? 0;
+          if (slices.length === 4) done.resolve();
+        });
+      }
+      return 1000;
+    },
+    new Metrics(),
+    1 << 20,
+    () => now,
+  );
+  for (let i = 0; i < 4 + 20 + 32 + 4; i++) queue.push("t", "x");
+  await done.promise;
+  assert.deepEqual(slices, [4, 20, 32, 4]);
+  queue.close();
+});
