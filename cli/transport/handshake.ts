@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 
 /** A request line and its header fields. */
@@ -45,13 +46,13 @@ export function headEnd(bytes: Uint8Array, from = 0): number {
   return -1;
 }
 
-/** Bytes as Latin-1 text: header fields are bytes, and `Headers` takes them so. */
+/**
+ * Bytes as Latin-1 text: header fields are bytes, and `Headers` takes them
+ * so. (`Buffer`'s decoder: ~0.4 µs for a browser's request head, against
+ * ~13 µs through `String.fromCharCode`.)
+ */
 function latin1(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 4096) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  }
-  return text;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
 }
 
 /**
@@ -195,7 +196,6 @@ export function errorResponse(error: HeadError): Response {
 export function toRequest(head: RequestHead, scheme: "http" | "https"): Request | undefined {
   const url = URL.parse(`${scheme}://${field(head, "host") ?? "localhost"}${head.target}`);
   if (!url || !head.target.startsWith("/")) return undefined;
-  const headers = new Headers();
-  for (const [name, value] of head.fields) headers.append(name, value);
-  return new Request(url, { method: head.method, headers });
+  // The fields as pairs: a third of the CPU of a `Headers` filled field by field (~10 against ~28 µs).
+  return new Request(url, { method: head.method, headers: head.fields as [string, string][] });
 }
