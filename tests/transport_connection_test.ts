@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
+import type { ChunkWriter } from "../cli/transport/chunk_writer.ts";
 import { WebSocketConnection } from "../cli/transport/connection.ts";
 import { buildFrame, Opcode, textFrame } from "../cli/transport/frame.ts";
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
@@ -126,12 +127,18 @@ Deno.test("bufferedAmount counts the bytes queued here and those the socket stil
   assert.deepEqual(conn.frames().map(([, text]) => text.length), [100, 10]);
 });
 
+/** An open connection whose write of the frame "first" the kernel has not taken yet. */
+async function openWithWriteUnderWay() {
+  const opened = open();
+  await turn();
+  opened.conn.holdWrites = true;
+  opened.socket.send("first");
+  await turn();
+  return opened;
+}
+
 Deno.test("frames sent while a write is under way leave joined in one write once it is done", async () => {
-  const { conn, socket } = open();
-  await turn();
-  conn.holdWrites = true;
-  socket.send("first");
-  await turn();
+  const { conn, socket } = await openWithWriteUnderWay();
   assert.equal(conn.writes.length, 2, "the 101 answer, then the first frame");
   for (let i = 0; i < 3; i++) {
     socket.send(`waiting ${i}`);
@@ -148,6 +155,55 @@ Deno.test("frames sent while a write is under way leave joined in one write once
     "waiting 1",
     "waiting 2",
   ]);
+});
+
+/** A writer whose writes the kernel takes at once, as the native handle's small writes are. */
+function immediateWriter(conn: FakeWire): ChunkWriter {
+  return {
+    buffered: 0,
+    write(chunk) {
+      conn.writes.push(chunk);
+      return true;
+    },
+  };
+}
+
+Deno.test("with writes the kernel takes at once, each turn's frames leave in that turn, and the FIN after the close frame", async () => {
+  const conn = new FakeWire();
+  const socket = new WebSocketConnection(conn as unknown as Socket, {
+    maxMessageBytes: 1000,
+    idleTimeout: 0,
+    writer: immediateWriter(conn),
+  });
+  socket.open(HTTP_101, new Uint8Array(0));
+  await Promise.resolve();
+  assert.equal(conn.writes.length, 1, "the 101 answer, once the turn's work is done");
+  socket.send("one");
+  socket.send("two");
+  await Promise.resolve();
+  assert.equal(conn.writes.length, 2, "one write for the turn");
+  assert.equal(socket.bufferedAmount, 0);
+  socket.send("three");
+  await Promise.resolve();
+  assert.equal(conn.writes.length, 3, "nothing waits on a callback");
+  conn.receive(buildFrame(Opcode.close, new Uint8Array([0x03, 0xe8]), { mask: MASK }));
+  assert.equal(conn.ended, false, "not before the close frame is written");
+  await Promise.resolve();
+  assert.equal(conn.ended, true);
+  assert.deepEqual(conn.frames().map(([, text]) => text), ["one", "two", "three", "1000 "]);
+});
+
+Deno.test("frames waiting behind a write under way are joined by 64, in order", async () => {
+  const { conn, socket } = await openWithWriteUnderWay();
+  for (let i = 0; i < 130; i++) socket.send(`waiting ${i}`);
+  assert.equal(socket.queuedBuffers, 2 + 2, "two joins of 64, then the last two frames");
+  conn.finishWrites();
+  await turn();
+  const texts = conn.frames().map(([, text]) => text);
+  assert.equal(texts.length, 131);
+  assert.deepEqual(texts.slice(0, 3), ["first", "waiting 0", "waiting 1"]);
+  assert.equal(texts.at(-1), "waiting 129");
+  assert.deepEqual(texts.slice(1), Array.from({ length: 130 }, (_, i) => `waiting ${i}`));
 });
 
 Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {

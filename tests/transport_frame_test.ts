@@ -9,6 +9,7 @@ import {
   closeFrame,
   isValidCloseCode,
   Opcode,
+  SLAB_FRAME_MAX,
   textFrame,
 } from "../cli/transport/frame.ts";
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
@@ -353,4 +354,22 @@ Deno.test("masking: a masked frame carries the key and the XORed payload", () =>
     [...frame.subarray(6)],
     [..."abcde"].map((c, i) => c.charCodeAt(0) ^ MASK[i % 4]),
   );
+});
+
+Deno.test("small text frames are cut one after another from a shared slab; larger ones have their own buffer", () => {
+  const frames = Array.from({ length: 3 }, (_, i) => textFrame(`{"n":${i}}`));
+  for (const [i, frame] of frames.entries()) {
+    assert.deepEqual([...frame.subarray(2)], [...new TextEncoder().encode(`{"n":${i}}`)]);
+  }
+  const [first, second] = frames;
+  assert.equal(second.buffer, first.buffer, "one allocation for both");
+  assert.ok(first.buffer.byteLength > first.byteLength);
+  // A new slab starts when the frame does not fit in what is left of the current one.
+  const filler = Array.from({ length: 20 }, () => textFrame("y".repeat(300)));
+  assert.ok(filler.some((frame) => frame.buffer !== first.buffer));
+  assert.ok(
+    filler.every((frame) => frame.byteOffset + frame.byteLength <= frame.buffer.byteLength),
+  );
+  const large = textFrame("x".repeat(SLAB_FRAME_MAX));
+  assert.equal(large.buffer.byteLength, large.byteLength, "over the slab size for frames: its own");
 });

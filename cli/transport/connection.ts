@@ -27,6 +27,7 @@ import {
   textFrame,
 } from "./frame.ts";
 import { FrameReader, type FrameSink } from "./frame_reader.ts";
+import { type ChunkWriter, chunkWriter } from "./chunk_writer.ts";
 
 /** What a connection is built with. */
 export interface ConnectionOptions {
@@ -40,6 +41,8 @@ export interface ConnectionOptions {
   readonly idleTimeout: number;
   /** Told when this layer ends the connection itself: a protocol error or a lost keep-alive. */
   readonly onFail?: (code: number, reason: string) => void;
+  /** How output reaches the socket; by default {@link chunkWriter} of the socket. */
+  readonly writer?: ChunkWriter;
 }
 
 /**
@@ -56,6 +59,14 @@ export type Wire = Pick<Socket, "write" | "end" | "destroy" | "on" | "resume" | 
 export const CLOSE_WAIT_MS = 5000;
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Frames waiting behind a write under way are joined into one buffer by
+ * this many: a small frame is a view of a shared slab (`frame.ts`), and a
+ * connection that waits long (a slow client) would otherwise keep a slab
+ * alive for every few bytes it holds.
+ */
+const JOIN_WAITING = 64;
 
 type Listener = EventListenerOrEventListenerObject;
 
@@ -146,6 +157,7 @@ export class WebSocketConnection implements FrameSink {
   /** How binary messages are handed to listeners, as on `WebSocket`. */
   binaryType: BinaryType = "blob";
   readonly #wire: Wire;
+  readonly #writer: ChunkWriter;
   readonly #options: ConnectionOptions;
   readonly #reader: FrameReader;
   #state: number = CONNECTING;
@@ -159,10 +171,9 @@ export class WebSocketConnection implements FrameSink {
    * for a busy client go out many per write, not one write per turn).
    */
   #writing = false;
-  readonly #written = () => {
-    this.#writing = false;
-    if ((this.#queue?.length ?? 0) > 0) this.flush();
-  };
+  /** Frames queued behind the write under way since they were last joined. */
+  #waiting = 0;
+  readonly #written = () => this.written();
   #dirty = false;
   #closeSent = false;
   /**
@@ -182,6 +193,7 @@ export class WebSocketConnection implements FrameSink {
 
   constructor(wire: Wire, options: ConnectionOptions) {
     this.#wire = wire;
+    this.#writer = options.writer ?? chunkWriter(wire);
     this.#options = options;
     this.#reader = new FrameReader(
       { maxMessageBytes: options.maxMessageBytes, masked: true },
@@ -194,9 +206,17 @@ export class WebSocketConnection implements FrameSink {
     return this.#state;
   }
 
+  /**
+   * Buffers in the output queue: frames waiting behind a write under way are
+   * joined by 64, so that a slow client's queue is a few buffers.
+   */
+  get queuedBuffers(): number {
+    return this.#queue?.length ?? 0;
+  }
+
   /** Bytes sent and not yet handed to the operating system (queued here or in the socket). */
   get bufferedAmount(): number {
-    return this.#queued + (this.#tcpClosed ? 0 : this.#wire.writableLength);
+    return this.#queued + (this.#tcpClosed ? 0 : this.#writer.buffered);
   }
 
   /** Adds a listener for `message`, `close` (or `open`). */
@@ -273,8 +293,8 @@ export class WebSocketConnection implements FrameSink {
   /**
    * Hands what is queued to the socket: one write for all of it. Called once
    * per turn by the flush of the dirty list, and when the previous write is
-   * done. The socket writes it to the kernel at once and keeps (counted in
-   * `writableLength`) what the kernel did not take.
+   * done. The write goes to the kernel at once; what the kernel did not take
+   * is held below (counted in `bufferedAmount`) until it does.
    */
   flush(): void {
     this.#dirty = false;
@@ -283,9 +303,16 @@ export class WebSocketConnection implements FrameSink {
     const chunk = queue.length === 1 ? queue[0] : join(queue, this.#queued);
     queue.length = 0;
     this.#queued = 0;
-    this.#writing = true;
-    this.#wire.write(chunk, this.#written);
+    this.#waiting = 0;
+    this.#writing = !this.#writer.write(chunk, this.#written);
     this.#finishWhenFlushed();
+  }
+
+  /** The kernel has taken the last write: what was queued meanwhile goes out (not for other callers). */
+  written(): void {
+    this.#writing = false;
+    if ((this.#queue?.length ?? 0) > 0) this.flush();
+    else this.#finishWhenFlushed();
   }
 
   // FrameSink: what the reader found (not for other callers).
@@ -333,8 +360,14 @@ export class WebSocketConnection implements FrameSink {
   }
 
   #enqueue(frame: Uint8Array): void {
-    (this.#queue ??= []).push(frame);
+    const queue = this.#queue ??= [];
+    queue.push(frame);
     this.#queued += frame.byteLength;
+    if (this.#writing && ++this.#waiting >= JOIN_WAITING) {
+      const tail = queue.splice(queue.length - this.#waiting);
+      queue.push(join(tail, tail.reduce((sum, chunk) => sum + chunk.byteLength, 0)));
+      this.#waiting = 0;
+    }
     if (this.#dirty) return;
     this.#dirty = true;
     dirty.push(this);
@@ -357,7 +390,9 @@ export class WebSocketConnection implements FrameSink {
    * `end` sends its FIN after what it still holds.
    */
   #finishWhenFlushed(): void {
-    if (!this.#endAfterFlush || (this.#queue?.length ?? 0) > 0 || this.#tcpClosed) return;
+    if (
+      !this.#endAfterFlush || this.#writing || (this.#queue?.length ?? 0) > 0 || this.#tcpClosed
+    ) return;
     this.#endAfterFlush = false;
     this.#wire.end();
   }

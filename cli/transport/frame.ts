@@ -122,6 +122,31 @@ export function buildFrame(
 
 const encoder = new TextEncoder();
 
+/** Frames up to this size are cut from a shared 4 KiB slab. */
+export const SLAB_FRAME_MAX = 512;
+const SLAB_BYTES = 4096;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
+
+/**
+ * `size` bytes for a frame. A small one is a view of a shared slab: one
+ * allocation per slab, not per frame, where a subscriber per topic makes
+ * every delivery a new frame (each `Uint8Array` of its own is a zeroed
+ * allocation outside the JavaScript heap, freed only by the garbage
+ * collector). A frame that waits keeps its slab alive: connections join the
+ * frames waiting behind a write (see `connection.ts`).
+ */
+function frameBytes(size: number): Uint8Array {
+  if (size > SLAB_FRAME_MAX) return new Uint8Array(size);
+  if (slabUsed + size > SLAB_BYTES) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const bytes = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += size;
+  return bytes;
+}
+
 /**
  * A server text frame, encoded once: a message fanned out to many
  * connections is one buffer that all of their output queues share.
@@ -134,7 +159,7 @@ const encoder = new TextEncoder();
 export function textFrame(text: string): Uint8Array {
   // Most frames are ASCII JSON: one exact allocation when the text has as many bytes as characters.
   const header = serverHeaderSize(text.length);
-  const frame = new Uint8Array(header + text.length);
+  const frame = frameBytes(header + text.length);
   const { read, written } = encoder.encodeInto(text, frame.subarray(header));
   if (read === text.length && written === text.length) {
     writeHeader(frame, Opcode.text, written, true);
