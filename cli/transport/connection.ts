@@ -96,11 +96,15 @@ const dirty: WebSocketConnection[] = [];
 let flushScheduled = false;
 
 /**
- * Text frames encoded in this turn, by their text: a message fanned out to
- * many connections (the same string sent to each) is encoded once, and every
- * output queue holds the same bytes. Emptied when the turn's output is written.
+ * The last text frame encoded, and its text: a message fanned out to many
+ * connections (the engine sends the same string to each, one after the
+ * other) is encoded once, and every output queue holds the same bytes. One
+ * entry, not a map by text: where every message goes to one connection (a
+ * subscriber per topic), hashing and storing each text costs more than the
+ * comparison (~0.6 against ~0.1 µs).
  */
-const encoded = new Map<string, Uint8Array>();
+let lastText: string | undefined;
+let lastFrame: Uint8Array = new Uint8Array(0);
 
 /**
  * Open connections with a keep-alive, checked together by one timer: one
@@ -136,7 +140,6 @@ function sweep(): void {
 
 function flushDirty(): void {
   flushScheduled = false;
-  encoded.clear();
   // A flush may queue nothing new for others, so the list is stable while it runs.
   for (let i = 0; i < dirty.length; i++) dirty[i].flush();
   dirty.length = 0;
@@ -258,9 +261,11 @@ export class WebSocketConnection implements FrameSink {
       this.#enqueue(binaryFrame(data instanceof Uint8Array ? data : new Uint8Array(data)));
       return;
     }
-    let frame = encoded.get(data);
-    if (frame === undefined) encoded.set(data, frame = textFrame(data));
-    this.#enqueue(frame);
+    if (data !== lastText) {
+      lastFrame = textFrame(data);
+      lastText = data;
+    }
+    this.#enqueue(lastFrame);
   }
 
   /**
