@@ -1,19 +1,22 @@
 /**
  * Server CPU per write when each of N connections gets one small frame per
  * turn (the shape of paced and windowed fan-out), by write path: `Deno.Conn`
- * (`write`, an async op and a promise per call), its `writable` stream, and
- * a `node:net` socket (handed to the kernel at once). Each connection has a
- * read pending, as a WebSocket server's have. The clients (a second process,
- * on CPU 1) only read.
+ * (`write`, an async op and a promise per call), its `writable` stream, a
+ * `node:net` socket (handed to the kernel at once), and that socket's
+ * native handle as Shark's transport writes it
+ * (`cli/transport/chunk_writer.ts`). Each connection has a read pending, as
+ * a WebSocket server's have. The clients (a second process, on CPU 1) only
+ * read.
  *
  * ```sh
- * taskset -c 0 deno run -A bench/write_micro.ts conn 5000 30   # conn | writable | net
+ * taskset -c 0 deno run -A bench/write_micro.ts conn 5000 30   # conn | writable | net | handle
  * ```
  *
  * @module
  */
 import net from "node:net";
 import process from "node:process";
+import { chunkWriter } from "../cli/transport/chunk_writer.ts";
 
 /** Rounds not measured: the first ones warm the JIT and the kernel's buffers. */
 const WARM_UP = 3;
@@ -36,10 +39,14 @@ let pending = 0;
 
 /** Accepts connections on the `mode`'s path; returns the port and the targets as they come. */
 async function listen(mode: string, targets: Target[]): Promise<number> {
-  if (mode === "net") {
+  if (mode === "net" || mode === "handle") {
     const server = net.createServer((socket) => {
       socket.on("data", () => {}).on("error", () => {});
-      targets.push({ write: (bytes) => socket.write(bytes) });
+      if (mode === "net") targets.push({ write: (bytes) => socket.write(bytes) });
+      else {
+        const writer = chunkWriter(socket);
+        targets.push({ write: (bytes) => writer.write(bytes, () => {}) });
+      }
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     return (server.address() as net.AddressInfo).port;
