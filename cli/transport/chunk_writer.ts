@@ -41,7 +41,7 @@ interface WriteRequest {
   handle: NativeHandle;
   oncomplete: (this: WriteRequest, status: number) => void;
   /** This module's: the writer and the bytes of the write, for its completion. */
-  writer: HandleWriter;
+  writer?: HandleWriter;
   bytes: number;
   done: () => void;
 }
@@ -79,6 +79,8 @@ function streamWrap(): StreamWrapBinding | undefined {
 /** Called by the runtime, `this` being the request, when a write that waited is done. */
 function completed(this: WriteRequest, status: number): void {
   const writer = this.writer;
+  // Only a write that waited is called back; anything else is not this module's to answer.
+  if (writer === undefined) return;
   writer.buffered -= this.bytes;
   if (status < 0) writer.socket.destroy();
   else this.done();
