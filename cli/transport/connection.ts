@@ -27,6 +27,7 @@ import {
   textFrame,
 } from "./frame.ts";
 import { FrameReader, type FrameSink } from "./frame_reader.ts";
+import { unwatch, watch } from "./keepalive_sweeper.ts";
 import { type ChunkWriter, chunkWriter } from "./chunk_writer.ts";
 
 /** What a connection is built with. */
@@ -105,38 +106,6 @@ let flushScheduled = false;
  */
 let lastText: string | undefined;
 let lastFrame: Uint8Array = new Uint8Array(0);
-
-/**
- * Open connections with a keep-alive, checked together by one timer: one
- * timer per connection costs more, in memory and in the runtime's timer
- * queue, than looking at every connection a few times per idle period.
- */
-const watched = new Set<WebSocketConnection>();
-let sweeper: ReturnType<typeof setInterval> | undefined;
-let sweepMs = Infinity;
-
-function watch(connection: WebSocketConnection, halfMs: number): void {
-  watched.add(connection);
-  // An eighth of the half idle timeout, between 50 ms and 1 s: the ping and
-  // the drop come at most that late.
-  const period = Math.min(1000, Math.max(50, halfMs / 8));
-  if (sweeper !== undefined && period >= sweepMs) return;
-  clearInterval(sweeper);
-  sweepMs = period;
-  sweeper = setInterval(sweep, period);
-}
-
-function unwatch(connection: WebSocketConnection): void {
-  if (!watched.delete(connection) || watched.size > 0) return;
-  clearInterval(sweeper);
-  sweeper = undefined;
-  sweepMs = Infinity;
-}
-
-function sweep(): void {
-  const now = performance.now();
-  for (const connection of watched) connection.checkAlive(now);
-}
 
 function flushDirty(): void {
   flushScheduled = false;
