@@ -199,11 +199,10 @@ Deno.test("frames waiting behind a write under way are joined by 64, in order", 
   assert.equal(socket.queuedBuffers, 2 + 2, "two joins of 64, then the last two frames");
   conn.finishWrites();
   await turn();
-  const texts = conn.frames().map(([, text]) => text);
-  assert.equal(texts.length, 131);
-  assert.deepEqual(texts.slice(0, 3), ["first", "waiting 0", "waiting 1"]);
-  assert.equal(texts.at(-1), "waiting 129");
-  assert.deepEqual(texts.slice(1), Array.from({ length: 130 }, (_, i) => `waiting ${i}`));
+  assert.deepEqual(conn.frames().map(([, text]) => text), [
+    "first",
+    ...Array.from({ length: 130 }, (_, i) => `waiting ${i}`),
+  ]);
 });
 
 Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {

@@ -71,8 +71,11 @@ const JOIN_WAITING = 64;
 
 type Listener = EventListenerOrEventListenerObject;
 
-/** Joins `chunks` (`total` bytes) into one buffer. */
-function join(chunks: readonly Uint8Array[], total: number): Uint8Array {
+/** Joins `chunks` (`total` bytes, counted when not given) into one buffer. */
+function join(
+  chunks: readonly Uint8Array[],
+  total = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0),
+): Uint8Array {
   const all = new Uint8Array(total);
   let at = 0;
   for (const chunk of chunks) {
@@ -339,7 +342,7 @@ export class WebSocketConnection implements FrameSink {
     this.#queued += frame.byteLength;
     if (this.#writing && ++this.#waiting >= JOIN_WAITING) {
       const tail = queue.splice(queue.length - this.#waiting);
-      queue.push(join(tail, tail.reduce((sum, chunk) => sum + chunk.byteLength, 0)));
+      queue.push(join(tail));
       this.#waiting = 0;
     }
     if (this.#dirty) return;
