@@ -10,6 +10,10 @@
  * @module
  */
 
+import { peakRssKiB, rssOfKiB } from "../tests/helpers/proc_memory.ts";
+
+export { peakRssKiB, rssOfKiB };
+
 /** CPU time of a process tree, in milliseconds. */
 export async function cpuMs(pid: number): Promise<number> {
   const ticks = await clockTicks();
@@ -21,18 +25,6 @@ export async function cpuMs(pid: number): Promise<number> {
 /** Resident memory of a process tree now, in KiB. */
 export function rssKiB(pid: number): number {
   return rssOfKiB(treePids(pid));
-}
-
-/** Resident memory of the processes `pids` now, in KiB. */
-export function rssOfKiB(pids: readonly number[]): number {
-  let total = 0;
-  for (const pid of pids) total += statusField(pid, "VmRSS");
-  return total;
-}
-
-/** The peak resident memory of one process (`VmHWM`), in KiB. */
-export function peakRssKiB(pid: number): number {
-  return statusField(pid, "VmHWM");
 }
 
 /**
@@ -102,16 +94,6 @@ function treeStats(root: number): Stat[] {
     tree.push(...children.get(tree[index].pid) ?? []);
   }
   return tree;
-}
-
-function statusField(pid: number, field: string): number {
-  try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text);
-    return match ? Number(match[1]) : 0;
-  } catch {
-    return 0;
-  }
 }
 
 let ticksPerSecond: Promise<number> | undefined;

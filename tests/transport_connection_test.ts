@@ -48,7 +48,16 @@ class FakeWire extends EventEmitter {
     return this;
   }
 
+  /** Whether reading was stopped. */
+  paused = false;
+
+  pause(): this {
+    this.paused = true;
+    return this;
+  }
+
   resume(): this {
+    this.paused = false;
     return this;
   }
 
@@ -247,9 +256,11 @@ Deno.test("server close: the close frame follows what was sent; TCP closes at th
   assert.deepEqual(events, ["close 1001 true"]);
 });
 
-Deno.test("a protocol error sends its close code, half-closes and drops further input", async () => {
+Deno.test("a protocol error sends its close code, stops reading, half-closes and drops further input", async () => {
   const { conn, events } = open();
+  assert.equal(conn.paused, false);
   conn.receive(buildFrame(Opcode.text, new TextEncoder().encode("unmasked")));
+  assert.ok(conn.paused, "reading stops at once");
   await turn();
   assert.deepEqual(conn.frames(), [[Opcode.close, "1002 unmasked frame from a client"]]);
   assert.ok(conn.ended, "half-closed");

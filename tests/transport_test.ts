@@ -313,6 +313,80 @@ Deno.test("reserved bits and unknown opcodes are refused with 1002", async () =>
   }
 });
 
+/**
+ * Upgrades `conn`, sends `failing` (a frame that fails the connection),
+ * then pushes up to 50 MB more; resolves with the close code received and
+ * how much of the 50 MB the client could write before the server dropped it.
+ */
+async function junkAfter(
+  conn: Deno.Conn,
+  port: number,
+  failing: Uint8Array,
+): Promise<{ code: number | null; sent: number }> {
+  const JUNK_BYTES = 50_000_000;
+  await conn.write(upgradeRequest(port, "dGhlIHNhbXBsZSBub25jZQ=="));
+  let received = new Uint8Array(0);
+  let code: number | null = null;
+  const reading = (async () => {
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const read = await conn.read(buffer).catch(() => null);
+      if (read === null) return;
+      const all = new Uint8Array(received.byteLength + read);
+      all.set(received);
+      all.set(buffer.subarray(0, read), received.byteLength);
+      received = all;
+      const text = new TextDecoder("latin1").decode(received);
+      const end = text.indexOf("\r\n\r\n");
+      // The close frame after the 101 head: 0x88, its length, the code.
+      if (end >= 0 && received.byteLength >= end + 8 && received[end + 4] === 0x88) {
+        code = (received[end + 6] << 8) | received[end + 7];
+      }
+    }
+  })();
+  await waitUntil(() => new TextDecoder().decode(received).includes("\r\n\r\n"), 5000, "101");
+  await conn.write(failing);
+  const junk = new Uint8Array(64 * 1024);
+  let sent = 0;
+  try {
+    while (sent < JUNK_BYTES) sent += await conn.write(junk);
+  } catch {
+    // The server dropped the connection.
+  }
+  await reading;
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+  return { code, sent };
+}
+
+Deno.test("a failed connection (1002, 1007, 1009), plain or TLS, is read no further and dropped after its close frame", async () => {
+  await using tls = await testCertificate();
+  const failing: [number, Uint8Array][] = [
+    [1002, buildFrame(Opcode.text, encode("x"), { mask: MASK, rsv: 4 })],
+    [1007, masked(Opcode.text, new Uint8Array([0x68, 0xc3, 0x28]))],
+    [1009, new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x02, 0xfa, 0xf0, 0x80, ...MASK])],
+  ];
+  for (const secure of [false, true]) {
+    await using echo = await echoServer(secure ? { tls } : {});
+    for (const [expected, frame] of failing) {
+      const conn = secure
+        ? await Deno.connectTls({ hostname: "127.0.0.1", port: echo.port, caCerts: [tls.ca] })
+        : await Deno.connect({ hostname: "127.0.0.1", port: echo.port });
+      const started = performance.now();
+      const { code, sent } = await junkAfter(conn, echo.port, frame);
+      const what = `${secure ? "TLS" : "plain"} ${expected}`;
+      assert.equal(code, expected, what);
+      // Reading the junk and dropping it would take all 50 MB.
+      assert.ok(sent < 50_000_000, `${what}: the client wrote ${sent} bytes before the drop`);
+      assert.ok(performance.now() - started < 10_000, `${what}: dropped after the grace`);
+    }
+    assert.deepEqual(echo.fails, failing.map(([code]) => code));
+  }
+});
+
 Deno.test("handshake_timeout: a connection that sends nothing, or half a request, is closed and counted", async () => {
   await using echo = await echoServer({ handshakeTimeout: 0.3 });
   await using silent = await Raw.connect(echo.port);

@@ -29,6 +29,7 @@ import {
 import { FrameReader, type FrameSink } from "./frame_reader.ts";
 import { unwatch, watch } from "./keepalive_sweeper.ts";
 import { type ChunkWriter, chunkWriter } from "./chunk_writer.ts";
+import { stopReading } from "./stop_reading.ts";
 
 /** What a connection is built with. */
 export interface ConnectionOptions {
@@ -51,13 +52,26 @@ export interface ConnectionOptions {
  * `node:tls` `TLSSocket`), in flowing mode, with nothing read off it yet
  * except what is handed to {@link WebSocketConnection.open}.
  */
-export type Wire = Pick<Socket, "write" | "end" | "destroy" | "on" | "resume" | "writableLength">;
+export type Wire = Pick<
+  Socket,
+  "write" | "end" | "destroy" | "on" | "pause" | "resume" | "writableLength"
+>;
 
 /**
  * How long a closing connection waits for the client's close frame (or for
  * its output to drain) before the TCP connection is dropped.
  */
 export const CLOSE_WAIT_MS = 5000;
+
+/**
+ * How long a connection this layer failed (a protocol error, a message too
+ * big, a lost keep-alive) stays open after its close frame: reading has
+ * stopped (`stop_reading.ts`), so nothing the client still sends is read;
+ * this is the time the
+ * client has to read the close frame before the TCP connection is dropped
+ * (RFC 6455 section 7.1.7, "Fail the WebSocket Connection").
+ */
+export const FAIL_GRACE_MS = 1000;
 
 const EMPTY = new Uint8Array(0);
 
@@ -158,6 +172,8 @@ export class WebSocketConnection implements FrameSink {
    */
   #endAfterFlush = false;
   #tcpClosed = false;
+  /** Frames are read off the socket (false once the connection was failed). */
+  #reading = true;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Half the idle timeout (0: no keep-alive), and when the unanswered ping went out (0: none). */
   #halfMs = 0;
@@ -329,11 +345,31 @@ export class WebSocketConnection implements FrameSink {
   /** The client broke the protocol: close frame with `code`, then the connection ends. */
   onFail(code: number, reason: string): void {
     this.#options.onFail?.(code, reason);
-    this.#sendClose(code, reason);
+    this.#failConnection(code, reason, code, reason);
+  }
+
+  /**
+   * Fails the connection: the close frame (`sent`, `reason`) goes out after
+   * what is queued, reading stops at once (what the client still sends
+   * stays in the kernel, then is dropped with the connection: it costs
+   * neither memory nor CPU here), the socket is half-closed once the queue
+   * is written, and the TCP connection dropped after {@link FAIL_GRACE_MS}.
+   * Listeners hear `close` with `code` and `reason` now.
+   */
+  #failConnection(sent: number, sentReason: string, code: number, reason: string): void {
+    this.#sendClose(sent, sentReason);
+    this.#stopReading();
     this.#endAfterFlush = true;
-    this.#closeTimer ??= setTimeout(() => this.#closeTcp(), CLOSE_WAIT_MS);
+    clearTimeout(this.#closeTimer);
+    this.#closeTimer = setTimeout(() => this.#closeTcp(), FAIL_GRACE_MS);
     this.#finishWhenFlushed();
     this.#end(code, reason, false, false);
+  }
+
+  #stopReading(): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    stopReading(this.#wire);
   }
 
   #enqueue(frame: Uint8Array): void {
@@ -381,7 +417,7 @@ export class WebSocketConnection implements FrameSink {
     const wire = this.#wire;
     wire.on("data", (chunk: Uint8Array) => {
       this.#lastRead = performance.now();
-      if (!this.#reader.failed && !this.#tcpClosed) this.#reader.read(chunk);
+      if (this.#reading && !this.#reader.failed && !this.#tcpClosed) this.#reader.read(chunk);
     });
     const lost = () => {
       this.#closeTcp();
@@ -413,11 +449,7 @@ export class WebSocketConnection implements FrameSink {
     }
     if (now - this.#pingedAt < this.#halfMs) return;
     this.#options.onFail?.(CloseCode.abnormal, "keep-alive timeout");
-    this.#sendClose(1011, "keep-alive timeout");
-    this.#endAfterFlush = true;
-    this.#closeTimer ??= setTimeout(() => this.#closeTcp(), CLOSE_WAIT_MS);
-    this.#finishWhenFlushed();
-    this.#end(CloseCode.abnormal, "", false, false);
+    this.#failConnection(1011, "keep-alive timeout", CloseCode.abnormal, "");
   }
 
   #closeTcp(): void {
