@@ -167,12 +167,12 @@ function stopSignal(): Promise<string> {
 }
 
 async function runOne(config: SharkConfig): Promise<number> {
-  const { shark, server, log } = await serve(config);
+  const { shark, server, log, metrics } = await serve(config);
   const metricsServer = serveMetrics(
     config,
     () => {
       const usage = Deno.memoryUsage();
-      return shark.metrics.prometheus() + isolateMemoryMetrics(usage) + processMemoryMetrics(usage);
+      return metrics() + isolateMemoryMetrics(usage) + processMemoryMetrics(usage);
     },
   );
   const signal = await stopSignal();

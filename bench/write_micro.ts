@@ -16,7 +16,7 @@
  */
 import net from "node:net";
 import process from "node:process";
-import { chunkWriter } from "../cli/transport/chunk_writer.ts";
+import { chunkWriter, streamWrap, WriteRequests } from "../cli/transport/chunk_writer.ts";
 
 /** Rounds not measured: the first ones warm the JIT and the kernel's buffers. */
 const WARM_UP = 3;
@@ -40,11 +40,12 @@ let pending = 0;
 /** Accepts connections on the `mode`'s path; returns the port and the targets as they come. */
 async function listen(mode: string, targets: Target[]): Promise<number> {
   if (mode === "net" || mode === "handle") {
+    const requests = new WriteRequests(streamWrap()!);
     const server = net.createServer((socket) => {
       socket.on("data", () => {}).on("error", () => {});
       if (mode === "net") targets.push({ write: (bytes) => socket.write(bytes) });
       else {
-        const writer = chunkWriter(socket);
+        const writer = chunkWriter(socket, requests);
         targets.push({ write: (bytes) => writer.write(bytes, () => {}) });
       }
     });

@@ -16,8 +16,14 @@ const ISOLATE_GAUGES = [
   ["deno_external_memory_bytes", "external", "Memory outside the V8 heap held by JS objects"],
 ] as const;
 
-function gauge(name: string, help: string, value: number): string {
-  return `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
+/** One sample of a metric without labels, with its help and type lines. */
+export function gauge(
+  name: string,
+  help: string,
+  value: number,
+  type: "gauge" | "counter" = "gauge",
+): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
 }
 
 /**

@@ -9,6 +9,8 @@ import { configure, getLogger, getStreamSink, type Logger, type LogLevel } from 
 import { defaultPubSub, type PubSub, Shark, type SharkConfig } from "../mod.ts";
 import { logFormatter } from "./log_format.ts";
 import { TransportServer, upgradeWebSocket } from "./transport/server.ts";
+import { TransportScheduler } from "./transport/scheduler.ts";
+import { transportMetrics } from "./transport_metrics.ts";
 
 /** A start-up problem reported on one line, with the exit code it gets. */
 export class StartupError extends Error {
@@ -65,15 +67,9 @@ export interface Served {
   readonly shark: Shark;
   readonly server: Listening;
   readonly log: Logger;
+  /** This isolate's metrics (the engine's and the transport's), in the Prometheus text format. */
+  metrics(): string;
 }
-
-/** The metrics label of a connection the transport itself ended, by the close code it sent. */
-const TRANSPORT_CLOSES: Record<number, string> = {
-  1002: "protocol_error",
-  1006: "ping_timeout",
-  1007: "invalid_utf8",
-  1009: "message_too_big",
-};
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -87,6 +83,8 @@ export interface ServeOptions {
 export interface Prepared {
   readonly shark: Shark;
   readonly log: Logger;
+  /** This isolate's metrics (the engine's and the transport's), in the Prometheus text format. */
+  metrics(): string;
   /** Listens on `server.host` and `port` (0 picks a free one). */
   listen(port: number): Promise<Served>;
 }
@@ -99,6 +97,15 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
   const logContext = options.logContext ?? {};
   const log = getLogger(["shark"]).with(logContext);
   const tls = await readTls(config);
+  // The transport's writer is chosen (a self-check on loopback) while the adapter starts.
+  const scheduling = config.server.transport === "shark"
+    ? TransportScheduler.start({
+      onUnexpectedCompletion: () =>
+        log.error(
+          "transport: a write completion arrived that was not waited for; the runtime no longer behaves as the handle writer assumes (counted in shark_transport_unexpected_write_completions_total)",
+        ),
+    })
+    : undefined;
   const pubsub = await createPubSub(config, logContext);
   const shark = new Shark(config, {
     pubsub,
@@ -113,8 +120,14 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
       1,
     );
   }
+  const scheduler = await scheduling;
+  if (scheduler) {
+    log.info("transport writer: {kind} ({why})", { ...scheduler.writer });
+  }
+  const metrics = () => shark.metrics.prometheus() + (scheduler ? transportMetrics(scheduler) : "");
   const listenOn = async (port: number): Promise<Served> => {
     const server = await listen(shark, {
+      scheduler,
       hostname: config.server.host,
       port,
       reusePort: options.reusePort,
@@ -127,9 +140,9 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
           transport: config.server.transport,
         }),
     });
-    return { shark, server, log };
+    return { shark, server, log, metrics };
   };
-  return { shark, log, listen: listenOn };
+  return { shark, log, metrics, listen: listenOn };
 }
 
 /** Starts the adapter and the engine, then listens (see {@link prepare}). */
@@ -144,6 +157,8 @@ export interface ListenOptions {
   readonly reusePort?: boolean;
   readonly tls?: { readonly cert: string; readonly key: string };
   readonly onListen?: (addr: Deno.NetAddr) => void;
+  /** The own transport's shared state; by default the server's own. */
+  readonly scheduler?: TransportScheduler;
 }
 
 /**
@@ -153,7 +168,7 @@ export interface ListenOptions {
  * with this transport's {@link upgradeWebSocket}.
  */
 export async function listen(shark: Shark, options: ListenOptions): Promise<Listening> {
-  const { hostname, port, reusePort, tls, onListen } = options;
+  const { hostname, port, reusePort, tls, onListen, scheduler } = options;
   const handler = (request: Request, info: { remoteAddr: Deno.NetAddr }) =>
     shark.handle(request, info);
   if (shark.config.server.transport === "deno") {
@@ -168,7 +183,8 @@ export async function listen(shark: Shark, options: ListenOptions): Promise<List
     handshakeTimeout: shark.config.server.handshake_timeout,
     maxMessageBytes: shark.config.server.max_message_bytes,
     onDrop: (reason) => shark.metrics.rejected(reason),
-    onFail: (code) => shark.metrics.closed(TRANSPORT_CLOSES[code] ?? "protocol_error"),
+    onFail: (failure) => shark.metrics.closed(failure),
+    scheduler,
   }, handler);
 }
 

@@ -59,7 +59,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       failed(error);
     }
   } else if (message.type === "metrics") {
-    const engine = prepared?.shark.metrics.prometheus() ?? "";
+    const engine = prepared?.metrics() ?? "";
     reply({ type: "metrics", id: message.id, text: engine + isolateMemoryMetrics() });
   } else if (message.type === "shutdown") {
     await prepared?.shark.shutdown();

@@ -86,6 +86,14 @@ for (const workers of [[], ["--workers", "2"]]) {
     }
 
     const exposition = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    // The writer the start-up self-check chose, in every isolate's log and metrics.
+    const writer = Deno.env.get("SHARK_TRANSPORT_WRITER") === "stream" ? "stream" : "handle";
+    await shark.waitForLog((line) => line.properties?.kind === writer);
+    assert.equal(
+      counted(exposition, "shark_transport_writer", `kind="${writer}"`),
+      workers.length ? 2 : 1,
+    );
+    assert.equal(counted(exposition, "shark_transport_unexpected_write_completions_total", ""), 0);
     assert.equal(
       counted(exposition, "shark_connections_closed_total", 'reason="message_too_big"'),
       1,

@@ -2,12 +2,27 @@
  * How the transport hands output to a socket (`cli/transport/chunk_writer.ts`),
  * over real `node:net` sockets on loopback: through the native handle, a
  * write the kernel takes at once is done there and then; one it cannot take
- * calls back once it has, counted meanwhile; a failed write ends the socket.
+ * calls back once it has, counted meanwhile, its bytes kept on its request;
+ * a failed write ends the socket; a completion nobody waited for is counted.
+ * The start-up self-check (`writer_check.ts`) chooses the handle writer here
+ * and the stream writer where a check fails.
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { chunkWriter, writesThroughHandle } from "../cli/transport/chunk_writer.ts";
+import {
+  chunkWriter,
+  HandleWriter,
+  type NativeHandle,
+  streamWrap,
+  type StreamWrapBinding,
+  type WriteRequest,
+  WriteRequests,
+} from "../cli/transport/chunk_writer.ts";
+import { checkWriter, chooseWriter } from "../cli/transport/writer_check.ts";
 import { waitUntil } from "./helpers/wait.ts";
+
+/** The handle writer's requests of this runtime. */
+const requests = () => new WriteRequests(streamWrap()!);
 
 /** A connected pair: `server` (the accepted socket) and `client`; closed on dispose. */
 async function socketPair() {
@@ -18,8 +33,11 @@ async function socketPair() {
   client.on("error", () => {});
   const server = await accepted;
   server.on("error", () => {});
-  // The first write of a connection may wait on the runtime's own setup: let it settle.
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // The first write of a connection may wait on the runtime's own set-up: once the client
+  // has read a first byte, writes the kernel can take are taken at once.
+  const first = new Promise((resolve) => client.once("data", resolve));
+  server.write(new Uint8Array(1));
+  await first;
   return {
     server,
     client,
@@ -38,14 +56,14 @@ function received(socket: net.Socket): { bytes: () => Uint8Array } {
   return { bytes: () => new Uint8Array(chunks.flatMap((chunk) => [...chunk])) };
 }
 
-Deno.test("this runtime's node:net sockets are written through their native handle", () => {
-  assert.equal(writesThroughHandle, true);
+Deno.test("the self-check chooses the handle writer on this runtime", async () => {
+  assert.deepEqual(await chooseWriter(), { kind: "handle", why: "self-check passed" });
 });
 
 Deno.test("a write the kernel takes at once is done when write returns, with no callback", async () => {
   await using pair = await socketPair();
   const got = received(pair.client);
-  const writer = chunkWriter(pair.server);
+  const writer = chunkWriter(pair.server, requests());
   let called = 0;
   const small = new TextEncoder().encode("0123456789");
   assert.equal(writer.write(small.subarray(2, 7), () => called++), true);
@@ -58,7 +76,7 @@ Deno.test("a write the kernel takes at once is done when write returns, with no 
 Deno.test("a write the kernel cannot take at once is counted until it is, then calls back; bytes arrive in order", async () => {
   await using pair = await socketPair();
   pair.client.pause();
-  const writer = chunkWriter(pair.server);
+  const writer = chunkWriter(pair.server, requests());
   const big = new Uint8Array(32 * 1024 * 1024).fill(1);
   const done: string[] = [];
   assert.equal(
@@ -85,7 +103,7 @@ Deno.test("a write the kernel cannot take at once is counted until it is, then c
 
 Deno.test("a write to a connection the client reset destroys the socket", async () => {
   await using pair = await socketPair();
-  const writer = chunkWriter(pair.server);
+  const writer = chunkWriter(pair.server, requests());
   let closed = false;
   pair.server.on("close", () => closed = true);
   pair.client.resetAndDestroy();
@@ -109,11 +127,117 @@ Deno.test("a socket without a native handle it knows (node:tls, a test's fake) i
       return true;
     },
   };
-  const writer = chunkWriter(fake as unknown as net.Socket);
+  const writer = chunkWriter(fake as unknown as net.Socket, undefined);
   let done = false;
   assert.equal(writer.write(new Uint8Array([1]), () => done = true), false, "done is called back");
   assert.equal(writes.length, 1);
   assert.equal(writer.buffered, 7, "what the socket holds");
   callbacks[0]();
   assert.equal(done, true);
+});
+
+/**
+ * A runtime that does not copy a write's bytes and does not keep them
+ * alive: its native side holds a pointer and the request, as Node.js's
+ * does, and reads the bytes when the kernel takes them. Memory that nothing
+ * holds may be reused meanwhile (as the allocator may after a collection):
+ * here it always is, unless the request holds the bytes.
+ */
+function nonCopyingRuntime() {
+  const state = new Int32Array(1);
+  const binding: StreamWrapBinding = {
+    WriteWrap: class {} as unknown as new () => WriteRequest,
+    streamBaseState: state,
+    kLastWriteWasAsync: 0,
+  };
+  const pending: [WriteRequest, Uint8Array][] = [];
+  const sent: number[][] = [];
+  const handle: NativeHandle = {
+    writeBuffer(request, data) {
+      state[0] = 1;
+      pending.push([request, data]);
+      return 0;
+    },
+  };
+  return {
+    binding,
+    handle,
+    sent,
+    /**
+     * The kernel takes every pending write: the bytes are read from memory
+     * now, after memory that the request does not hold was reused.
+     */
+    complete() {
+      for (const [request, data] of pending.splice(0)) {
+        if (request.buffer !== data) data.fill(0xee);
+        sent.push([...data]);
+        request.oncomplete.call(request, 0);
+      }
+    },
+    pending,
+  };
+}
+
+Deno.test("a write that waits keeps its bytes on its request: correct even where the runtime does not copy them", () => {
+  const runtime = nonCopyingRuntime();
+  const pool = new WriteRequests(runtime.binding);
+  const writer = new HandleWriter({ destroy: () => {} } as net.Socket, runtime.handle, pool);
+  let done = 0;
+  assert.equal(writer.write(new Uint8Array([1, 2, 3]), () => done++), false);
+  assert.equal(writer.buffered, 3);
+  runtime.complete();
+  assert.deepEqual(runtime.sent, [[1, 2, 3]], "the bytes written, not reused memory");
+  assert.equal(done, 1);
+  assert.equal(writer.buffered, 0);
+  assert.equal(runtime.pending.length, 0);
+});
+
+Deno.test("a completion for a request that did not wait is counted and reported once, never answered", async () => {
+  await using pair = await socketPair();
+  let reported = 0;
+  const pool = new WriteRequests(streamWrap()!, () => reported++);
+  const writer = chunkWriter(pair.server, pool);
+  let done = 0;
+  assert.equal(writer.write(new Uint8Array([1]), () => done++), true, "taken at once");
+  const spare = pool.spare!;
+  spare.oncomplete.call(spare, 0);
+  spare.oncomplete.call(spare, 0);
+  assert.equal(pool.unexpected, 2);
+  assert.equal(reported, 1, "reported once");
+  assert.equal(done, 0, "nobody is called back for it");
+  assert.equal(writer.buffered, 0);
+});
+
+Deno.test("the self-check refuses a writer that breaks a rule, naming it", async () => {
+  await using pair = await socketPair();
+  const pool = requests();
+  const real = chunkWriter(pair.server, pool);
+  const twice = {
+    get buffered() {
+      return real.buffered;
+    },
+    write(chunk: Uint8Array, done: () => void) {
+      return real.write(chunk, () => {
+        done();
+        done();
+      });
+    },
+  };
+  assert.equal(
+    await checkWriter(twice, pool, pair.client),
+    "a write that waited completed 2 times",
+  );
+  await using other = await socketPair();
+  const early = {
+    buffered: 0,
+    write(chunk: Uint8Array, done: () => void) {
+      if (chunk.byteLength <= 16) return true;
+      done();
+      return false;
+    },
+  };
+  assert.equal(
+    await checkWriter(early, requests(), other.client),
+    "a write that waits called back from inside write()",
+  );
 });

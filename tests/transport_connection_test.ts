@@ -10,6 +10,8 @@ import type { ChunkWriter } from "../cli/transport/chunk_writer.ts";
 import { WebSocketConnection } from "../cli/transport/connection.ts";
 import { buildFrame, Opcode, textFrame } from "../cli/transport/frame.ts";
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
+import { TransportScheduler } from "../cli/transport/scheduler.ts";
+import { FakeClock } from "./helpers/clock.ts";
 
 /** A `node:net` socket as the connection uses it: writes recorded, input given by the test. */
 class FakeWire extends EventEmitter {
@@ -88,11 +90,12 @@ const MASK = new Uint8Array([1, 2, 3, 4]);
 const HTTP_101 = new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\n\r\n");
 const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
-function open(idleTimeout = 0) {
+function open(idleTimeout = 0, clock = new FakeClock()) {
   const conn = new FakeWire();
   const socket = new WebSocketConnection(conn as unknown as Socket, {
     maxMessageBytes: 1000,
     idleTimeout,
+    scheduler: new TransportScheduler({ clock }),
   });
   const events: string[] = [];
   socket.addEventListener(
@@ -183,6 +186,7 @@ Deno.test("with writes the kernel takes at once, each turn's frames leave in tha
     maxMessageBytes: 1000,
     idleTimeout: 0,
     writer: immediateWriter(conn),
+    scheduler: new TransportScheduler(),
   });
   socket.open(HTTP_101, new Uint8Array(0));
   await Promise.resolve();
@@ -216,7 +220,17 @@ Deno.test("frames waiting behind a write under way are joined by 64, in order", 
 
 Deno.test("a message sent to many connections in one turn is encoded once: they all write the same bytes", async () => {
   const frame = '{"event":"message","subscription":"books.1","data":"ü"}';
-  const connections = [open(), open(), open()];
+  const scheduler = new TransportScheduler();
+  const connections = [0, 1, 2].map(() => {
+    const conn = new FakeWire();
+    const socket = new WebSocketConnection(conn as unknown as Socket, {
+      maxMessageBytes: 1000,
+      idleTimeout: 0,
+      scheduler,
+    });
+    socket.open(HTTP_101, new Uint8Array(0));
+    return { conn, socket };
+  });
   await turn();
   for (const { socket } of connections) socket.send(frame);
   await turn();
@@ -277,57 +291,97 @@ Deno.test("invalid close codes given to close() throw, as on WebSocket", () => {
   assert.throws(() => socket.close(1000, "x".repeat(124)), { name: "SyntaxError" });
 });
 
-/** Polls `ready` until it holds; fails after `timeoutMs`. */
-async function waitFor(ready: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ready()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 const pings = (conn: FakeWire) => conn.frames().filter(([opcode]) => opcode === Opcode.ping).length;
 
-Deno.test("a client that stays silent is pinged after half the idle timeout, dropped after the other half", async () => {
-  const { conn, events } = open(1);
-  const started = Date.now();
-  await waitFor(() => pings(conn) === 1);
-  assert.ok(Date.now() - started >= 450, "not before half of the idle timeout");
+Deno.test("a client that stays silent is pinged after half the idle timeout, dropped after the other half (fake clock)", async () => {
+  const clock = new FakeClock();
+  const { conn, events } = open(1, clock);
+  clock.tick(499);
+  await turn();
+  assert.equal(pings(conn), 0, "not before half of the idle timeout");
+  // The sweeper looks every eighth of the half (62.5 ms): the ping comes at most that late.
+  clock.tick(63);
+  await turn();
+  assert.equal(pings(conn), 1);
   assert.deepEqual(events, []);
-  await waitFor(() => events.length > 0);
-  assert.ok(Date.now() - started >= 950, "dropped after the whole idle timeout");
+  clock.tick(437);
+  assert.deepEqual(events, [], "not dropped before the whole idle timeout");
+  clock.tick(126);
+  await turn();
   assert.deepEqual(conn.frames().at(-1), [Opcode.close, "1011 keep-alive timeout"]);
   assert.deepEqual(events, ["close 1006 false"]);
+  assert.ok(conn.paused, "a lost keep-alive stops reading too");
+  assert.equal(clock.pending, 0, "the sweeper stopped with its last connection");
+  conn.destroy();
 });
 
-Deno.test("a client that answers the ping stays connected", async () => {
-  const { conn, socket, events } = open(1);
-  await waitFor(() => pings(conn) === 1);
+Deno.test("a client that answers the ping stays connected (fake clock)", async () => {
+  const clock = new FakeClock();
+  const { conn, socket, events } = open(1, clock);
+  clock.tick(563);
+  await turn();
+  assert.equal(pings(conn), 1);
   conn.receive(buildFrame(Opcode.pong, new Uint8Array(0), { mask: MASK }));
   // Silent again after its pong: pinged once more, never dropped in between.
-  await waitFor(() => pings(conn) === 2);
+  clock.tick(563);
+  await turn();
+  assert.equal(pings(conn), 2);
+  clock.tick(400);
   assert.deepEqual(events, []);
   assert.equal(socket.readyState, 1);
   socket.close(1000);
   conn.destroy();
 });
 
-Deno.test("the delivery path reads readyState constants of its own, not the global WebSocket's", async () => {
+Deno.test("a writer that calls back from inside write() does not stall the outbox", async () => {
+  const conn = new FakeWire();
+  const writer: ChunkWriter = {
+    buffered: 0,
+    write(chunk, done) {
+      conn.writes.push(chunk);
+      done();
+      return false;
+    },
+  };
+  const socket = new WebSocketConnection(conn as unknown as Socket, {
+    maxMessageBytes: 1000,
+    idleTimeout: 0,
+    writer,
+    scheduler: new TransportScheduler(),
+  });
+  socket.open(HTTP_101, new Uint8Array(0));
+  await turn();
+  for (const text of ["one", "two", "three"]) {
+    socket.send(text);
+    await turn();
+  }
+  assert.deepEqual(conn.frames().map(([, text]) => text), ["one", "two", "three"]);
+  socket.close(1000);
+  conn.destroy();
+});
+
+Deno.test("sending, receiving and closing read no constant of the global WebSocket", async () => {
   // In Deno the global `WebSocket` is an accessor: reading `WebSocket.OPEN`
   // on every send made burst fan-out on the own transport ~2.5 times slower.
-  assert.equal(typeof Object.getOwnPropertyDescriptor(globalThis, "WebSocket")?.get, "function");
-  for (
-    const file of [
-      "cli/transport/connection.ts",
-      "cli/transport/frame.ts",
-      "src/session.ts",
-      "src/hub.ts",
-      "src/subscription.ts",
-      "src/fanout_queue.ts",
-    ]
-  ) {
-    const source = await Deno.readTextFile(new URL(`../${file}`, import.meta.url));
-    const reads = source.match(/\bWebSocket\.(CONNECTING|OPEN|CLOSING|CLOSED)\b/g) ?? [];
-    assert.deepEqual(reads, [], `${file} reads ${reads.join(", ")}`);
+  const real = Object.getOwnPropertyDescriptor(globalThis, "WebSocket")!;
+  const reads: string[] = [];
+  const counting = new Proxy(globalThis.WebSocket, {
+    get(target, key, receiver) {
+      reads.push(String(key));
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  Object.defineProperty(globalThis, "WebSocket", { get: () => counting, configurable: true });
+  try {
+    const { conn, socket } = open();
+    for (let i = 0; i < 10; i++) socket.send(`message ${i}`);
+    conn.receive(buildFrame(Opcode.text, new TextEncoder().encode("hi"), { mask: MASK }));
+    await turn();
+    socket.close(1000);
+    await turn();
+    conn.destroy();
+  } finally {
+    Object.defineProperty(globalThis, "WebSocket", real);
   }
+  assert.deepEqual(reads, []);
 });

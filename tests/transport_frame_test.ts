@@ -7,6 +7,7 @@ import {
   binaryFrame,
   buildFrame,
   closeFrame,
+  FrameSlab,
   isValidCloseCode,
   Opcode,
   SLAB_FRAME_MAX,
@@ -357,7 +358,8 @@ Deno.test("masking: a masked frame carries the key and the XORed payload", () =>
 });
 
 Deno.test("small text frames are cut one after another from a shared slab; larger ones have their own buffer", () => {
-  const frames = Array.from({ length: 3 }, (_, i) => textFrame(`{"n":${i}}`));
+  const slab = new FrameSlab();
+  const frames = Array.from({ length: 3 }, (_, i) => textFrame(`{"n":${i}}`, slab));
   for (const [i, frame] of frames.entries()) {
     assert.deepEqual([...frame.subarray(2)], [...new TextEncoder().encode(`{"n":${i}}`)]);
   }
@@ -365,11 +367,11 @@ Deno.test("small text frames are cut one after another from a shared slab; large
   assert.equal(second.buffer, first.buffer, "one allocation for both");
   assert.ok(first.buffer.byteLength > first.byteLength);
   // A new slab starts when the frame does not fit in what is left of the current one.
-  const filler = Array.from({ length: 20 }, () => textFrame("y".repeat(300)));
+  const filler = Array.from({ length: 20 }, () => textFrame("y".repeat(300), slab));
   assert.ok(filler.some((frame) => frame.buffer !== first.buffer));
   assert.ok(
     filler.every((frame) => frame.byteOffset + frame.byteLength <= frame.buffer.byteLength),
   );
-  const large = textFrame("x".repeat(SLAB_FRAME_MAX));
+  const large = textFrame("x".repeat(SLAB_FRAME_MAX), slab);
   assert.equal(large.buffer.byteLength, large.byteLength, "over the slab size for frames: its own");
 });

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { type DropReason, TransportServer, upgradeWebSocket } from "../cli/transport/server.ts";
 import { buildFrame, Opcode } from "../cli/transport/frame.ts";
+import { readerFailure, type TransportFailure } from "../cli/transport/failure.ts";
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
 import { ROOT } from "./helpers/process.ts";
 import { makeTlsFiles } from "./helpers/redis_server.ts";
@@ -20,7 +21,7 @@ interface Echo extends AsyncDisposable {
   readonly server: TransportServer;
   readonly port: number;
   readonly drops: DropReason[];
-  readonly fails: number[];
+  readonly fails: TransportFailure[];
 }
 
 /**
@@ -31,7 +32,7 @@ async function echoServer(
   options: { handshakeTimeout?: number; tls?: { cert: string; key: string } } = {},
 ): Promise<Echo> {
   const drops: DropReason[] = [];
-  const fails: number[] = [];
+  const fails: TransportFailure[] = [];
   const server: TransportServer = await TransportServer.listen({
     hostname: "127.0.0.1",
     port: 0,
@@ -39,7 +40,7 @@ async function echoServer(
     maxMessageBytes: MAX_MESSAGE_BYTES,
     tls: options.tls,
     onDrop: (reason) => drops.push(reason),
-    onFail: (code) => fails.push(code),
+    onFail: (failure) => fails.push(failure),
   }, async (request) => {
     if (request.headers.get("upgrade") !== "websocket") {
       const body = request.body ? (await request.bytes()).byteLength : 0;
@@ -62,6 +63,7 @@ async function echoServer(
     fails,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
+      assert.equal(server.scheduler.unexpectedCompletions, 0, "no write completion unwaited for");
     },
   };
 }
@@ -280,7 +282,7 @@ for (
     assert.deepEqual(await answerTo(echo.port, [...frames], done), [
       [Opcode.close, `${code} ${reason}`],
     ]);
-    assert.deepEqual(echo.fails, [code]);
+    assert.deepEqual(echo.fails, [readerFailure(code)]);
   });
 }
 
@@ -383,7 +385,7 @@ Deno.test("a failed connection (1002, 1007, 1009), plain or TLS, is read no furt
       assert.ok(sent < 50_000_000, `${what}: the client wrote ${sent} bytes before the drop`);
       assert.ok(performance.now() - started < 10_000, `${what}: dropped after the grace`);
     }
-    assert.deepEqual(echo.fails, failing.map(([code]) => code));
+    assert.deepEqual(echo.fails, ["protocol_error", "invalid_utf8", "message_too_big"]);
   }
 });
 

@@ -125,41 +125,48 @@ const encoder = new TextEncoder();
 /** Frames up to this size are cut from a shared 4 KiB slab. */
 export const SLAB_FRAME_MAX = 512;
 const SLAB_BYTES = 4096;
-let slab = new Uint8Array(SLAB_BYTES);
-let slabUsed = 0;
 
 /**
- * `size` bytes for a frame. A small one is a view of a shared slab: one
+ * Bytes for small frames. A small frame is a view of a shared slab: one
  * allocation per slab, not per frame, where a subscriber per topic makes
  * every delivery a new frame (each `Uint8Array` of its own is a zeroed
  * allocation outside the JavaScript heap, freed only by the garbage
- * collector). A frame that waits keeps its slab alive: connections join the
- * frames waiting behind a write (see `connection.ts`).
+ * collector). A slab is never written again once cut: a frame that waits
+ * keeps its slab alive, and outboxes join the frames waiting behind a write
+ * (see `outbox.ts`).
  */
-function frameBytes(size: number): Uint8Array {
-  if (size > SLAB_FRAME_MAX) return new Uint8Array(size);
-  if (slabUsed + size > SLAB_BYTES) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabUsed = 0;
+export class FrameSlab {
+  #slab = new Uint8Array(SLAB_BYTES);
+  #used = 0;
+
+  /** `size` bytes for a frame. */
+  bytes(size: number): Uint8Array {
+    if (size > SLAB_FRAME_MAX) return new Uint8Array(size);
+    if (this.#used + size > SLAB_BYTES) {
+      this.#slab = new Uint8Array(SLAB_BYTES);
+      this.#used = 0;
+    }
+    const bytes = this.#slab.subarray(this.#used, this.#used + size);
+    this.#used += size;
+    return bytes;
   }
-  const bytes = slab.subarray(slabUsed, slabUsed + size);
-  slabUsed += size;
-  return bytes;
 }
 
 /**
  * A server text frame, encoded once: a message fanned out to many
- * connections is one buffer that all of their output queues share.
+ * connections is one buffer that all of their output queues share. Small
+ * frames are cut from `slab` when one is given.
  *
  * @example
  * ```ts
  * const frame = textFrame('{"event":"message","subscription":"books.1","data":1}');
  * ```
  */
-export function textFrame(text: string): Uint8Array {
+export function textFrame(text: string, slab?: FrameSlab): Uint8Array {
   // Most frames are ASCII JSON: one exact allocation when the text has as many bytes as characters.
   const header = serverHeaderSize(text.length);
-  const frame = frameBytes(header + text.length);
+  const size = header + text.length;
+  const frame = slab ? slab.bytes(size) : new Uint8Array(size);
   const { read, written } = encoder.encodeInto(text, frame.subarray(header));
   if (read === text.length && written === text.length) {
     writeHeader(frame, Opcode.text, written, true);

@@ -12,6 +12,8 @@
 import net from "node:net";
 import tls from "node:tls";
 import { WebSocketConnection } from "./connection.ts";
+import type { TransportFailure } from "./failure.ts";
+import { TransportScheduler } from "./scheduler.ts";
 import {
   errorResponse,
   type HeadError,
@@ -49,12 +51,20 @@ export interface TransportOptions {
   /** Told of every connection dropped before it was answered. */
   readonly onDrop?: (reason: DropReason) => void;
   /** Told when a WebSocket is ended by the transport itself (protocol error, keep-alive lost). */
-  readonly onFail?: (code: number, reason: string) => void;
+  readonly onFail?: (failure: TransportFailure) => void;
+  /**
+   * What this isolate's connections share; by default one of the server's
+   * own, whose writer the start-up self-check chooses.
+   */
+  readonly scheduler?: TransportScheduler;
 }
+
+/** The options a server runs with: its scheduler chosen. */
+type ServerOptions = TransportOptions & { readonly scheduler: TransportScheduler };
 
 interface PendingUpgrade {
   readonly conn: net.Socket;
-  readonly options: TransportOptions;
+  readonly options: ServerOptions;
   readonly key: string;
   readonly leftover: Uint8Array;
   accepted?: { readonly socket: WebSocketConnection; readonly response: Response };
@@ -86,6 +96,7 @@ export function upgradeWebSocket(
     maxMessageBytes: pending.options.maxMessageBytes,
     idleTimeout: options.idleTimeout ?? 120,
     onFail: pending.options.onFail,
+    scheduler: pending.options.scheduler,
   });
   // A placeholder: a Response cannot have status 101; the server writes the real answer.
   const response = new Response(null, { status: 200 });
@@ -115,7 +126,7 @@ export class TransportServer {
   readonly finished: Promise<void>;
   readonly #listener: net.Server;
   readonly #handler: Handler;
-  readonly #options: TransportOptions;
+  readonly #options: ServerOptions;
   readonly #plain: PlainHttp;
   readonly #sockets = new Set<WebSocketConnection>();
   readonly #handshakes = new Set<net.Socket>();
@@ -127,7 +138,7 @@ export class TransportServer {
   private constructor(
     listener: net.Server,
     handler: Handler,
-    options: TransportOptions,
+    options: ServerOptions,
     finished: Promise<void>,
   ) {
     this.#listener = listener;
@@ -153,6 +164,7 @@ export class TransportServer {
 
   /** Listens and serves every connection with `handler`. */
   static async listen(options: TransportOptions, handler: Handler): Promise<TransportServer> {
+    const scheduler = options.scheduler ?? await TransportScheduler.start();
     const listener = options.tls
       ? tls.createServer({ cert: options.tls.cert, key: options.tls.key })
       : net.createServer();
@@ -170,7 +182,12 @@ export class TransportServer {
     });
     // A connection reset before it was served: nothing to do.
     listener.on("error", () => {});
-    return new TransportServer(listener, handler, options, finished);
+    return new TransportServer(listener, handler, { ...options, scheduler }, finished);
+  }
+
+  /** What this server's connections share (its writer among them). */
+  get scheduler(): TransportScheduler {
+    return this.#options.scheduler;
   }
 
   /** WebSocket connections open now. */
