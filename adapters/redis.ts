@@ -29,16 +29,19 @@
  * Topic history (SPEC section 10) lives on the main server too, kept by the
  * script of `redis_history.ts`, run on the publisher connection.
  *
+ * Each server is reached through a {@link RedisLink} (`redis_link.ts`), which
+ * owns its connections, pings, reconnects and resubscribes; this module maps
+ * topics to links and the links' losses and recoveries to the engine's health.
+ *
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import { createClient } from "@redis/client";
 import type { SharkConfig } from "../src/config.ts";
 import type { PubSub, PubSubListener } from "../src/pubsub.ts";
-import { redactUrl } from "../src/redact.ts";
 import { redisUrlProblem } from "../src/redis_url.ts";
-import { delay } from "../src/util.ts";
+import { errorText } from "./redis_client.ts";
 import { RedisHistory } from "./redis_history.ts";
+import { RedisLink, type RedisLinkOptions, type RedisLinkOwner } from "./redis_link.ts";
 
 export { historyKeys, type RedisCommand, RedisHistory } from "./redis_history.ts";
 
@@ -71,300 +74,7 @@ export interface RedisPubSubSettings {
   readonly logger?: Logger;
 }
 
-/**
- * Bounds connecting and resubscribing: a server that accepts the TCP
- * connection but does not answer must not hold start-up or a reconnect forever.
- */
-const CONNECT_TIMEOUT_MS = 5000;
-/** A ping deadline firing later than this means the event loop was stalled. */
-const STALL_TOLERANCE_MS = 20;
-/** How many times a late ping deadline is given grace before Redis counts as lost. */
-const MAX_STALL_GRACES = 3;
-/** The first reconnect waits about this long; each failed attempt doubles it. */
-const BACKOFF_FIRST_MS = 100;
-/** Reconnect attempts are never further apart than this (before jitter). */
-const BACKOFF_MAX_MS = 5000;
-/** A failed reconnect attempt is logged as a warning once per this many. */
-const RECONNECT_WARN_EVERY = 10;
-
 type ServerLabel = "redis" | "redis_alt";
-
-interface ServerOptions {
-  readonly label: ServerLabel;
-  readonly url: string;
-  readonly prefix: string;
-  readonly pingIntervalMs: number;
-  readonly pingTimeoutMs: number;
-  /** Whether this server also gets the publisher connection. */
-  readonly publishes: boolean;
-}
-
-/**
- * RESP2 works with every Redis version SocketShark users run (RESP3 needs
- * HELLO, Redis 6+), and the client answers PING on a subscribed RESP2
- * connection. The client's own reconnect is off: a lost connection is
- * replaced by a fresh client, so no stale queue or subscription state
- * survives a loss, and every step of the recovery is ours to bound.
- */
-function newClient(url: string) {
-  return createClient({
-    url,
-    RESP: 2,
-    disableOfflineQueue: true,
-    socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: false },
-  });
-}
-
-type RedisClient = ReturnType<typeof newClient>;
-
-function errorText(error: unknown): string {
-  if (error instanceof AggregateError && !error.message) {
-    return error.errors.map(errorText).join("; ") || "connection failed";
-  }
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
-}
-
-function backoff(attempt: number): number {
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
-  return base * (0.5 + Math.random());
-}
-
-/** What a {@link Link} needs of the adapter that owns it. */
-interface LinkOwner {
-  readonly log: Logger;
-  /** Topics to subscribe on a fresh connection. */
-  wanted(): Iterable<string>;
-  message(topic: string, payload: string): void;
-  lost(link: Link, reason: string): void;
-  restored(link: Link): void;
-}
-
-/**
- * The connections to one Redis server: the subscriber (and, for the main
- * server, the publisher), their pings, and their reconnect loop.
- */
-class Link {
-  readonly options: ServerOptions;
-  /** The URL without its password, for logs and errors. */
-  readonly display: string;
-  /** Connected, every wanted topic subscribed, pings running. */
-  up = false;
-  readonly #owner: LinkOwner;
-  /** Bumped whenever the current clients are given up, so that late events of old ones are ignored. */
-  #generation = 0;
-  #subscriber: RedisClient | undefined;
-  #publisher: RedisClient | undefined;
-  #clients: RedisClient[] = [];
-  #pingTimer: ReturnType<typeof setTimeout> | undefined;
-  #pingDeadline: ReturnType<typeof setTimeout> | undefined;
-  #reconnecting: Promise<void> | undefined;
-  readonly #stop = new AbortController();
-
-  constructor(options: ServerOptions, owner: LinkOwner) {
-    this.options = options;
-    this.display = redactUrl(options.url);
-    this.#owner = owner;
-  }
-
-  /** One connection attempt: connect, subscribe every wanted topic, PING, start pinging. */
-  async open(): Promise<void> {
-    const generation = ++this.#generation;
-    const subscriber = newClient(this.options.url);
-    const publisher = this.options.publishes ? newClient(this.options.url) : undefined;
-    this.#clients = publisher ? [subscriber, publisher] : [subscriber];
-    for (const client of this.#clients) {
-      // An 'error' event without a listener would crash the process.
-      client.on("error", (error: unknown) => this.#fail(generation, errorText(error)));
-    }
-    try {
-      const seconds = CONNECT_TIMEOUT_MS / 1000;
-      await withTimeout(
-        Promise.all(this.#clients.map((client) => client.connect())),
-        CONNECT_TIMEOUT_MS,
-        `no answer within ${seconds} s`,
-      );
-      this.#check(generation);
-      // From here on, unsubscribe() reaches this connection, after the SUBSCRIBE below.
-      this.#subscriber = subscriber;
-      const channels = [...this.#owner.wanted()].map((topic) => this.options.prefix + topic);
-      if (channels.length > 0) {
-        await withTimeout(
-          subscriber.subscribe(channels, this.#onMessage),
-          CONNECT_TIMEOUT_MS,
-          `SUBSCRIBE not confirmed within ${seconds} s`,
-        );
-      }
-      this.#check(generation);
-      // A paused or stalled server may still accept connections and answer
-      // the handshake: only a PING proves it serves commands again.
-      await withTimeout(
-        Promise.all(this.#clients.map((client) => client.ping())),
-        this.options.pingTimeoutMs,
-        `no PING reply within ${this.options.pingTimeoutMs / 1000} s`,
-      );
-      this.#check(generation);
-    } catch (error) {
-      if (generation === this.#generation) this.#drop();
-      throw error;
-    }
-    this.#publisher = publisher;
-    this.up = true;
-    this.#schedulePing(generation);
-  }
-
-  /** SUBSCRIBEs `topic`; resolves once Redis confirmed it. */
-  subscribe(topic: string): Promise<void> {
-    if (!this.up || !this.#subscriber) {
-      return Promise.reject(new Error(`${this.options.label} ${this.display} is down`));
-    }
-    return this.#subscriber.subscribe(this.options.prefix + topic, this.#onMessage);
-  }
-
-  /** UNSUBSCRIBEs `topic` on a live connection; a lost one has forgotten it anyway. */
-  async unsubscribe(topic: string): Promise<void> {
-    const subscriber = this.#subscriber;
-    if (!subscriber) return;
-    try {
-      await subscriber.unsubscribe(this.options.prefix + topic, this.#onMessage);
-    } catch (error) {
-      this.#owner.log.debug("{server} UNSUBSCRIBE {topic} failed: {error}", {
-        server: this.options.label,
-        topic,
-        error: errorText(error),
-      });
-    }
-  }
-
-  /** PUBLISHes on the publisher connection; resolves with the receiver count. */
-  publish(topic: string, payload: string): Promise<number> {
-    if (!this.up || !this.#publisher) {
-      return Promise.reject(new Error(`${this.options.label} ${this.display} is down`));
-    }
-    return this.#publisher.publish(this.options.prefix + topic, payload);
-  }
-
-  /** Runs a command on the publisher connection. */
-  command(args: readonly string[]): Promise<unknown> {
-    if (!this.up || !this.#publisher) {
-      return Promise.reject(new Error(`${this.options.label} ${this.display} is down`));
-    }
-    return this.#publisher.sendCommand([...args]);
-  }
-
-  /** Stops pings and reconnects and disconnects every client. */
-  async close(): Promise<void> {
-    this.#stop.abort();
-    this.#drop();
-    await this.#reconnecting;
-  }
-
-  readonly #onMessage = (payload: string, channel: string): void => {
-    this.#owner.message(channel.slice(this.options.prefix.length), payload);
-  };
-
-  #check(generation: number): void {
-    if (generation !== this.#generation) throw new Error("connection lost while connecting");
-    if (this.#stop.signal.aborted) throw new Error("closed");
-  }
-
-  /** Gives up the current clients; pending commands on them reject. */
-  #drop(): void {
-    this.#generation++;
-    this.up = false;
-    clearTimeout(this.#pingTimer);
-    clearTimeout(this.#pingDeadline);
-    this.#subscriber = undefined;
-    this.#publisher = undefined;
-    for (const client of this.#clients) {
-      try {
-        client.destroy();
-      } catch (error) {
-        this.#owner.log.debug("destroying a redis client failed: {error}", {
-          error: errorText(error),
-        });
-      }
-    }
-    this.#clients = [];
-  }
-
-  #fail(generation: number, reason: string): void {
-    if (generation !== this.#generation) return;
-    const wasUp = this.up;
-    this.#drop();
-    // While open() runs, its caller sees the failure through the rejected commands.
-    if (!wasUp || this.#stop.signal.aborted) return;
-    this.#owner.lost(this, reason);
-    this.#reconnecting ??= this.#reconnect().finally(() => this.#reconnecting = undefined);
-  }
-
-  #schedulePing(generation: number): void {
-    const { pingIntervalMs, pingTimeoutMs } = this.options;
-    this.#pingTimer = setTimeout(() => {
-      const subscriber = this.#subscriber;
-      if (generation !== this.#generation || !subscriber) return;
-      this.#armPingDeadline(generation, pingTimeoutMs, 0);
-      subscriber.ping().then(
-        () => {
-          if (generation !== this.#generation) return;
-          clearTimeout(this.#pingDeadline);
-          this.#schedulePing(generation);
-        },
-        (error: unknown) => this.#fail(generation, `PING failed: ${errorText(error)}`),
-      );
-    }, pingIntervalMs);
-  }
-
-  /**
-   * Fails the link when no PING reply came within `ms`, unless the deadline
-   * itself fired late: then this process was stalled (a long burst, a GC),
-   * not Redis, and the reply may be waiting unread. A late deadline gets a
-   * grace period of twice its lateness, at most {@link MAX_STALL_GRACES} times,
-   * so that a busy Shark never mistakes its own stall for a lost Redis.
-   */
-  #armPingDeadline(generation: number, ms: number, graces: number): void {
-    const armedAt = performance.now();
-    this.#pingDeadline = setTimeout(() => {
-      const late = performance.now() - armedAt - ms;
-      if (late > STALL_TOLERANCE_MS && graces < MAX_STALL_GRACES) {
-        this.#armPingDeadline(generation, Math.max(2 * late, STALL_TOLERANCE_MS), graces + 1);
-        return;
-      }
-      this.#fail(generation, `no PING reply within ${this.options.pingTimeoutMs / 1000} s`);
-    }, ms);
-  }
-
-  async #reconnect(): Promise<void> {
-    const signal = this.#stop.signal;
-    for (let attempt = 0; !signal.aborted; attempt++) {
-      await delay(backoff(attempt), signal);
-      if (signal.aborted) return;
-      try {
-        await this.open();
-      } catch (error) {
-        // Every tenth failure is a warning, so that a long outage stays visible without flooding.
-        const level = attempt % RECONNECT_WARN_EVERY === 0 ? "warn" : "debug";
-        this.#owner.log[level]("{server} {url}: reconnect attempt {attempt} failed: {error}", {
-          server: this.options.label,
-          url: this.display,
-          attempt: attempt + 1,
-          error: errorText(error),
-        });
-        continue;
-      }
-      this.#owner.restored(this);
-      return;
-    }
-  }
-}
 
 /**
  * Pub/sub through Redis, SocketShark-compatible: what a publisher sends with
@@ -391,8 +101,8 @@ export class RedisPubSub implements PubSub {
   readonly name = "redis";
   /** Topic history in the main server, shared by every node on it. */
   readonly history: RedisHistory;
-  readonly #links: Link[];
-  readonly #main: Link;
+  readonly #links: RedisLink[];
+  readonly #main: RedisLink;
   readonly #wanted = new Map<string, object>();
   readonly #log: Logger;
   readonly #problem: string | undefined;
@@ -421,7 +131,7 @@ export class RedisPubSub implements PubSub {
       label: ServerLabel,
       redis: RedisPubSubOptions["redis"],
       prefix: string,
-    ): ServerOptions => ({
+    ): RedisLinkOptions => ({
       label,
       url: redis.url,
       prefix,
@@ -429,19 +139,19 @@ export class RedisPubSub implements PubSub {
       pingTimeoutMs: redis.ping_timeout * 1000,
       publishes: label === "redis",
     });
-    const owner: LinkOwner = {
+    const owner: RedisLinkOwner = {
       log: this.#log,
       wanted: () => this.#wanted.keys(),
       message: (topic, payload) => this.#listener?.message(topic, payload),
       lost: (link, reason) => this.#lost(link, reason),
       restored: (link) => this.#restored(link),
     };
-    this.#main = new Link(server("redis", options.redis, options.channel_prefix), owner);
+    this.#main = new RedisLink(server("redis", options.redis, options.channel_prefix), owner);
     this.history = new RedisHistory((args) => this.#command(args), options.channel_prefix);
     this.#links = [this.#main];
     if (options.redis_alt) {
       const alt = options.redis_alt;
-      this.#links.push(new Link(server("redis_alt", alt, alt.channel_prefix), owner));
+      this.#links.push(new RedisLink(server("redis_alt", alt, alt.channel_prefix), owner));
     }
     for (const link of this.#links) {
       const problem = redisUrlProblem(link.options.url);
@@ -554,7 +264,7 @@ export class RedisPubSub implements PubSub {
     return new Error(`redis is unavailable: ${this.#lostReason}`);
   }
 
-  #lost(link: Link, reason: string): void {
+  #lost(link: RedisLink, reason: string): void {
     if (this.#closed) return;
     const where = `${link.options.label} ${link.display}`;
     this.#log.warn("{server} {url} lost ({reason}): reconnecting", {
@@ -568,7 +278,7 @@ export class RedisPubSub implements PubSub {
     this.#listener?.health(false, this.#lostReason);
   }
 
-  #restored(link: Link): void {
+  #restored(link: RedisLink): void {
     if (this.#closed) return;
     this.#log.info("{server} {url} reconnected, {count} topics subscribed again", {
       server: link.options.label,

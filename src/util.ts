@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Clock } from "./subscription.ts";
 
 /** A JSON object (not an array, not null). */
 export type JsonObject = Record<string, unknown>;
@@ -21,16 +22,24 @@ export function isObject(value: unknown): value is JsonObject {
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Resolves after `ms` milliseconds, or at once when `signal` aborts. */
-export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Resolves after `ms` milliseconds, or at once when `signal` aborts. The wait
+ * runs on `timers`: the runtime's by default, a {@link Clock}'s where time is
+ * injected.
+ */
+export function delay(
+  ms: number,
+  signal?: AbortSignal,
+  timers: Pick<Clock, "setTimeout" | "clearTimeout"> = globalThis,
+): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {
-      clearTimeout(timer);
+      timers.clearTimeout(timer);
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = timers.setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
   });
 }

@@ -32,7 +32,18 @@ export class FakeClock implements Clock {
     return this.#timers.size;
   }
 
-  /** Moves time `ms` forward, running each timer due on the way at its own time. */
+  /**
+   * Moves time `ms` forward and runs no timer, as a blocked event loop does:
+   * the timers that fell due meanwhile run late, at the next {@link tick}.
+   */
+  stall(ms: number): void {
+    this.#now += ms;
+  }
+
+  /**
+   * Moves time `ms` forward, running each timer due on the way at its own
+   * time (one overdue after a {@link stall}: at once, late).
+   */
   tick(ms: number): void {
     const end = this.#now + ms;
     for (;;) {
@@ -42,7 +53,7 @@ export class FakeClock implements Clock {
       }
       if (!next) break;
       this.#timers.delete(next[0]);
-      this.#now = next[1].at;
+      this.#now = Math.max(this.#now, next[1].at);
       next[1].task();
     }
     this.#now = end;
