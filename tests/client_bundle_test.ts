@@ -1,16 +1,19 @@
 /**
  * The client SDK as shipped: `dist/shark-client.js` is what
- * `deno task bundle` builds from `client.ts` now, the bundle is small and
- * works as an ES module against a real Shark, and `client.ts` depends on
- * nothing but the protocol constants (a module without imports), so that it
- * runs in browsers, Deno, Node and Bun alike.
+ * `deno task bundle` builds from `client/mod.ts` now, the bundle is small
+ * and works as an ES module against a real Shark, and the SDK (`client/`,
+ * and `client.ts` that re-exports it) depends on nothing but the protocol
+ * constants (a module without imports), so that it runs in browsers, Deno,
+ * Node and Bun alike.
  */
 import assert from "node:assert/strict";
 import { buildBundle, BUNDLE_FILE } from "../scripts/bundle.ts";
 import { AppService } from "./helpers/client_app.ts";
 import { TestShark } from "./helpers/shark.ts";
 
-Deno.test("dist/shark-client.js is what `deno task bundle` builds from client.ts now", async () => {
+const ROOT = new URL("../", import.meta.url);
+
+Deno.test("dist/shark-client.js is what `deno task bundle` builds from client/mod.ts now", async () => {
   assert.equal(
     await Deno.readTextFile(BUNDLE_FILE),
     await buildBundle(),
@@ -26,22 +29,36 @@ Deno.test("the bundle stays under 5 kB minified and gzipped", async () => {
   assert.ok(gzipped.byteLength < 5 * 1024, `${gzipped.byteLength} bytes gzipped`);
 });
 
-Deno.test("client.ts imports only src/protocol.ts, and that module imports nothing", async () => {
+/** The modules `entry` reaches, relative to the repository, with their dependency counts. */
+async function graphOf(entry: string): Promise<Map<string, number>> {
   const { stdout, code } = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "client.ts"],
-    cwd: new URL("../", import.meta.url),
+    args: ["info", "--json", entry],
+    cwd: ROOT,
     stderr: "null",
   }).output();
   assert.equal(code, 0);
   const graph = JSON.parse(new TextDecoder().decode(stdout)) as {
     modules: { specifier: string; dependencies?: unknown[] }[];
   };
-  const specifiers = graph.modules.map((module) => module.specifier);
-  assert.equal(specifiers.length, 2, specifiers.join(", "));
-  const protocol = graph.modules.find((module) => module.specifier.endsWith("/src/protocol.ts"));
-  assert.ok(protocol, "src/protocol.ts is the dependency");
-  assert.equal(protocol.dependencies?.length ?? 0, 0);
-});
+  return new Map(graph.modules.map((module) => [
+    module.specifier.startsWith(ROOT.href)
+      ? module.specifier.slice(ROOT.href.length)
+      : module.specifier,
+    module.dependencies?.length ?? 0,
+  ]));
+}
+
+for (const entry of ["client/mod.ts", "client.ts"]) {
+  Deno.test(`${entry} reaches only client/ and src/protocol.ts, and that module imports nothing`, async () => {
+    const graph = await graphOf(entry);
+    const outside = [...graph.keys()].filter((module) =>
+      !/^client\/[\w-]+\.ts$/.test(module) && module !== "client.ts" &&
+      module !== "src/protocol.ts"
+    );
+    assert.deepEqual(outside, []);
+    assert.equal(graph.get("src/protocol.ts"), 0, "src/protocol.ts is reached and imports nothing");
+  });
+}
 
 Deno.test("the bundle works as an ES module: connect, authenticate, subscribe, request", async () => {
   const { SharkClient } = await import(BUNDLE_FILE.href);

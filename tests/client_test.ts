@@ -6,10 +6,16 @@
  * `close()`, subscriptions ended by Shark, resubscribe retries, the cap on
  * events in flight, and recovery on a history service whose history was
  * lost. Redis cases: `client_redis_test.ts`.
+ *
+ * The client's own waits (backoff, the open and pong timeouts, nothing
+ * after `close()`) run on a fake clock (its `clock` option), checked to the
+ * millisecond of test time; the reconnects through a restarted Shark run on
+ * real time, with windows of seconds.
  */
 import assert from "node:assert/strict";
 import { type JsonValue, SharkError, type SubscribeReply } from "../client.ts";
-import { AppService, Recorder, testClient } from "./helpers/client_app.ts";
+import { AppService, Recorder, TcpProxy, testClient } from "./helpers/client_app.ts";
+import { FakeClock } from "./helpers/clock.ts";
 import { freePort } from "./helpers/loopback.ts";
 import { slowly } from "./helpers/service.ts";
 import { TestShark } from "./helpers/shark.ts";
@@ -174,7 +180,8 @@ Deno.test("Shark stopped and started on the same port: reconnect with backoff, a
   const port = node.port;
   await using client = testClient(node.wsUrl, {
     auth: () => app.issue(),
-    backoff: { min: 100, max: 400, resetAfter: 300 },
+    // Every connection that authenticated counts as stable (the rule: a fake-clock test below).
+    backoff: { min: 100, max: 400, resetAfter: 0 },
     random: () => 1,
   });
   const events = new Recorder(client);
@@ -188,7 +195,6 @@ Deno.test("Shark stopped and started on the same port: reconnect with backoff, a
   const first = subscribe("books.b1", "herbert");
   const second = subscribe("books.b2", "le guin");
   await Promise.all([first.ready, second.ready]);
-  await delay(350); // stays up past resetAfter
 
   await node.stop();
   state = 1;
@@ -235,32 +241,62 @@ Deno.test("Shark stopped and started on the same port: reconnect with backoff, a
   assert.equal(await first.request({}), undefined);
 });
 
-Deno.test("backoff: each delay is random() × min(max, min × 2ⁿ), and the next attempt waits at least that long", async () => {
-  const port = freePort();
+Deno.test("backoff on a fake clock: each delay is random() × min(max, min × 2ⁿ), and the next attempt comes exactly that long after", async () => {
+  const clock = new FakeClock();
   let random = 0.5;
-  await using client = testClient(`ws://127.0.0.1:${port}/`, {
+  await using client = testClient(`ws://127.0.0.1:${freePort()}/`, {
     backoff: { min: 40, max: 300 },
     random: () => random,
+    clock,
   });
   const events = new Recorder(client);
-  await events.wait("disconnected", 6);
-  random = 1;
-  await events.wait("disconnected", 8);
-  const delays = events.of("disconnected").map((event) => event.detail.delay);
-  assert.deepEqual(delays.slice(0, 8), [20, 40, 80, 150, 150, 150, 300, 300]);
-  const connecting = events.of("connecting");
-  events.of("disconnected").slice(0, 7).forEach((event, n) => {
-    const waited = connecting[n + 1].at - event.at;
-    assert.ok(waited >= event.detail.delay! - 1, `attempt ${n + 1} waited ${waited} ms`);
+  const expected = [20, 40, 80, 150, 150, 150, 300, 300];
+  for (const [attempt, delay] of expected.entries()) {
+    if (attempt === 6) random = 1;
+    const disconnected = await events.wait("disconnected", attempt + 1);
+    assert.equal(disconnected[attempt].detail.delay, delay, `attempt ${attempt}`);
+    clock.tick(delay - 1);
+    assert.equal(events.of("connecting").length, attempt + 1, `attempt ${attempt + 1} not yet`);
+    clock.tick(1);
+    assert.equal(events.of("connecting").length, attempt + 2, `attempt ${attempt + 1} now`);
+  }
+  assert.deepEqual(
+    events.of("connecting").map((event) => event.detail.attempt),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8],
+  );
+});
+
+Deno.test("backoff on a fake clock: a connection that stayed up resetAfter starts the next series from min, a shorter one does not", async () => {
+  await using app = new AppService();
+  await using node = await TestShark.start(booksConfig(app));
+  await using proxy = new TcpProxy(node.port);
+  const clock = new FakeClock();
+  await using client = testClient(proxy.url, {
+    auth: () => app.issue(),
+    backoff: { min: 100, max: 10_000, resetAfter: 5000 },
+    random: () => 1,
+    pingInterval: 0,
+    clock,
   });
-  assert.deepEqual(connecting.slice(0, 4).map((event) => event.detail.attempt), [0, 1, 2, 3]);
+  const events = new Recorder(client);
+  for (const [n, [stayedUp, delay]] of [[4999, 100], [4999, 200], [5000, 100]].entries()) {
+    await events.wait("connected", n + 1);
+    clock.tick(stayedUp);
+    proxy.cut();
+    const [lost] = (await events.wait("disconnected", n + 1)).slice(n);
+    assert.equal(lost.detail.code, 1006);
+    assert.equal(lost.detail.delay, delay, `the delay after ${stayedUp} ms up`);
+    clock.tick(delay);
+  }
+  await events.wait("connected", 4);
 });
 
 Deno.test("close() stops for good: no reconnect, pending ready and requests reject, the socket is closed", async () => {
   await using app = new AppService();
   app.answer("/on_message", slowly(300));
   await using node = await TestShark.start(booksConfig(app));
-  await using client = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST });
+  const clock = new FakeClock();
+  await using client = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST, clock });
   const events = new Recorder(client);
   const book = client.subscribe("books.b1");
   await book.ready;
@@ -279,20 +315,25 @@ Deno.test("close() stops for good: no reconnect, pending ready and requests reje
     reconnect: false,
     delay: null,
   });
-  await delay(300);
+  assert.equal(clock.pending, 0, "no timer left");
+  clock.tick(3_600_000);
   assert.equal(events.of("connecting").length, 1);
   assert.equal(app.issued.length, 1);
 });
 
 Deno.test("close() while waiting to reconnect cancels the attempt", async () => {
+  const clock = new FakeClock();
   await using client = testClient(`ws://127.0.0.1:${freePort()}/`, {
     backoff: { min: 200, max: 200 },
     random: () => 1,
+    clock,
   });
   const events = new Recorder(client);
   await events.wait("disconnected");
+  assert.equal(clock.pending, 1, "the reconnect is due");
   await client.close();
-  await delay(400);
+  assert.equal(clock.pending, 0, "and cancelled");
+  clock.tick(3_600_000);
   assert.equal(events.of("connecting").length, 1);
   assert.equal(client.state, "closed");
 });
@@ -345,7 +386,8 @@ Deno.test("close code 1009 (a frame over max_message_bytes) is final: no reconne
     ...booksConfig(app),
     server: { max_message_bytes: 1024 },
   });
-  await using client = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST });
+  const clock = new FakeClock();
+  await using client = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST, clock });
   const events = new Recorder(client);
   const book = client.subscribe("books.b1");
   await book.ready;
@@ -357,58 +399,76 @@ Deno.test("close code 1009 (a frame over max_message_bytes) is final: no reconne
   assert.equal(client.state, "closed");
   assert.equal(book.state, "ended");
   await assert.rejects(big.ready, /the client is closed/);
-  await delay(300);
+  assert.equal(clock.pending, 0, "no reconnect due");
+  clock.tick(3_600_000);
   assert.equal(events.of("connecting").length, 1);
 });
 
-Deno.test("liveness: ping events while answered; nothing received within pongTimeout drops the connection (4000) and reconnects", async () => {
+Deno.test("liveness on a fake clock: a ping every pingInterval, its rtt on the clock; nothing received within pongTimeout after one drops the connection (4000) and reconnects", async () => {
   await using app = new AppService();
   await using node = await TestShark.start(booksConfig(app));
+  const clock = new FakeClock();
   await using client = testClient(node.wsUrl, {
     auth: () => app.issue(),
-    pingInterval: 100,
+    pingInterval: 1000,
     pongTimeout: 300,
     ...FAST,
+    clock,
   });
   const events = new Recorder(client);
   const book = client.subscribe("books.b1");
   await book.ready;
-  const pings = await events.wait("ping", 2);
-  assert.ok(pings.every((event) => event.detail.rtt >= 0 && event.detail.rtt < 300));
+  clock.tick(1000); // the first ping
+  clock.tick(7); // before its pong can arrive
+  const [ping] = await events.wait("ping");
+  assert.equal(ping.detail.rtt, 7, "sent at 1000 ms, answered at 1007 ms");
   // Events are answered in order: a ping behind a callback this slow gets no pong in time.
-  app.answer("/on_message", slowly(1500));
+  app.answer("/on_message", slowly(1000));
   const lost = book.request({});
-  const [dropped] = await events.wait("disconnected");
-  assert.equal(dropped.detail.code, 4000);
-  assert.equal(dropped.detail.reason, "no pong within 300 ms");
-  assert.equal(dropped.detail.reconnect, true);
+  clock.tick(993 + 299);
+  assert.equal(events.of("disconnected").length, 0, "the second ping waits 300 ms");
+  clock.tick(1);
+  const [dropped] = events.of("disconnected");
+  assert.deepEqual(dropped.detail, {
+    code: 4000,
+    reason: "no pong within 300 ms",
+    reconnect: true,
+    delay: 50,
+  });
   await assert.rejects(lost, /disconnected before Shark answered/);
+  clock.tick(50);
   await events.wait("connected", 2);
   await waitUntil(() => book.state === "subscribed", 3000, "resubscribed");
 });
 
-Deno.test("a socket not open within pongTimeout (a server that accepts and never answers the upgrade) is given up (4000) and tried again", async () => {
+Deno.test("a socket not open within pongTimeout (a server that accepts and never answers the upgrade) is given up (4000) and tried again, on a fake clock", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const held: Deno.Conn[] = [];
   const accepting = (async () => {
     for await (const connection of listener) held.push(connection);
   })().catch(() => {});
   try {
+    const clock = new FakeClock();
     await using client = testClient(`ws://127.0.0.1:${listener.addr.port}/`, {
       pongTimeout: 200,
       ...FAST,
+      clock,
     });
     const events = new Recorder(client);
-    const [first, second] = await events.wait("disconnected", 2);
-    for (const { detail } of [first, second]) {
-      assert.deepEqual(detail, {
+    for (const attempt of [1, 2]) {
+      await events.wait("connecting", attempt);
+      clock.tick(199);
+      assert.equal(events.of("disconnected").length, attempt - 1, "not given up before 200 ms");
+      clock.tick(1);
+      const [given] = events.of("disconnected").slice(attempt - 1);
+      assert.deepEqual(given.detail, {
         code: 4000,
         reason: "not open within 200 ms",
         reconnect: true,
-        delay: detail.delay,
+        delay: given.detail.delay,
       });
+      clock.tick(given.detail.delay!);
     }
-    assert.ok(first.at - events.of("connecting")[0].at >= 199);
   } finally {
     listener.close();
     await accepting;

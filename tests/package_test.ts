@@ -52,9 +52,9 @@ async function filesUnder(dir: string): Promise<string[]> {
   return files;
 }
 
-/** What may ship: the library (and a client SDK at the root), its documents and its schema. */
+/** What may ship: the library, the client SDK (`client/`, `client.ts`), its documents and its schema. */
 const SHIPPABLE =
-  /^(mod\.ts|src\/.+|adapters\/.+|client[\w.-]*\.(ts|js)|docs\/[\w-]+\.md|README\.md|LICENSE[\w.]*|shark\.schema\.json|deno\.json)$/;
+  /^(mod\.ts|src\/.+|adapters\/.+|client\/[\w-]+\.ts|client[\w.-]*\.(ts|js)|docs\/[\w-]+\.md|README\.md|LICENSE[\w.]*|shark\.schema\.json|deno\.json)$/;
 
 Deno.test("the package ships only the library, its documents and its schema", async () => {
   const files = await publishedFiles();
