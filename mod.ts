@@ -22,7 +22,9 @@ import { BroadcastChannelPubSub } from "./adapters/broadcast_channel.ts";
 import { MemoryPubSub } from "./adapters/memory.ts";
 import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config.ts";
 import type { MemoryUsage } from "./src/admission.ts";
-import { Engine, type UpgradeWebSocket } from "./src/engine.ts";
+import type { Clock } from "./src/clock.ts";
+import { Engine } from "./src/engine.ts";
+import type { UpgradeWebSocket } from "./src/socket.ts";
 import type { PubSub } from "./src/pubsub.ts";
 import type { Logger } from "@logtape/logtape";
 
@@ -44,12 +46,8 @@ export {
   type SharkConfigInput,
 } from "./src/config.ts";
 export type { MemoryUsage } from "./src/admission.ts";
-export {
-  Engine,
-  type EngineOptions,
-  type RequestInfo,
-  type UpgradeWebSocket,
-} from "./src/engine.ts";
+export type { Clock } from "./src/clock.ts";
+export { Engine, type EngineOptions, type RequestInfo } from "./src/engine.ts";
 export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
 export { FanoutQueueFull } from "./src/fanout_queue.ts";
 export {
@@ -70,7 +68,7 @@ export {
 } from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub.ts";
 export { redactUrl } from "./src/redact.ts";
-export type { Socket } from "./src/socket.ts";
+export type { Socket, UpgradeWebSocket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */
 export interface SharkOptions {
@@ -88,6 +86,8 @@ export interface SharkOptions {
   readonly logger?: Logger;
   /** For `server.max_memory_bytes`; defaults to `Deno.memoryUsage().rss`. */
   readonly memoryUsage?: MemoryUsage;
+  /** The time the rules read and the timers they set; defaults to the runtime's. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -136,6 +136,7 @@ export class Shark extends Engine {
       env,
       logger: options.logger,
       memoryUsage: options.memoryUsage ?? (() => Deno.memoryUsage().rss),
+      clock: options.clock,
     });
   }
 }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 
 /** A JSON object (not an array, not null). */
 export type JsonObject = Record<string, unknown>;
@@ -21,16 +22,16 @@ export function isObject(value: unknown): value is JsonObject {
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Resolves after `ms` milliseconds, or at once when `signal` aborts. */
-export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+/** Resolves after `ms` milliseconds of `clock`, or at once when `signal` aborts. */
+export function delay(ms: number, signal?: AbortSignal, clock: Clock = REAL_CLOCK): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = clock.setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
   });
 }
