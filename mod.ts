@@ -7,9 +7,16 @@
  *
  * const shark = new Shark({
  *   services: { books: { require_authentication: false } },
- *   publish_api: { secret: { env: "SHARK_PUBLISH_SECRET" } },
  * }, { pubsub: new MemoryPubSub() });
- * Deno.serve({ port: 9000 }, (request) => shark.handle(request));
+ * // Port 0 picks a free port (printed); clients connect to ws://127.0.0.1:PORT/.
+ * const server = Deno.serve(
+ *   { hostname: "127.0.0.1", port: 0 },
+ *   (request) => shark.handle(request),
+ * );
+ * await shark.publish({ subscription: "books.1", data: { title: "Dune" } });
+ * // Graceful shutdown (at SIGTERM, say): connections close with 1001, then the listener.
+ * await shark.shutdown();
+ * await server.shutdown();
  * ```
  *
  * The Redis adapter has its own entry point (`./adapters/redis.ts`, exported
@@ -119,11 +126,10 @@ export function defaultPubSub(config: ReturnType<typeof loadConfig>): PubSub {
  * @example
  * ```ts
  * const shark = new Shark({ services: { books: { require_authentication: false } } });
- * const server = Deno.serve({ port: 9000 }, (request) => shark.handle(request));
- * Deno.addSignalListener("SIGTERM", async () => {
- *   await shark.shutdown();
- *   await server.shutdown();
- * });
+ * await shark.started;
+ * const health = await shark.handle(new Request("http://127.0.0.1:9000/healthz"));
+ * console.log(health.status, await health.json()); // 200 { status: "ok", ... }
+ * await shark.shutdown();
  * ```
  */
 export class Shark extends Engine {
