@@ -7,9 +7,16 @@
  *
  * const shark = new Shark({
  *   services: { books: { require_authentication: false } },
- *   publish_api: { secret: { env: "SHARK_PUBLISH_SECRET" } },
  * }, { pubsub: new MemoryPubSub() });
- * Deno.serve({ port: 9000 }, (request) => shark.handle(request));
+ * // Port 0 picks a free port (printed); clients connect to ws://127.0.0.1:PORT/.
+ * const server = Deno.serve(
+ *   { hostname: "127.0.0.1", port: 0 },
+ *   (request) => shark.handle(request),
+ * );
+ * await shark.publish({ subscription: "books.1", data: { title: "Dune" } });
+ * // Graceful shutdown (at SIGTERM, say): connections close with 1001, then the listener.
+ * await shark.shutdown();
+ * await server.shutdown();
  * ```
  *
  * The Redis adapter has its own entry point (`./adapters/redis.ts`, exported
@@ -22,7 +29,9 @@ import { BroadcastChannelPubSub } from "./adapters/broadcast_channel.ts";
 import { MemoryPubSub } from "./adapters/memory.ts";
 import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config.ts";
 import type { MemoryUsage } from "./src/admission.ts";
-import { Engine, type UpgradeWebSocket } from "./src/engine.ts";
+import type { Clock } from "./src/clock.ts";
+import { Engine } from "./src/engine.ts";
+import type { UpgradeWebSocket } from "./src/socket.ts";
 import type { PubSub } from "./src/pubsub.ts";
 import type { Logger } from "@logtape/logtape";
 
@@ -44,12 +53,8 @@ export {
   type SharkConfigInput,
 } from "./src/config.ts";
 export type { MemoryUsage } from "./src/admission.ts";
-export {
-  Engine,
-  type EngineOptions,
-  type RequestInfo,
-  type UpgradeWebSocket,
-} from "./src/engine.ts";
+export type { Clock } from "./src/clock.ts";
+export { Engine, type EngineOptions, type RequestInfo } from "./src/engine.ts";
 export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
 export { FanoutQueueFull } from "./src/fanout_queue.ts";
 export {
@@ -70,7 +75,7 @@ export {
 } from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub.ts";
 export { redactUrl } from "./src/redact.ts";
-export type { Socket } from "./src/socket.ts";
+export type { Socket, UpgradeWebSocket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */
 export interface SharkOptions {
@@ -88,6 +93,8 @@ export interface SharkOptions {
   readonly logger?: Logger;
   /** For `server.max_memory_bytes`; defaults to `Deno.memoryUsage().rss`. */
   readonly memoryUsage?: MemoryUsage;
+  /** The time the rules read and the timers they set; defaults to the runtime's. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -119,11 +126,10 @@ export function defaultPubSub(config: ReturnType<typeof loadConfig>): PubSub {
  * @example
  * ```ts
  * const shark = new Shark({ services: { books: { require_authentication: false } } });
- * const server = Deno.serve({ port: 9000 }, (request) => shark.handle(request));
- * Deno.addSignalListener("SIGTERM", async () => {
- *   await shark.shutdown();
- *   await server.shutdown();
- * });
+ * await shark.started;
+ * const health = await shark.handle(new Request("http://127.0.0.1:9000/healthz"));
+ * console.log(health.status, await health.json()); // 200 { status: "ok", ... }
+ * await shark.shutdown();
  * ```
  */
 export class Shark extends Engine {
@@ -136,6 +142,7 @@ export class Shark extends Engine {
       env,
       logger: options.logger,
       memoryUsage: options.memoryUsage ?? (() => Deno.memoryUsage().rss),
+      clock: options.clock,
     });
   }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { createClient } from "@redis/client";
-import type { Clock } from "../src/subscription.ts";
+import type { Clock } from "../src/clock.ts";
 
 /**
  * Bounds connecting and resubscribing: a server that accepts the TCP

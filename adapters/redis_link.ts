@@ -19,7 +19,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { redactUrl } from "../src/redact.ts";
-import { type Clock, REAL_CLOCK } from "../src/subscription.ts";
+import { type Clock, REAL_CLOCK } from "../src/clock.ts";
 import { delay } from "../src/util.ts";
 import {
   CONNECT_TIMEOUT_MS,

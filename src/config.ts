@@ -34,7 +34,8 @@ export class ConfigError extends Error {
   /**
    * @example
    * ```ts
-   * throw new ConfigError(["server.port: expected a number"]);
+   * const error = new ConfigError(["server.port: expected a number"]);
+   * console.log(error.message); // invalid configuration:\n  server.port: expected a number
    * ```
    */
   constructor(problems: readonly string[]) {

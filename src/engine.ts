@@ -6,13 +6,14 @@
  *
  * Web-standard APIs only: the WebSocket upgrade is injected, so the engine
  * runs in any isolate that can upgrade a `Request`, on any transport whose
- * sockets satisfy {@link Socket}.
+ * sockets satisfy `Socket`.
  *
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Admission, type MemoryUsage } from "./admission.ts";
 import { Callbacks } from "./callbacks.ts";
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
 import { EventHandler } from "./events.ts";
 import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http.ts";
@@ -25,19 +26,8 @@ import { Publisher } from "./publisher.ts";
 import type { PubSub } from "./pubsub.ts";
 import { ServiceClient } from "./service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
-import type { Socket } from "./socket.ts";
+import type { UpgradeWebSocket } from "./socket.ts";
 import { delay } from "./util.ts";
-
-/**
- * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
- * `WebSocket` is a {@link Socket}).
- * `idleTimeout` (seconds, 0 = off): ping after half of it without traffic from
- * the client, close when the pong does not come within the other half.
- */
-export type UpgradeWebSocket = (
-  request: Request,
-  options: { idleTimeout: number },
-) => { socket: Socket; response: Response };
 
 /** What an {@link Engine} is built from besides its configuration. */
 export interface EngineOptions {
@@ -51,6 +41,11 @@ export interface EngineOptions {
   readonly logger?: Logger;
   /** The process's resident memory, for `server.max_memory_bytes`. */
   readonly memoryUsage?: MemoryUsage;
+  /**
+   * The time the rules read and the timers they set (renewals, heartbeats, throttles,
+   * deadlines, fan-out slices, message timestamps); defaults to the runtime's.
+   */
+  readonly clock?: Clock;
 }
 
 /** Connection details of a request, for logs. */
@@ -84,6 +79,7 @@ export class Engine {
   /** Settles when the adapter is connected; rejects when it cannot be. */
   readonly started: Promise<void>;
   readonly #log: Logger;
+  readonly #clock: Clock;
   readonly #upgrade: UpgradeWebSocket;
   readonly #client: ServiceClient;
   readonly #hub: Hub;
@@ -106,10 +102,12 @@ export class Engine {
     this.pubsub = options.pubsub;
     this.#upgrade = options.upgradeWebSocket;
     this.#log = options.logger ?? getLogger(["shark"]);
+    const clock = this.#clock = options.clock ?? REAL_CLOCK;
     this.#client = new ServiceClient(this.config.http, this.metrics, this.#log);
     this.#hub = new Hub(this.pubsub, this.metrics, this.#log, {
       metadata: this.config.delivery.metadata,
       maxQueueBytes: this.config.server.max_fanout_queue_bytes,
+      clock,
     });
     this.#publisher = new Publisher(this.config, this.pubsub, this.metrics, this.#hub);
     this.#admission = new Admission({
@@ -119,7 +117,7 @@ export class Engine {
       memoryUsage: options.memoryUsage,
     });
     const idleTimeout = this.config.server.idle_timeout;
-    this.#idle = idleTimeout === null ? undefined : new IdleSweep(idleTimeout);
+    this.#idle = idleTimeout === null ? undefined : new IdleSweep(idleTimeout, clock);
     const callbacks = new Callbacks(this.#client);
     this.#lifecycle = new Lifecycle(callbacks, this.#hub, this.metrics);
     this.#events = new EventHandler({
@@ -129,9 +127,11 @@ export class Engine {
       hub: this.#hub,
       lifecycle: this.#lifecycle,
       metrics: this.metrics,
+      clock,
     });
     this.#sessionHost = {
       metrics: this.metrics,
+      clock,
       limits: {
         maxMessageBytes: this.config.server.max_message_bytes,
         maxBufferedBytes: this.config.server.max_buffered_bytes,
@@ -331,9 +331,10 @@ export class Engine {
     const sessions = [...this.#sessions, ...this.#closing];
     const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));
     const limit = new AbortController();
+    const timeoutMs = this.config.server.shutdown_timeout * 1000;
     const finished = await Promise.race([
       closed.then(() => true),
-      delay(this.config.server.shutdown_timeout * 1000, limit.signal).then(() => false),
+      delay(timeoutMs, limit.signal, this.#clock).then(() => false),
     ]);
     limit.abort();
     if (!finished) {

@@ -144,7 +144,7 @@ export class Delivery {
     this.throttle = throttle === undefined ? undefined : Math.min(throttle, MAX_TIMER_MS / 1000);
     this.throttleKey = this.throttle === undefined ? null : bucketOf(options!.throttle_key);
     this.#metadata = metadata;
-    this.#metadataJson = metadata && metadataJson(metadata, isoTime());
+    this.#metadataJson = metadata && metadataJson(metadata, metadata.sentAt);
   }
 
   /**
@@ -179,11 +179,11 @@ export class Delivery {
 
   /**
    * A frame for a message sent later than its fan-out (held during subscribe
-   * or released by a throttle): `sent_at` is now.
+   * or released by a throttle): `sentAt` (milliseconds since the epoch) is now.
    */
-  lateFrame(extra: string): string {
+  lateFrame(extra: string, sentAt: number): string {
     const metadata = this.#metadata;
-    return this.#build(extra, metadata && metadataJson(metadata, isoTime()));
+    return this.#build(extra, metadata && metadataJson(metadata, isoTime(sentAt)));
   }
 
   #build(extra: string, metadata: string | undefined): string {
@@ -211,6 +211,8 @@ export interface DeliveryMetadata {
   readonly receivedAt: string;
   /** Envelopes waiting behind this one in this process. */
   readonly queueSize: number;
+  /** When frames built at the fan-out are sent: the `sent_at` of all but late frames. */
+  readonly sentAt: string;
 }
 
 function metadataJson(metadata: DeliveryMetadata, sentAt: string): string {

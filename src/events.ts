@@ -7,6 +7,7 @@
  */
 import { Authentication } from "./auth.ts";
 import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
+import type { Clock } from "./clock.ts";
 import type { SharkConfig } from "./config.ts";
 import { type Position, recoverPosition } from "./history.ts";
 import { type HistoryRead, type Hub, PubSubUnavailable } from "./hub.ts";
@@ -63,6 +64,8 @@ export interface EventDependencies {
   readonly hub: Hub;
   readonly lifecycle: Lifecycle;
   readonly metrics: Metrics;
+  /** The time the subscriptions' rules read; defaults to the runtime's. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -84,6 +87,7 @@ export class EventHandler {
     this.#subscriptionContext = {
       metrics: dependencies.metrics,
       maxKeys: dependencies.config.delivery.max_keys_per_subscription,
+      clock: dependencies.clock,
     };
     this.#authentication = new Authentication(
       dependencies.config.authentication,

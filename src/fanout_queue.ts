@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 import type { Metrics } from "./metrics.ts";
 
 /**
@@ -55,7 +56,7 @@ export interface Inbound {
   readonly topic: string;
   /** The envelope's JSON text, as the adapter gave it. */
   readonly payload: string;
-  /** When it was taken from pub/sub (`Date.now()`). */
+  /** When it was taken from pub/sub, in milliseconds since the epoch (`Clock.wallTime`). */
   readonly receivedAt: number;
 }
 
@@ -78,8 +79,9 @@ export type FanOut = (inbound: Inbound, behind: number) => number;
  * - a fan-out yields to the event loop after about `FANOUT_SLICE_MS`; a slice
  *   that follows a yield lasts as long as the event loop took in between,
  *   up to `MAX_FANOUT_SLICE_MS`; at least every `EVENT_LOOP_TURN_MS` the
- *   yield is a full event loop turn, so that timers and I/O callbacks (health
- *   checks, client events, the adapter's pings) are served during a burst;
+ *   yield is a full event loop turn (a 0 ms timer of its {@link Clock}), so
+ *   that timers and I/O callbacks (health checks, client events, the
+ *   adapter's pings) are served during a burst;
  * - a payload is refused (`push` returns false) while the payloads waiting
  *   add up to `maxBytes` or more (JSON text length), so the queue holds at
  *   most `maxBytes` plus one payload;
@@ -99,32 +101,36 @@ export class FanoutQueue {
   readonly #fanOut: FanOut;
   readonly #metrics: Metrics;
   readonly #maxBytes: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #bytes = 0;
   #queue: (Inbound | undefined)[] = [];
   #head = 0;
   #draining = false;
   #yielder: MessageChannel | undefined;
+  /** The full event loop turn the fan-out waits for, if it does. */
+  #turn: unknown;
   /** The clock reading shared by the payloads received in the current task. */
   #receivedAt: number | undefined;
   readonly #endOfTask = () => this.#receivedAt = undefined;
   readonly #continue = () => this.#drain();
+  readonly #afterTurn = () => {
+    this.#turn = undefined;
+    this.#drain();
+  };
   /** When the fan-out last let a full event loop turn run. */
   #lastTurn = -Infinity;
   /** When the fan-out last yielded, while it has more to do (undefined: it has not). */
   #yieldedAt: number | undefined;
 
-  /** `now`: the monotonic clock in milliseconds the slices are timed by (tests give their own). */
-  constructor(
-    fanOut: FanOut,
-    metrics: Metrics,
-    maxBytes: number,
-    now: () => number = () => performance.now(),
-  ) {
+  /**
+   * `clock`: what the slices are timed by, the full event loop turns wait on
+   * and the received-at times are read from (tests give their own).
+   */
+  constructor(fanOut: FanOut, metrics: Metrics, maxBytes: number, clock: Clock = REAL_CLOCK) {
     this.#fanOut = fanOut;
     this.#metrics = metrics;
     this.#maxBytes = maxBytes;
-    this.#now = now;
+    this.#clock = clock;
   }
 
   /** Whether the queue is full: payloads are refused until the fan-out catches up. */
@@ -139,7 +145,7 @@ export class FanoutQueue {
   push(topic: string, payload: string): boolean {
     if (this.full) return false;
     if (this.#receivedAt === undefined) {
-      this.#receivedAt = Date.now();
+      this.#receivedAt = this.#clock.wallTime();
       queueMicrotask(this.#endOfTask);
     }
     this.#queue.push({ topic, payload, receivedAt: this.#receivedAt });
@@ -152,10 +158,14 @@ export class FanoutQueue {
     return true;
   }
 
-  /** Drops what is waiting and releases the queue's resources. */
+  /** Drops what is waiting and releases the queue's resources, its timer included. */
   close(): void {
     this.#yielder?.port1.close();
     this.#yielder = undefined;
+    this.#clock.clearTimeout(this.#turn);
+    this.#turn = undefined;
+    this.#draining = false;
+    this.#yieldedAt = undefined;
     this.#metrics.queued -= this.#queue.length - this.#head;
     this.#count(-this.#bytes);
     this.#queue = [];
@@ -168,7 +178,7 @@ export class FanoutQueue {
   }
 
   #drain(): void {
-    const started = this.#now();
+    const started = this.#clock.now();
     const gap = this.#yieldedAt === undefined ? 0 : started - this.#yieldedAt;
     const slice = Math.min(MAX_FANOUT_SLICE_MS, Math.max(FANOUT_SLICE_MS, gap));
     const queue = this.#queue;
@@ -182,7 +192,7 @@ export class FanoutQueue {
       // The clock is read once per CLOCK_EVERY deliveries, not per envelope.
       if (work < CLOCK_EVERY || this.#head === queue.length) continue;
       work = 0;
-      const now = this.#now();
+      const now = this.#clock.now();
       if (now - started >= slice) {
         this.#yieldedAt = now;
         if (this.#head > COMPACT_AFTER) {
@@ -207,10 +217,10 @@ export class FanoutQueue {
    * adapter's pings are served too.
    */
   #yieldThenDrain(): void {
-    const now = this.#now();
+    const now = this.#clock.now();
     if (now - this.#lastTurn >= EVENT_LOOP_TURN_MS) {
       this.#lastTurn = now;
-      setTimeout(this.#continue, 0);
+      this.#turn = this.#clock.setTimeout(this.#afterTurn, 0);
       return;
     }
     if (!this.#yielder) {

@@ -9,6 +9,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 import {
   Delivery,
   type DeliveryMetadata,
@@ -28,12 +29,17 @@ const DROP_LOG_PERIOD_MS = 10_000;
 
 /** Lets a log line through at most once per {@link DROP_LOG_PERIOD_MS}, counting the others. */
 class LogSampler {
+  readonly #clock: Clock;
   #loggedAt = -Infinity;
   #suppressed = 0;
 
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
   /** The occurrences held back since the last one logged; `undefined`: hold this one back too. */
   take(): number | undefined {
-    const now = performance.now();
+    const now = this.#clock.now();
     if (now - this.#loggedAt < DROP_LOG_PERIOD_MS) {
       this.#suppressed++;
       return undefined;
@@ -76,6 +82,8 @@ export interface HubOptions {
   readonly metadata: boolean;
   /** `server.max_fanout_queue_bytes`: the fan-out queue's size limit. */
   readonly maxQueueBytes: number;
+  /** The time the fan-out and the delivery metadata read; defaults to the runtime's. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -94,18 +102,23 @@ export class Hub {
   readonly #log: Logger;
   readonly #metadata: boolean;
   readonly #queue: FanoutQueue;
-  readonly #invalidLog = new LogSampler();
-  readonly #fullLog = new LogSampler();
+  readonly #clock: Clock;
+  readonly #invalidLog: LogSampler;
+  readonly #fullLog: LogSampler;
 
   constructor(pubsub: PubSub, metrics: Metrics, log: Logger, options: HubOptions) {
     this.#pubsub = pubsub;
     this.#metrics = metrics;
     this.#log = log;
     this.#metadata = options.metadata;
+    this.#clock = options.clock ?? REAL_CLOCK;
+    this.#invalidLog = new LogSampler(this.#clock);
+    this.#fullLog = new LogSampler(this.#clock);
     this.#queue = new FanoutQueue(
       (inbound, behind) => this.#fanOut(inbound, behind),
       metrics,
       options.maxQueueBytes,
+      this.#clock,
     );
   }
 
@@ -242,6 +255,7 @@ export class Hub {
         publishedAt: published === undefined ? undefined : normalizeTimestamp(published),
         receivedAt: isoTime(inbound.receivedAt),
         queueSize: behind,
+        sentAt: isoTime(this.#clock.wallTime()),
       }
       : undefined;
     const position = topic.positioned ? positionOf(envelope) : undefined;
@@ -251,7 +265,7 @@ export class Hub {
   /** Deliveries of recovered payloads, received now with nothing queued behind them. */
   #replay(topic: Topic, name: string, payloads: readonly string[] | undefined) {
     if (!payloads) return undefined;
-    const receivedAt = Date.now();
+    const receivedAt = this.#clock.wallTime();
     const replay: Delivery[] = [];
     for (const payload of payloads) {
       const delivery = this.#delivery(topic, { topic: name, payload, receivedAt }, 0);

@@ -6,10 +6,11 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 import type { Metrics } from "./metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
 import { OPEN, type Socket } from "./socket.ts";
-import { type Clock, REAL_CLOCK, type Subscriber, type Subscription } from "./subscription.ts";
+import type { Subscriber, Subscription } from "./subscription.ts";
 import { EMPTY, type JsonObject, MAX_TIMER_MS, randomId } from "./util.ts";
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */

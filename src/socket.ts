@@ -62,3 +62,14 @@ export interface Socket {
   /** Listens for `message` and `close` events. */
   addEventListener(type: "message" | "close", listener: EventListenerObject): void;
 }
+
+/**
+ * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
+ * `WebSocket` is a {@link Socket}).
+ * `idleTimeout` (seconds, 0 = off): ping after half of it without traffic from
+ * the client, close when the pong does not come within the other half.
+ */
+export type UpgradeWebSocket = (
+  request: Request,
+  options: { idleTimeout: number },
+) => { socket: Socket; response: Response };

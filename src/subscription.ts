@@ -8,6 +8,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 import type { ServiceConfig } from "./config.ts";
 import { bucketOf, type Delivery } from "./envelope.ts";
 import type { Position } from "./history.ts";
@@ -36,23 +37,6 @@ export interface Replay {
   /** The position the history was read at: the last recovered offset. */
   readonly upTo: Position;
 }
-
-/** The time a subscription's rules read and the timers they set. */
-export interface Clock {
-  /** A monotonic time in milliseconds. */
-  now(): number;
-  /** Runs `task` once after `ms` milliseconds; returns the timer's handle. */
-  setTimeout(task: () => void, ms: number): unknown;
-  /** Cancels a timer by its handle; `undefined` or a finished timer is ignored. */
-  clearTimeout(timer: unknown): void;
-}
-
-/** The runtime's clock and timers. */
-export const REAL_CLOCK: Clock = {
-  now: () => performance.now(),
-  setTimeout: (task, ms) => setTimeout(task, ms),
-  clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout> | undefined),
-};
 
 /** What the subscriptions of one engine share. */
 export interface SubscriptionContext {
@@ -210,10 +194,11 @@ export class Subscription {
 
   /** Sends messages later than their fan-out, through the rules. */
   #send(deliveries: readonly Delivery[]): void {
+    const sentAt = this.#clock.wallTime();
     for (const delivery of deliveries) {
       if (!this.active) return;
       if (this.#replayedUpTo && this.#replayed(delivery)) continue;
-      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson));
+      if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson, sentAt));
     }
   }
 
@@ -295,7 +280,7 @@ export class Subscription {
         state.pending = undefined;
         if (!pending || !this.active) return;
         state.lastSent = this.#clock.now();
-        this.session.deliver(pending.lateFrame(this.extraJson));
+        this.session.deliver(pending.lateFrame(this.extraJson, this.#clock.wallTime()));
       }, state.lastSent + period - now);
       return false;
     }
@@ -312,6 +297,8 @@ export class Subscription {
     throttles.delete(key);
     this.#metrics.limited("throttle_keys");
     this.#clock.clearTimeout(state.timer);
-    if (state.pending) this.session.deliver(state.pending.lateFrame(this.extraJson));
+    if (state.pending) {
+      this.session.deliver(state.pending.lateFrame(this.extraJson, this.#clock.wallTime()));
+    }
   }
 }

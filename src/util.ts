@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Clock } from "./subscription.ts";
+import { type Clock, REAL_CLOCK } from "./clock.ts";
 
 /** A JSON object (not an array, not null). */
 export type JsonObject = Record<string, unknown>;
@@ -22,24 +22,16 @@ export function isObject(value: unknown): value is JsonObject {
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/**
- * Resolves after `ms` milliseconds, or at once when `signal` aborts. The wait
- * runs on `timers`: the runtime's by default, a {@link Clock}'s where time is
- * injected.
- */
-export function delay(
-  ms: number,
-  signal?: AbortSignal,
-  timers: Pick<Clock, "setTimeout" | "clearTimeout"> = globalThis,
-): Promise<void> {
+/** Resolves after `ms` milliseconds of `clock`, or at once when `signal` aborts. */
+export function delay(ms: number, signal?: AbortSignal, clock: Clock = REAL_CLOCK): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {
-      timers.clearTimeout(timer);
+      clock.clearTimeout(timer);
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = timers.setTimeout(done, ms);
+    const timer = clock.setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
   });
 }

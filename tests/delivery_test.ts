@@ -4,27 +4,30 @@
  * the shared-frame fast path.
  */
 import assert from "node:assert/strict";
-import type { SharkConfigInput } from "../mod.ts";
+import type { Clock, SharkConfigInput } from "../mod.ts";
 import { okReply, type TestClient } from "./helpers/client.ts";
+import { FAKE_EPOCH_MS, FakeClock } from "./helpers/clock.ts";
+import { range } from "./helpers/range.ts";
 import { held, TestService } from "./helpers/service.ts";
 import { TestShark } from "./helpers/shark.ts";
-import { delay } from "./helpers/wait.ts";
+import { waitUntil } from "./helpers/wait.ts";
 
 const NO_METADATA = { delivery: { metadata: false } } as const;
 
 /**
  * A Shark whose one service needs no authentication; delivery metadata off
- * unless `metadata` (then `delivery` keeps its defaults).
+ * unless `metadata` (then `delivery` keeps its defaults); on `clock` when
+ * given, else on the runtime's.
  */
 function openService(
   name: string,
   service: NonNullable<SharkConfigInput["services"]>[string] = {},
-  metadata = false,
+  { metadata = false, clock }: { metadata?: boolean; clock?: Clock } = {},
 ): Promise<TestShark> {
   return TestShark.start({
     ...(metadata ? {} : NO_METADATA),
     services: { [name]: { require_authentication: false, ...service } },
-  });
+  }, { clock });
 }
 
 /** Publishes to `subscription` on `shark`: `data` with the envelope's delivery `options`. */
@@ -169,50 +172,41 @@ Deno.test("order state is per session: another subscriber is not affected", asyn
 });
 
 Deno.test("throttle: the first goes at once, a burst collapses to its last one period later", async () => {
-  await using shark = await openService("stats");
+  const clock = new FakeClock();
+  await using shark = await openService("stats", {}, { clock });
   const client = await shark.subscriber("stats.calls");
-  const started = performance.now();
   const publish = publisher(shark, "stats.calls");
   for (const n of [1, 2, 3]) await publish({ n }, { throttle: 0.3 });
-  const first = await client.next();
-  const firstAt = performance.now() - started;
-  const last = await client.next();
-  const lastAt = performance.now() - started;
-  assert.deepEqual(first.data, { n: 1 });
-  assert.ok(firstAt < 150, `first after ${firstAt} ms`);
-  assert.deepEqual(last.data, { n: 3 });
-  assert.ok(lastAt >= 280 && lastAt < 800, `last after ${lastAt} ms`);
-  await client.silence(400);
+  const data = async () => (await client.sentSoFar()).map((message) => message.data);
+  assert.deepEqual(await data(), [{ n: 1 }], "the first at once");
+  clock.tick(299);
+  assert.deepEqual(await data(), [], "nothing more within the period");
+  clock.tick(1);
+  assert.deepEqual(await data(), [{ n: 3 }], "the last one at the end of the period");
+  assert.equal(clock.pending, 0, "nothing more is held");
   assert.equal(shark.shark.metrics.snapshot()["dropped.throttle_replaced"], 1);
 });
 
 Deno.test("throttle: a steady stream yields one message per period and always the last one", async () => {
-  await using shark = await openService("stats");
+  const clock = new FakeClock();
+  await using shark = await openService("stats", {}, { clock });
   const client = await shark.subscriber("stats.s");
-  const arrivals: { n: number; at: number }[] = [];
-  const started = performance.now();
-  const reader = (async () => {
-    for (;;) {
-      const message = await client.next(1500).catch(() => undefined);
-      if (!message) return;
-      arrivals.push({ n: (message.data as { n: number }).n, at: performance.now() - started });
-    }
-  })();
-  // 20 messages, 50 ms apart, throttled to one per 250 ms.
   const publish = publisher(shark, "stats.s");
+  const arrivals: [number, number][] = [];
+  const arrived = async () => {
+    for (const message of await client.sentSoFar()) {
+      arrivals.push([(message.data as { n: number }).n, clock.now()]);
+    }
+  };
+  // 20 messages, 50 ms apart, throttled to one per 250 ms.
   for (let n = 1; n <= 20; n++) {
     await publish({ n }, { throttle: 0.25 });
-    await delay(50);
+    await arrived();
+    clock.tick(50);
   }
-  await reader;
-  assert.equal(arrivals[0].n, 1);
-  assert.ok(arrivals[0].at < 100, "first at once");
-  assert.equal(arrivals.at(-1)!.n, 20, "the last one always arrives");
-  assert.ok(arrivals.length >= 4 && arrivals.length <= 7, `got ${arrivals.length}`);
-  for (let i = 1; i < arrivals.length; i++) {
-    const gap = arrivals[i].at - arrivals[i - 1].at;
-    assert.ok(gap >= 180, `gap ${gap} ms between ${arrivals[i - 1].n} and ${arrivals[i].n}`);
-  }
+  await arrived();
+  // [n, at ms]: the first at once, then the latest one at the end of each period.
+  assert.deepEqual(arrivals, [[1, 0], [5, 250], [10, 500], [15, 750], [20, 1000]]);
 });
 
 Deno.test("throttle keys throttle independently", async () => {
@@ -273,7 +267,7 @@ Deno.test("no gap: messages held for a failed subscribe are never delivered", as
 });
 
 Deno.test("delivery metadata: published_at normalized to UTC, received_at, sent_at, queue_size", async () => {
-  await using shark = await openService("books", {}, true);
+  await using shark = await openService("books", {}, { metadata: true });
   const client = await shark.subscriber("books.1");
   const before = Date.now();
   const cases: [unknown, string | undefined][] = [
@@ -305,7 +299,7 @@ Deno.test("delivery metadata: published_at normalized to UTC, received_at, sent_
 });
 
 Deno.test("queue_size counts the envelopes waiting behind one in this process", async () => {
-  await using shark = await openService("books", {}, true);
+  await using shark = await openService("books", {}, { metadata: true });
   const client = await shark.subscriber("books.1");
   // One batch lands in the queue at once: the first has the other two behind it.
   await shark.publish([1, 2, 3].map((n) => ({ subscription: "books.1", data: n })));
@@ -321,47 +315,51 @@ Deno.test("delivery.metadata false sends only event, subscription, data and extr
 });
 
 Deno.test("a throttled message released later carries its own sent_at", async () => {
-  await using shark = await openService("stats", {}, true);
+  const clock = new FakeClock();
+  await using shark = await openService("stats", {}, { metadata: true, clock });
   const client = await shark.subscriber("stats.1");
   const publish = publisher(shark, "stats.1");
   await publish(1, { throttle: 0.3 });
   await publish(2, { throttle: 0.3 });
-  const [first, second] = await client.take(2);
-  const heldMs = Date.parse(second.sent_at as string) - Date.parse(second.received_at as string);
-  assert.ok(heldMs >= 250, `released ${heldMs} ms after it was received`);
-  assert.ok(Date.parse(first.sent_at as string) - Date.parse(first.received_at as string) < 100);
+  const [first] = await client.sentSoFar();
+  clock.tick(300);
+  const [second] = await client.sentSoFar();
+  const at = (ms: number) => new Date(FAKE_EPOCH_MS + ms).toISOString();
+  const times = (message: Record<string, unknown>) => [message.received_at, message.sent_at];
+  assert.deepEqual(times(first), [at(0), at(0)]);
+  assert.deepEqual(times(second), [at(0), at(300)], "sent when the throttle released it");
 });
 
 Deno.test("under a burst, messages leave and other clients are served before the burst is fanned out", async () => {
-  await using shark = await openService("feed");
+  // Each reading of this clock is 50 ms later, so the fan-out's first slice
+  // is over after its first envelope; the full event loop turn it then
+  // yields for is a 0 ms timer of this clock, which runs only when the test
+  // moves time. Until then the burst waits, whatever the machine's speed.
+  const clock = new FakeClock({ perReading: 50 });
+  await using shark = await openService("feed", {}, { clock });
+  const metrics = shark.shark.metrics;
   const clients = [];
   for (let i = 0; i < 100; i++) clients.push(await shark.subscriber("feed.1"));
   const bystander = await shark.connect();
-  // Long enough to still be queued when the ping is answered, on either transport.
   const burst = Array.from({ length: 1500 }, (_, n) => ({ subscription: "feed.1", data: n }));
-  let queuedAtFirstArrival = -1;
-  const first = clients[0].next(10_000).then((message) => {
-    queuedAtFirstArrival = shark.shark.metrics.queued;
-    return message;
-  });
-  // When the server handles the ping, measured in the server: in this
-  // process the clients' own reading of the burst may delay the pong's arrival.
-  const pings = () => shark.shark.metrics.snapshot()["events.ping.ok"] ?? 0;
-  const pingsBefore = pings();
-  let queuedAtPing = -1;
-  const watcher = setInterval(() => {
-    if (queuedAtPing < 0 && pings() > pingsBefore) queuedAtPing = shark.shark.metrics.queued;
-  }, 1);
   await shark.publish(burst);
-  const pong = await bystander.request({ event: "ping", data: "during the burst" }, 10_000);
-  clearInterval(watcher);
-  assert.equal(pong.data, "during the burst");
-  assert.ok(queuedAtPing > 0, `a ping was handled while ${queuedAtPing} envelopes were queued`);
-  assert.equal((await first).data, 0);
-  assert.ok(queuedAtFirstArrival > 0, "the first message arrived while the burst was queued");
-  for (const [index, client] of clients.entries()) {
-    // Client 0 already took the first message.
-    const rest = await client.take(index === 0 ? 1499 : 1500, 10_000);
-    assert.equal(rest.at(-1)?.data, 1499, "every message arrives, in order");
+  assert.equal(clock.pending, 1, "the fan-out waits for its turn");
+  const pong = await bystander.request({ event: "ping", data: "during the burst" });
+  assert.deepEqual(pong, { event: "pong", data: "during the burst" });
+  assert.equal(metrics.snapshot()["events.ping.ok"], 1);
+  assert.equal(metrics.queued, 1499, "the ping was answered with all but one envelope queued");
+  for (const client of clients) assert.equal((await client.next()).data, 0, "the first one left");
+  assert.equal(metrics.queued, 1499);
+  await waitUntil(
+    () => {
+      clock.tick(10_000);
+      return metrics.queued === 0;
+    },
+    10_000,
+    "the rest of the burst fanned out as time moves",
+  );
+  for (const client of clients) {
+    const rest = (await client.take(1499, 10_000)).map((message) => message.data);
+    assert.deepEqual(rest, range(1, 1499), "every message arrives, in order");
   }
 });

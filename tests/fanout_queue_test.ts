@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { Metrics } from "../mod.ts";
+import { REAL_CLOCK } from "../src/clock.ts";
 import { FanoutQueue } from "../src/fanout_queue.ts";
+import { FAKE_EPOCH_MS, FakeClock } from "./helpers/clock.ts";
 
 Deno.test("the fan-out queue refuses payloads once they add up to its limit, and takes them again once fanned out", async () => {
   const metrics = new Metrics();
@@ -67,10 +69,39 @@ Deno.test("a fan-out slice lasts 4 ms, or after a yield as long as the event loo
     },
     new Metrics(),
     1 << 20,
-    () => now,
+    { ...REAL_CLOCK, now: () => now },
   );
   for (let i = 0; i < 4 + 20 + 32 + 4; i++) queue.push("t", "x");
   await done.promise;
   assert.deepEqual(slices, [4, 20, 32, 4]);
   queue.close();
+});
+
+Deno.test("after its slice the fan-out waits for a 0 ms timer of its clock, which close() cancels; payloads of one task share one received-at time", async () => {
+  // Each reading is 50 ms later: every slice is over after one payload.
+  const clock = new FakeClock({ perReading: 50 });
+  const metrics = new Metrics();
+  const fannedOut: [string, number][] = [];
+  const queue = new FanoutQueue(
+    (inbound) => {
+      fannedOut.push([inbound.payload, inbound.receivedAt]);
+      return 100;
+    },
+    metrics,
+    1 << 20,
+    clock,
+  );
+  for (const payload of ["a", "b", "c"]) queue.push("t", payload);
+  await Promise.resolve();
+  assert.deepEqual(fannedOut, [["a", FAKE_EPOCH_MS]]);
+  assert.equal(clock.pending, 1, "waiting for its turn");
+  assert.equal(metrics.queued, 2);
+  clock.tick(0);
+  assert.deepEqual(fannedOut.map(([payload]) => payload), ["a", "b"]);
+  assert.deepEqual(fannedOut[1], ["b", FAKE_EPOCH_MS], "received in the same task as a");
+  queue.close();
+  assert.equal(clock.pending, 0, "close() cancels the turn");
+  assert.equal(metrics.queued, 0);
+  clock.tick(1000);
+  assert.equal(fannedOut.length, 2);
 });

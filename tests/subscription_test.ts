@@ -7,14 +7,10 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { loadConfig, Metrics } from "../mod.ts";
+import type { Clock } from "../src/clock.ts";
 import type { SharkConfigInput } from "../src/config.ts";
 import { Delivery, messageFrameStart } from "../src/envelope.ts";
-import {
-  type Clock,
-  MAX_HELD_MESSAGES,
-  type Subscriber,
-  Subscription,
-} from "../src/subscription.ts";
+import { MAX_HELD_MESSAGES, type Subscriber, Subscription } from "../src/subscription.ts";
 import type { JsonObject } from "../src/util.ts";
 import { FakeClock } from "./helpers/clock.ts";
 

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Clock } from "../../src/subscription.ts";
+import type { Clock } from "../../src/clock.ts";
 
 /** What the sweeper looks at: a connection that pings or drops itself as `now` says. */
 export interface KeepAlive {

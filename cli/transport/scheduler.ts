@@ -9,8 +9,7 @@
  *
  * @module
  */
-import { REAL_CLOCK } from "../../src/subscription.ts";
-import type { Clock } from "../../src/subscription.ts";
+import { type Clock, REAL_CLOCK } from "../../src/clock.ts";
 import { type ChunkWriter, chunkWriter, streamWrap, WriteRequests } from "./chunk_writer.ts";
 import { FrameSlab, textFrame } from "./frame.ts";
 import { KeepAliveSweeper } from "./keepalive_sweeper.ts";

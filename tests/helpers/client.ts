@@ -25,6 +25,7 @@ export class TestClient {
   /** Resolves with the close event, whoever closed. */
   readonly closed: Promise<CloseEvent>;
   readonly #inbox = new Inbox<Record<string, unknown>>();
+  #probes = 0;
 
   private constructor(socket: WebSocket) {
     this.socket = socket;
@@ -76,6 +77,21 @@ export class TestClient {
   /** Asserts the connection is still served: a ping with `data` gets the pong echoing it. */
   async pingPong(data: string): Promise<void> {
     assert.deepEqual(await this.request({ event: "ping", data }), { event: "pong", data });
+  }
+
+  /**
+   * The messages Shark sent before it handled a ping sent now, in order:
+   * what it has sent so far, known without waiting for a silence.
+   */
+  async sentSoFar(): Promise<Record<string, unknown>[]> {
+    const data = `sent so far ${++this.#probes}`;
+    this.send({ event: "ping", data });
+    const messages = [];
+    for (;;) {
+      const message = await this.next();
+      if (message.event === "pong" && message.data === data) return messages;
+      messages.push(message);
+    }
   }
 
   /** Subscribes with the request's extra fields and asserts the reply is ok; returns it. */
