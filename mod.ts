@@ -27,12 +27,12 @@
  */
 import { BroadcastChannelPubSub } from "./adapters/broadcast_channel.ts";
 import { MemoryPubSub } from "./adapters/memory.ts";
-import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config.ts";
-import type { MemoryUsage } from "./src/admission.ts";
+import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config/config.ts";
+import type { MemoryUsage } from "./src/http/admission.ts";
 import type { Clock } from "./src/clock.ts";
 import { Engine } from "./src/engine.ts";
 import type { UpgradeWebSocket } from "./src/socket.ts";
-import type { PubSub } from "./src/pubsub.ts";
+import type { PubSub } from "./src/pubsub/pubsub.ts";
 import type { Logger } from "@logtape/logtape";
 
 export {
@@ -51,20 +51,25 @@ export {
   type ServiceConfig,
   type SharkConfig,
   type SharkConfigInput,
-} from "./src/config.ts";
-export type { MemoryUsage } from "./src/admission.ts";
+} from "./src/config/config.ts";
+export type { MemoryUsage } from "./src/http/admission.ts";
 export type { Clock } from "./src/clock.ts";
 export { Engine, type EngineOptions, type RequestInfo } from "./src/engine.ts";
-export { InvalidEnvelope, normalizeTimestamp } from "./src/envelope.ts";
-export { FanoutQueueFull } from "./src/fanout_queue.ts";
+export { InvalidEnvelope, normalizeTimestamp } from "./src/delivery/envelope.ts";
+export { FanoutQueueFull } from "./src/delivery/fanout_queue.ts";
 export {
   type History,
   type HistoryOptions,
   type Position,
   type Recovery,
   withPosition,
-} from "./src/history.ts";
-export { type DropReason, type LimitName, Metrics, type RejectReason } from "./src/metrics.ts";
+} from "./src/pubsub/history.ts";
+export {
+  type DropReason,
+  type LimitName,
+  Metrics,
+  type RejectReason,
+} from "./src/metrics/metrics.ts";
 export {
   ClientEvent,
   CloseReason,
@@ -73,8 +78,8 @@ export {
   MAX_PUBLISH_BYTES,
   ServerEvent,
 } from "./src/protocol.ts";
-export type { PubSub, PubSubListener } from "./src/pubsub.ts";
-export { redactUrl } from "./src/redact.ts";
+export type { PubSub, PubSubListener } from "./src/pubsub/pubsub.ts";
+export { redactUrl } from "./src/config/redact.ts";
 export type { Socket, UpgradeWebSocket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { PubSub, PubSubListener } from "../src/pubsub.ts";
+import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
 import { MemoryPubSub } from "./memory.ts";
 
 /** Options of a {@link BroadcastChannelPubSub}. */

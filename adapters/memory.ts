@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { PubSub, PubSubListener } from "../src/pubsub.ts";
+import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
 import { MemoryHistory } from "./memory_history.ts";
 
 /**

@@ -11,8 +11,13 @@
  *
  * @module
  */
-import type { History, HistoryOptions, Position, Recovery } from "../src/history.ts";
-import { withPosition } from "../src/history.ts";
+import {
+  type History,
+  type HistoryOptions,
+  type Position,
+  type Recovery,
+  withPosition,
+} from "../src/pubsub/history.ts";
 
 /** Settings of a {@link MemoryHistory}; tests inject a clock and epochs. */
 export interface MemoryHistorySettings {

@@ -36,9 +36,9 @@
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import type { SharkConfig } from "../src/config.ts";
-import type { PubSub, PubSubListener } from "../src/pubsub.ts";
-import { redisUrlProblem } from "../src/redis_url.ts";
+import type { SharkConfig } from "../src/config/config.ts";
+import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
+import { redisUrlProblem } from "../src/config/redis_url.ts";
 import { errorText } from "./redis_client.ts";
 import { RedisHistory } from "./redis_history.ts";
 import { RedisLink, type RedisLinkOptions, type RedisLinkOwner } from "./redis_link.ts";

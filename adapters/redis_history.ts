@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { History, HistoryOptions, Position, Recovery } from "../src/history.ts";
+import type { History, HistoryOptions, Position, Recovery } from "../src/pubsub/history.ts";
 
 /** Sends one command to Redis and resolves with its reply. */
 export type RedisCommand = (args: readonly string[]) => Promise<unknown>;

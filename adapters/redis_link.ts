@@ -18,9 +18,8 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { redactUrl } from "../src/redact.ts";
-import { type Clock, REAL_CLOCK } from "../src/clock.ts";
-import { delay } from "../src/util.ts";
+import { redactUrl } from "../src/config/redact.ts";
+import { type Clock, delay, REAL_CLOCK } from "../src/clock.ts";
 import {
   CONNECT_TIMEOUT_MS,
   errorText,

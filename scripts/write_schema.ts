@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { configJsonSchema } from "../src/config.ts";
+import { configJsonSchema } from "../src/config/config.ts";
 
 const target = new URL("../shark.schema.json", import.meta.url);
 await Deno.writeTextFile(target, JSON.stringify(configJsonSchema(), null, 2) + "\n");

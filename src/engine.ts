@@ -2,32 +2,34 @@
  * The Shark engine: accepts WebSocket sessions (plain HTTP requests go to
  * `http.ts`), wires sessions, events, services, the hub and the pub/sub
  * adapter together, and runs start-up, pub/sub loss and graceful shutdown
- * (SPEC sections 3, 5, 7).
- *
- * Web-standard APIs only: the WebSocket upgrade is injected, so the engine
- * runs in any isolate that can upgrade a `Request`, on any transport whose
- * sockets satisfy `Socket`.
+ * (SPEC sections 3, 5, 7). Web-standard APIs only: the WebSocket upgrade is
+ * injected, so the engine runs in any isolate that can upgrade a `Request`,
+ * on any transport whose sockets satisfy `Socket`.
  *
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import { Admission, type MemoryUsage } from "./admission.ts";
-import { Callbacks } from "./callbacks.ts";
-import { type Clock, REAL_CLOCK } from "./clock.ts";
-import { type EnvLookup, loadConfig, type SharkConfig, type SharkConfigInput } from "./config.ts";
-import { EventHandler } from "./events.ts";
-import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http.ts";
-import { Hub } from "./hub.ts";
-import { IdleSweep } from "./idle.ts";
-import { Lifecycle } from "./lifecycle.ts";
-import { Metrics } from "./metrics.ts";
+import { Admission, type MemoryUsage } from "./http/admission.ts";
+import { Callbacks } from "./callbacks/callbacks.ts";
+import { type Clock, delay, REAL_CLOCK } from "./clock.ts";
+import {
+  type EnvLookup,
+  loadConfig,
+  type SharkConfig,
+  type SharkConfigInput,
+} from "./config/config.ts";
+import { EventHandler } from "./session/events.ts";
+import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http/http.ts";
+import { Hub } from "./delivery/hub.ts";
+import { IdleSweep } from "./session/idle.ts";
+import { Lifecycle } from "./session/lifecycle.ts";
+import { Metrics } from "./metrics/metrics.ts";
 import { CloseReason, HttpErrorText } from "./protocol.ts";
-import { Publisher } from "./publisher.ts";
-import type { PubSub } from "./pubsub.ts";
-import { ServiceClient } from "./service_client.ts";
-import { type ClientFrame, Session, type SessionHost } from "./session.ts";
+import { Publisher } from "./delivery/publisher.ts";
+import type { PubSub } from "./pubsub/pubsub.ts";
+import { ServiceClient } from "./callbacks/service_client.ts";
+import { type ClientFrame, Session, type SessionHost } from "./session/session.ts";
 import type { UpgradeWebSocket } from "./socket.ts";
-import { delay } from "./util.ts";
 
 /** What an {@link Engine} is built from besides its configuration. */
 export interface EngineOptions {

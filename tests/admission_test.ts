@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { getLogger, type Logger } from "@logtape/logtape";
 import { loadConfig, Metrics } from "../mod.ts";
-import { Admission } from "../src/admission.ts";
+import { Admission } from "../src/http/admission.ts";
 
 Deno.test("max_connections_per_address counts each address on its own; a release frees a slot; an unknown address is not limited", () => {
   const metrics = new Metrics();

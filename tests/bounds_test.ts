@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { FanoutQueueFull } from "../mod.ts";
-import { type HealthReport, serveHttp } from "../src/http.ts";
+import { type HealthReport, serveHttp } from "../src/http/http.ts";
 import { FakeClock } from "./helpers/clock.ts";
 import { RawSocket } from "./helpers/raw_socket.ts";
 import { TestService } from "./helpers/service.ts";

@@ -5,8 +5,8 @@
  * ever lost. No socket, no timer.
  */
 import assert from "node:assert/strict";
-import { Slots } from "../src/callback_slots.ts";
-import { Metrics } from "../src/metrics.ts";
+import { Slots } from "../src/callbacks/callback_slots.ts";
+import { Metrics } from "../src/metrics/metrics.ts";
 
 /** Lets every settled promise's reactions run. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));

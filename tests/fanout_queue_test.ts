@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Metrics } from "../mod.ts";
 import { REAL_CLOCK } from "../src/clock.ts";
-import { FanoutQueue } from "../src/fanout_queue.ts";
+import { FanoutQueue } from "../src/delivery/fanout_queue.ts";
 import { FAKE_EPOCH_MS, FakeClock } from "./helpers/clock.ts";
 
 Deno.test("the fan-out queue refuses payloads once they add up to its limit, and takes them again once fanned out", async () => {

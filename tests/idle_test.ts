@@ -3,7 +3,7 @@
  * their deadline, proven on fake connections and fake time.
  */
 import assert from "node:assert/strict";
-import { type IdleCandidate, IdleSweep } from "../src/idle.ts";
+import { type IdleCandidate, IdleSweep } from "../src/session/idle.ts";
 import type { CloseReason } from "../src/protocol.ts";
 import { FakeClock } from "./helpers/clock.ts";
 

@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../mod.ts";
-import { JWKS_MAX_AGE_MS, JWKS_REFETCH_INTERVAL_MS } from "../src/jwks.ts";
-import { JWT_ALGORITHMS, type JwtAlgorithm } from "../src/jws.ts";
-import { type JwtOptions, type JwtResult, JwtVerifier, MAX_TOKEN_LENGTH } from "../src/jwt.ts";
-import { PemError, readPublicKey } from "../src/pem.ts";
+import { JWKS_MAX_AGE_MS, JWKS_REFETCH_INTERVAL_MS } from "../src/auth/jwks.ts";
+import { JWT_ALGORITHMS, type JwtAlgorithm } from "../src/auth/jws.ts";
+import { type JwtOptions, type JwtResult, JwtVerifier, MAX_TOKEN_LENGTH } from "../src/auth/jwt.ts";
+import { PemError, readPublicKey } from "../src/auth/pem.ts";
 import {
   base64url,
   hmacKey,

@@ -5,7 +5,12 @@
 import assert from "node:assert/strict";
 import { MemoryHistory } from "../adapters/memory_history.ts";
 import { MemoryPubSub } from "../mod.ts";
-import { type HistoryOptions, positionOf, recoverPosition, withPosition } from "../src/history.ts";
+import {
+  type HistoryOptions,
+  positionOf,
+  recoverPosition,
+  withPosition,
+} from "../src/pubsub/history.ts";
 
 const OPTIONS: HistoryOptions = { size: 5, ttl: 10 };
 

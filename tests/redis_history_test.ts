@@ -14,7 +14,7 @@ import { createClient } from "@redis/client";
 import { RedisPubSub } from "../adapters/redis.ts";
 import { historyKeys, RedisHistory } from "../adapters/redis_history.ts";
 import { loadConfig, type SharkConfigInput } from "../mod.ts";
-import type { HistoryOptions } from "../src/history.ts";
+import type { HistoryOptions } from "../src/pubsub/history.ts";
 import { TestClient } from "./helpers/client.ts";
 import { SharkProcess } from "./helpers/process.ts";
 import { range } from "./helpers/range.ts";

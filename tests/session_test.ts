@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
-import { Metrics } from "../src/metrics.ts";
+import { Metrics } from "../src/metrics/metrics.ts";
 import { CloseReason, MAX_PENDING_EVENTS } from "../src/protocol.ts";
-import { BUFFER_CHECK_BYTES, type ClientFrame, Session } from "../src/session.ts";
+import { BUFFER_CHECK_BYTES, type ClientFrame, Session } from "../src/session/session.ts";
 import { OPEN, type Socket } from "../src/socket.ts";
-import { MAX_TIMER_MS } from "../src/util.ts";
+import { MAX_TIMER_MS } from "../src/clock.ts";
 import { FakeClock } from "./helpers/clock.ts";
 
 /** A client connection in memory: records what Shark sends; `bufferedAmount` grows while the client does not read. */

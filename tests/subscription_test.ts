@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { loadConfig, Metrics } from "../mod.ts";
 import type { Clock } from "../src/clock.ts";
-import type { SharkConfigInput } from "../src/config.ts";
-import { Delivery, messageFrameStart } from "../src/envelope.ts";
-import { MAX_HELD_MESSAGES, type Subscriber, Subscription } from "../src/subscription.ts";
-import type { JsonObject } from "../src/util.ts";
+import type { SharkConfigInput } from "../src/config/config.ts";
+import { Delivery, messageFrameStart } from "../src/delivery/envelope.ts";
+import { MAX_HELD_MESSAGES, type Subscriber, Subscription } from "../src/delivery/subscription.ts";
+import type { JsonObject } from "../src/json.ts";
 import { FakeClock } from "./helpers/clock.ts";
 
 const TOPIC = "books.1";

@@ -4,17 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { mergeExpositions } from "../cli/workers.ts";
-import { normalizeTimestamp } from "../src/envelope.ts";
-import { redactUrl, redactUrls } from "../src/redact.ts";
-import {
-  constantTimeEqual,
-  EMPTY,
-  isoTime,
-  jsonEqual,
-  nestsDeeperThan,
-  parseNumber,
-  pick,
-} from "../src/util.ts";
+import { normalizeTimestamp } from "../src/delivery/envelope.ts";
+import { redactUrl, redactUrls } from "../src/config/redact.ts";
+import { constantTimeEqual } from "../src/auth/constant_time.ts";
+import { EMPTY, jsonEqual, nestsDeeperThan, parseNumber, pick } from "../src/json.ts";
+import { isoTime } from "../src/clock.ts";
 
 Deno.test("isoTime formats each millisecond exactly, whatever order they come in", () => {
   const times = [0, 1, 0, 1_700_000_000_123, 1, 1_700_000_000_123, 1_700_000_000_124, 0];

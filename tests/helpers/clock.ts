@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { Clock } from "../../src/clock.ts";
-import { MAX_TIMER_MS } from "../../src/util.ts";
+import { type Clock, MAX_TIMER_MS } from "../../src/clock.ts";
 import { waitUntil } from "./wait.ts";
 
 /** Where a {@link FakeClock}'s wall time starts: `wallTime()` is this plus `now()`. */

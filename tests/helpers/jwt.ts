@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { JwtAlgorithm } from "../../src/jws.ts";
+import type { JwtAlgorithm } from "../../src/auth/jws.ts";
 
 /** How WebCrypto generates keys for and signs with each JWS algorithm. */
 const SIGNING: Record<JwtAlgorithm, { key: Algorithm; sign: Algorithm }> = {

@@ -18,13 +18,13 @@ import {
   positiveSeconds,
   seconds,
   secret,
-} from "./config_fields.ts";
-import { jwtSchema } from "./config_jwt.ts";
-import { serviceSchema } from "./config_service.ts";
-import type { SharkConfig } from "./config_types.ts";
+} from "./fields.ts";
+import { jwtSchema } from "./jwt.ts";
+import { serviceSchema } from "./service.ts";
+import type { SharkConfig } from "./types.ts";
 
-export type * from "./config_types.ts";
-export type { EnvLookup } from "./config_fields.ts";
+export type * from "./types.ts";
+export type { EnvLookup } from "./fields.ts";
 
 /** Raised for a configuration that cannot be used; `problems` name key paths. */
 export class ConfigError extends Error {

@@ -8,11 +8,13 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { Slots } from "./callback_slots.ts";
-import type { SharkConfig } from "./config.ts";
-import type { Metrics } from "./metrics.ts";
-import { ErrorText } from "./protocol.ts";
-import { redactUrl, redactUrls } from "./redact.ts";
-import { delay, isObject, readLimited } from "./util.ts";
+import type { SharkConfig } from "../config/config.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { ErrorText } from "../protocol.ts";
+import { redactUrl, redactUrls } from "../config/redact.ts";
+import { delay } from "../clock.ts";
+import { isObject } from "../json.ts";
+import { readLimited } from "../http/read_limited.ts";
 
 /** Whose callback it is. */
 export interface Caller {

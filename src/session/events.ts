@@ -5,14 +5,14 @@
  *
  * @module
  */
-import { Authentication } from "./auth.ts";
-import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
-import type { Clock } from "./clock.ts";
-import type { SharkConfig } from "./config.ts";
-import { type Position, recoverPosition } from "./history.ts";
-import { type HistoryRead, type Hub, PubSubUnavailable } from "./hub.ts";
+import { Authentication } from "../auth/auth.ts";
+import { type Callbacks, errorOf, succeeded } from "../callbacks/callbacks.ts";
+import type { Clock } from "../clock.ts";
+import type { SharkConfig } from "../config/config.ts";
+import { type Position, recoverPosition } from "../pubsub/history.ts";
+import { type HistoryRead, type Hub, PubSubUnavailable } from "../delivery/hub.ts";
 import type { Lifecycle } from "./lifecycle.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import {
   ClientEvent,
   CloseReason,
@@ -21,12 +21,12 @@ import {
   MAX_JSON_DEPTH,
   MAX_PING_DATA_LENGTH,
   ServerEvent,
-} from "./protocol.ts";
-import type { ServiceClient, ServiceReply } from "./service_client.ts";
+} from "../protocol.ts";
+import type { ServiceClient, ServiceReply } from "../callbacks/service_client.ts";
 import type { ClientFrame, Session } from "./session.ts";
-import { Subscription, type SubscriptionContext } from "./subscription.ts";
-import { serviceOf } from "./subscription_name.ts";
-import { isObject, type JsonObject, nestsDeeperThan, pick } from "./util.ts";
+import { Subscription, type SubscriptionContext } from "../delivery/subscription.ts";
+import { serviceOf } from "../delivery/subscription_name.ts";
+import { isObject, type JsonObject, nestsDeeperThan, pick } from "../json.ts";
 
 /** An event failed in a way the client is told about; the connection stays. */
 class EventError extends Error {

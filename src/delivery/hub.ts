@@ -9,7 +9,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type Clock, REAL_CLOCK } from "./clock.ts";
+import { type Clock, isoTime, REAL_CLOCK } from "../clock.ts";
 import {
   Delivery,
   type DeliveryMetadata,
@@ -18,11 +18,10 @@ import {
   parseEnvelope,
 } from "./envelope.ts";
 import { FanoutQueue, type Inbound } from "./fanout_queue.ts";
-import { type Position, positionOf } from "./history.ts";
-import type { Metrics } from "./metrics.ts";
-import type { PubSub } from "./pubsub.ts";
+import { type Position, positionOf } from "../pubsub/history.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { PubSub } from "../pubsub/pubsub.ts";
 import type { Subscription } from "./subscription.ts";
-import { isoTime } from "./util.ts";
 
 /** Invalid and dropped envelopes are logged at most once per this period (all are counted). */
 const DROP_LOG_PERIOD_MS = 10_000;

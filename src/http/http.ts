@@ -6,10 +6,12 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { InvalidEnvelope } from "./envelope.ts";
-import { FanoutQueueFull } from "./fanout_queue.ts";
-import { HttpErrorText, MAX_PUBLISH_BYTES } from "./protocol.ts";
-import { BodyTooLarge, constantTimeEqual, type JsonObject, readLimited } from "./util.ts";
+import { InvalidEnvelope } from "../delivery/envelope.ts";
+import { FanoutQueueFull } from "../delivery/fanout_queue.ts";
+import { HttpErrorText, MAX_PUBLISH_BYTES } from "../protocol.ts";
+import { BodyTooLarge, readLimited } from "./read_limited.ts";
+import { constantTimeEqual } from "../auth/constant_time.ts";
+import type { JsonObject } from "../json.ts";
 
 /** The body of `GET /healthz`: 200 when `status` is "ok", else 503. */
 export type HealthReport = {

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import type { Metrics } from "./metrics.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 
 /** One callback waiting for a slot. */
 interface Waiter {

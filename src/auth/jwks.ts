@@ -10,10 +10,18 @@
  *
  * @module
  */
-import { importKey, isJwtAlgorithm, JwtFailure, keyKindOf } from "./jws.ts";
-import type { JwtAlgorithm, JwtHeader, KeySource } from "./jws.ts";
+import {
+  importKey,
+  isJwtAlgorithm,
+  type JwtAlgorithm,
+  JwtFailure,
+  type JwtHeader,
+  keyKindOf,
+  type KeySource,
+} from "./jws.ts";
 import type { KeyKind } from "./pem.ts";
-import { isObject, readLimited } from "./util.ts";
+import { isObject } from "../json.ts";
+import { readLimited } from "../http/read_limited.ts";
 
 /** The JWKS is fetched again (or after a failure) at most once per this many milliseconds. */
 export const JWKS_REFETCH_INTERVAL_MS = 30_000;

@@ -8,12 +8,12 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type Clock, REAL_CLOCK } from "./clock.ts";
-import type { ServiceConfig } from "./config.ts";
+import { type Clock, REAL_CLOCK } from "../clock.ts";
+import type { ServiceConfig } from "../config/config.ts";
 import { bucketOf, type Delivery } from "./envelope.ts";
-import type { Position } from "./history.ts";
-import type { Metrics } from "./metrics.ts";
-import { isObject, jsonEqual, type JsonObject, parseNumber } from "./util.ts";
+import type { Position } from "../pubsub/history.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { isObject, jsonEqual, type JsonObject, parseNumber } from "../json.ts";
 
 /** Messages held for a subscription while its `before_subscribe` runs. */
 export const MAX_HELD_MESSAGES = 10_000;

@@ -8,10 +8,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { ServerConfig } from "./config.ts";
+import type { ServerConfig } from "../config/config.ts";
 import { errorResponse } from "./http.ts";
-import type { Metrics } from "./metrics.ts";
-import { HttpErrorText } from "./protocol.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { HttpErrorText } from "../protocol.ts";
 
 /**
  * The resident memory of the process in bytes, as the runtime measures it

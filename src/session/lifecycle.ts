@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { type Callbacks, errorOf, succeeded } from "./callbacks.ts";
-import type { Hub } from "./hub.ts";
-import type { Metrics } from "./metrics.ts";
-import { ClientEvent, ErrorText } from "./protocol.ts";
+import { type Callbacks, errorOf, succeeded } from "../callbacks/callbacks.ts";
+import type { Hub } from "../delivery/hub.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { ClientEvent, ErrorText } from "../protocol.ts";
 import type { Session } from "./session.ts";
-import type { Subscription } from "./subscription.ts";
+import type { Subscription } from "../delivery/subscription.ts";
 
 /**
  * Registers, renews and ends subscriptions.

@@ -20,7 +20,7 @@ import {
   verifySignature,
 } from "./jws.ts";
 import { type KeyKind, readPublicKey } from "./pem.ts";
-import { isObject, type JsonObject } from "./util.ts";
+import { isObject, type JsonObject } from "../json.ts";
 
 /** Tokens longer than this are refused before any decoding. */
 export const MAX_TOKEN_LENGTH = 16 * 1024;

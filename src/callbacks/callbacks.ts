@@ -4,10 +4,10 @@
  *
  * @module
  */
-import type { CallbackName } from "./config.ts";
+import type { CallbackName } from "../config/config.ts";
 import type { ServiceClient, ServiceReply } from "./service_client.ts";
-import type { Subscription } from "./subscription.ts";
-import { jsonEqual, type JsonObject, pick } from "./util.ts";
+import type { Subscription } from "../delivery/subscription.ts";
+import { jsonEqual, type JsonObject, pick } from "../json.ts";
 
 const OK: ServiceReply = Object.freeze({ status: "ok" });
 

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { type Clock, REAL_CLOCK } from "./clock.ts";
-import type { Metrics } from "./metrics.ts";
+import { type Clock, REAL_CLOCK } from "../clock.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 
 /**
  * The fan-out runs at most this long before it lets the event loop write

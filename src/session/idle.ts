@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { CloseReason } from "./protocol.ts";
-import { type Clock, REAL_CLOCK } from "./clock.ts";
+import { CloseReason } from "../protocol.ts";
+import { type Clock, REAL_CLOCK } from "../clock.ts";
 
 /** What the sweep reads of a connection (a `Session`). */
 export interface IdleCandidate {

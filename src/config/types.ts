@@ -6,9 +6,9 @@
  *
  * @module
  */
-import type { HistoryOptions } from "./history.ts";
+import type { HistoryOptions } from "../pubsub/history.ts";
 
-import type { JwtAlgorithm } from "./jws.ts";
+import type { JwtAlgorithm } from "../auth/jws.ts";
 
 /** A string, or `{"env": "NAME"}` to read it from the environment at start. */
 export type Secret = string | { readonly env: string };

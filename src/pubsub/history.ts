@@ -20,7 +20,7 @@
  *
  * @module
  */
-import type { JsonObject } from "./util.ts";
+import type { JsonObject } from "../json.ts";
 
 /** The per-service `history` configuration an adapter keeps a topic's history by. */
 export interface HistoryOptions {

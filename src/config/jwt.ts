@@ -7,9 +7,9 @@
  * @module
  */
 import { z } from "zod";
-import { checkHttpUrl, type EnvLookup, fieldList, seconds, secret } from "./config_fields.ts";
-import { JWT_ALGORITHMS, type JwtAlgorithm, keyKindOf } from "./jws.ts";
-import { type KeyKind, PemError, readPublicKey } from "./pem.ts";
+import { checkHttpUrl, type EnvLookup, fieldList, seconds, secret } from "./fields.ts";
+import { JWT_ALGORITHMS, type JwtAlgorithm, keyKindOf } from "../auth/jws.ts";
+import { type KeyKind, PemError, readPublicKey } from "../auth/pem.ts";
 
 /** RFC 7518 section 3.2: an HMAC key at least as long as the hash output, in bytes. */
 const MIN_SECRET_BYTES: Partial<Record<JwtAlgorithm, number>> = {

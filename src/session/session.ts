@@ -6,12 +6,17 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type Clock, REAL_CLOCK } from "./clock.ts";
-import type { Metrics } from "./metrics.ts";
-import { CloseReason, MAX_PENDING_EVENTS } from "./protocol.ts";
-import { OPEN, type Socket } from "./socket.ts";
-import type { Subscriber, Subscription } from "./subscription.ts";
-import { EMPTY, type JsonObject, MAX_TIMER_MS, randomId } from "./util.ts";
+import { type Clock, MAX_TIMER_MS, REAL_CLOCK } from "../clock.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { CloseReason, MAX_PENDING_EVENTS } from "../protocol.ts";
+import { OPEN, type Socket } from "../socket.ts";
+import type { Subscriber, Subscription } from "../delivery/subscription.ts";
+import { EMPTY, type JsonObject } from "../json.ts";
+
+/** A random id for a session, short enough to read in logs. */
+function randomId(): string {
+  return crypto.randomUUID().slice(0, 13).replace("-", "");
+}
 
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
 export type ClientFrame = string | ArrayBuffer;

@@ -7,14 +7,14 @@
  *
  * @module
  */
-import { errorOf, succeeded } from "./callbacks.ts";
-import type { JwtConfig, SharkConfig } from "./config.ts";
+import { errorOf, succeeded } from "../callbacks/callbacks.ts";
+import type { JwtConfig, SharkConfig } from "../config/config.ts";
 import { JwtVerifier } from "./jwt.ts";
-import type { AuthOutcome, Metrics } from "./metrics.ts";
-import { AuthMethod, DEFAULT_AUTH_METHOD, ErrorText } from "./protocol.ts";
-import type { ServiceClient } from "./service_client.ts";
-import type { Session } from "./session.ts";
-import { isObject, type JsonObject, pick } from "./util.ts";
+import type { AuthOutcome, Metrics } from "../metrics/metrics.ts";
+import { AuthMethod, DEFAULT_AUTH_METHOD, ErrorText } from "../protocol.ts";
+import type { ServiceClient } from "../callbacks/service_client.ts";
+import type { Session } from "../session/session.ts";
+import { isObject, type JsonObject, pick } from "../json.ts";
 
 /**
  * What an `auth` request comes to: the session's new auth info, with the

@@ -6,9 +6,10 @@
  *
  * @module
  */
-import type { Position } from "./history.ts";
+import type { Position } from "../pubsub/history.ts";
 import { serviceOf } from "./subscription_name.ts";
-import { isObject, isoTime, type JsonObject, MAX_TIMER_MS, parseNumber } from "./util.ts";
+import { isObject, type JsonObject, parseNumber } from "../json.ts";
+import { isoTime, MAX_TIMER_MS } from "../clock.ts";
 
 /** An envelope given to `publish()` or `POST /publish` is not valid. */
 export class InvalidEnvelope extends TypeError {

@@ -6,10 +6,10 @@
  * @module
  */
 import { LatencyHistogram } from "./histogram.ts";
-import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./metric_counts.ts";
-import type { AuthOutcome, DropReason, LimitName, RejectReason } from "./metric_labels.ts";
+import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./counts.ts";
+import type { AuthOutcome, DropReason, LimitName, RejectReason } from "./labels.ts";
 
-export type { AuthOutcome, DropReason, LimitName, RejectReason } from "./metric_labels.ts";
+export type { AuthOutcome, DropReason, LimitName, RejectReason } from "./labels.ts";
 
 /** The counters with labels, by their snapshot key prefix. */
 interface LabelledCounts {

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { redactUrl } from "./redact.ts";
 import { redisUrlProblem } from "./redis_url.ts";
-import { MAX_TIMER_MS } from "./util.ts";
+import { MAX_TIMER_MS } from "../clock.ts";
 
 /** Looks up an environment variable for `{"env": "NAME"}` secrets. */
 export type EnvLookup = (name: string) => string | undefined;

@@ -13,12 +13,12 @@
  *
  * @module
  */
-import type { SharkConfig } from "./config.ts";
+import type { SharkConfig } from "../config/config.ts";
 import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
 import { FanoutQueueFull } from "./fanout_queue.ts";
 import type { Hub } from "./hub.ts";
-import type { Metrics } from "./metrics.ts";
-import type { PubSub } from "./pubsub.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { PubSub } from "../pubsub/pubsub.ts";
 import { serviceOf } from "./subscription_name.ts";
 
 /** An envelope ready for the adapter. */

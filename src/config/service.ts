@@ -13,8 +13,8 @@ import {
   positiveSeconds,
   seconds,
   secret,
-} from "./config_fields.ts";
-import { HISTORY_RESERVED_FIELDS, RESERVED_FIELDS } from "./protocol.ts";
+} from "./fields.ts";
+import { HISTORY_RESERVED_FIELDS, RESERVED_FIELDS } from "../protocol.ts";
 
 /** The schema of one service; `env` resolves `{"env": "NAME"}` callback URLs. */
 export function serviceSchema(env: EnvLookup) {
