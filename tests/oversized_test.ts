@@ -9,6 +9,7 @@
  * its resident memory can be read from `/proc`.
  */
 import assert from "node:assert/strict";
+import { closeQuietly, sendUntilDropped } from "./helpers/flood.ts";
 import { SharkProcess } from "./helpers/process.ts";
 import { rssOfKiB } from "./helpers/proc_memory.ts";
 import { tempFile } from "./helpers/temp.ts";
@@ -61,19 +62,9 @@ async function attack(port: number): Promise<Attack> {
       }
     }
   })();
-  const chunk = new Uint8Array(64 * 1024);
-  let sent = 0;
-  try {
-    while (sent < ANNOUNCED_BYTES) sent += await conn.write(chunk);
-  } catch {
-    // The server dropped the connection.
-  }
+  const sent = await sendUntilDropped(conn, ANNOUNCED_BYTES);
   await reading;
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
+  closeQuietly(conn);
   return { code, closedAfterMs, sent };
 }
 

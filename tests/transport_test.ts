@@ -9,6 +9,7 @@ import { type DropReason, TransportServer, upgradeWebSocket } from "../cli/trans
 import { buildFrame, Opcode } from "../cli/transport/frame.ts";
 import { readerFailure, type TransportFailure } from "../cli/transport/failure.ts";
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
+import { closeQuietly, sendUntilDropped } from "./helpers/flood.ts";
 import { ROOT } from "./helpers/process.ts";
 import { makeTlsFiles } from "./helpers/redis_server.ts";
 import { tempDir } from "./helpers/temp.ts";
@@ -348,19 +349,9 @@ async function junkAfter(
   })();
   await waitUntil(() => new TextDecoder().decode(received).includes("\r\n\r\n"), 5000, "101");
   await conn.write(failing);
-  const junk = new Uint8Array(64 * 1024);
-  let sent = 0;
-  try {
-    while (sent < JUNK_BYTES) sent += await conn.write(junk);
-  } catch {
-    // The server dropped the connection.
-  }
+  const sent = await sendUntilDropped(conn, JUNK_BYTES);
   await reading;
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
+  closeQuietly(conn);
   return { code, sent };
 }
 

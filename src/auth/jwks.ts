@@ -10,15 +10,8 @@
  *
  * @module
  */
-import {
-  importKey,
-  isJwtAlgorithm,
-  type JwtAlgorithm,
-  JwtFailure,
-  type JwtHeader,
-  keyKindOf,
-  type KeySource,
-} from "./jws.ts";
+import { importKey, isJwtAlgorithm, JwtFailure, keyKindOf } from "./jws.ts";
+import type { JwtAlgorithm, JwtHeader, KeySource } from "./jws.ts";
 import type { KeyKind } from "./pem.ts";
 import { isObject } from "../json.ts";
 import { readLimited } from "../http/read_limited.ts";
