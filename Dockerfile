@@ -4,6 +4,7 @@
 #   docker run --rm -p 9000:9000 -v "$PWD/shark.json:/etc/shark/shark.json:ro" shark \
 #     deno run --allow-net --allow-env --allow-read main.ts --config /etc/shark/shark.json
 # deploy/compose.yaml runs two nodes on Redis behind a load balancer.
+# The Deno version is .deno-version's (tests/deploy_test.ts holds the two equal).
 FROM denoland/deno:2.9.6
 
 WORKDIR /app

@@ -5,8 +5,11 @@
  * command with a configuration the schema accepts and give the graceful
  * shutdown more time than `server.shutdown_timeout`; HAProxy reaches every
  * node and outlives Shark's keep-alive; the Grafana dashboard queries only
- * metrics a real Shark exposes. No Docker engine or systemd runs here: these
- * are checks of the files, plus real runs of Shark with their arguments.
+ * metrics a real Shark exposes; every file that names a Deno version names
+ * `.deno-version`'s. No Docker engine or systemd runs here: these are checks
+ * of the files, plus real runs of Shark with their arguments (and of
+ * `haproxy -c` and `systemd-analyze verify` where installed, skipped loudly
+ * where not).
  *
  * @module
  */
@@ -16,9 +19,21 @@ import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { loadConfig, type SharkConfig } from "../mod.ts";
 import { Running } from "./helpers/command.ts";
+import { PINNED_DENO } from "./helpers/pinned_deno.ts";
 import { ROOT, SharkProcess } from "./helpers/process.ts";
+import { tempDir } from "./helpers/temp.ts";
+import { toolAvailable } from "./helpers/tool.ts";
 
 const read = (path: string) => Deno.readTextFile(`${ROOT}${path}`);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+const noHaproxy = !(await toolAvailable("haproxy", {
+  args: ["-v"],
+  skips: "the check of deploy/haproxy.cfg by HAProxy's own parser",
+}));
+const noSystemdAnalyze = !(await toolAvailable("systemd-analyze", {
+  skips: "the check of deploy/shark.service by systemd's own parser",
+}));
 
 /** The Dockerfile's instructions, continuation lines joined, comments left out. */
 async function dockerfile(): Promise<{ instruction: string; args: string }[]> {
@@ -51,7 +66,7 @@ async function check(permissions: string[], args: string[], env: Record<string, 
     env,
     stdin: "null",
   }).output();
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  const text = decode(output.stdout) + decode(output.stderr);
   assert.equal(output.code, 0, text);
   return text;
 }
@@ -72,7 +87,7 @@ async function localModules(entries: string[]): Promise<string[]> {
       cwd: ROOT,
       stdout: "piped",
     }).output();
-    const info = JSON.parse(new TextDecoder().decode(output.stdout));
+    const info = JSON.parse(decode(output.stdout));
     for (const { specifier } of info.modules as { specifier: string }[]) {
       if (specifier.startsWith("file:")) modules.add(relative(ROOT, fileURLToPath(specifier)));
     }
@@ -92,10 +107,8 @@ function seconds(text: string): number {
 
 Deno.test("the Dockerfile: Deno's official image of the pinned version, every module the CLI runs, an unprivileged user", async () => {
   const lines = await dockerfile();
-  const readme = await read("README.md");
-  const pinned = readme.match(/npx -y deno@([\d.]+) task start/)![1];
   assert.equal(lines[0].instruction, "FROM");
-  assert.equal(lines[0].args, `denoland/deno:${pinned}`);
+  assert.equal(lines[0].args, `denoland/deno:${PINNED_DENO}`);
   const copied: string[] = [];
   for (const { instruction, args } of lines) {
     if (instruction !== "COPY") continue;
@@ -229,15 +242,17 @@ Deno.test("haproxy.cfg: HTTP mode (upgrades pass), every node behind /healthz ch
     seconds(tunnel.split(/\s+/)[2]) > config.ws_ping.interval + config.ws_ping.timeout,
     "an idle upgraded connection outlives Shark's keep-alive",
   );
-  const haproxy = await new Deno.Command("haproxy", { args: ["-v"], stdout: "null" }).output()
-    .then((output) => output.success, () => false);
-  if (haproxy) {
-    // Where HAProxy is installed its own parser checks the file too.
-    const output = await new Deno.Command("haproxy", {
-      args: ["-c", "-f", `${ROOT}deploy/haproxy.cfg`],
-    }).output();
-    assert.ok(output.success, new TextDecoder().decode(output.stderr));
-  }
+});
+
+Deno.test({
+  name: "haproxy.cfg: HAProxy's own parser accepts it",
+  ignore: noHaproxy,
+}, async () => {
+  const output = await new Deno.Command("haproxy", {
+    args: ["-c", "-f", `${ROOT}deploy/haproxy.cfg`],
+    stdin: "null",
+  }).output();
+  assert.ok(output.success, decode(output.stderr));
 });
 
 /** shark.service as `section.key` → values (a key may repeat). */
@@ -302,6 +317,76 @@ Deno.test("shark.service: the image's command, a config check first, SIGTERM wit
   }
   // V8 writes the machine code it compiles: this option would stop Shark at once.
   assert.notEqual(one("Service.MemoryDenyWriteExecute"), "yes");
+});
+
+/** Runs a `/bin/sh -c SCRIPT` of the unit as systemd would (`$$` is a `$`), with this test's Deno. */
+async function unitShell(script: string, deno: string) {
+  const output = await new Deno.Command("/bin/sh", {
+    args: ["-c", script.replaceAll("$$", "$").replaceAll(deno, Deno.execPath())],
+    stdin: "null",
+  }).output();
+  return { code: output.code, stderr: decode(output.stderr) };
+}
+
+Deno.test("shark.service refuses to start on a Deno other than .deno-version's, before the config check", async () => {
+  const unit = await unitFile();
+  const deno = unit.get("Service.ExecStart")![0].split(/\s+/)[0];
+  const [versionCheck, configCheck, ...more] = unit.get("Service.ExecStartPre")!;
+  assert.deepEqual(more, []);
+  assert.ok(configCheck.endsWith(" --check"), configCheck);
+  const script = versionCheck.match(/^\/bin\/sh -c '([^']*)'$/)?.[1] ?? "";
+  assert.ok(script.includes(deno), `the first ExecStartPre checks ${deno}: ${versionCheck}`);
+  const asWritten = await unitShell(script, deno);
+  assert.equal(asWritten.code === 0, Deno.version.deno === PINNED_DENO, asWritten.stderr);
+  const accepting = await unitShell(script.replaceAll(PINNED_DENO, Deno.version.deno), deno);
+  assert.equal(accepting.code, 0, accepting.stderr);
+  const refusing = await unitShell(script.replaceAll(PINNED_DENO, "0.0.0"), deno);
+  assert.equal(refusing.code, 2, "exit code 2: restarting will not fix it");
+  assert.match(
+    refusing.stderr,
+    new RegExp(`needs Deno 0\\.0\\.0 .* is ${Deno.version.deno}$`, "m"),
+  );
+});
+
+Deno.test({
+  name: "shark.service: systemd's own parser accepts it",
+  ignore: noSystemdAnalyze,
+}, async () => {
+  const unit = await read("deploy/shark.service");
+  const deno = (await unitFile()).get("Service.ExecStart")![0].split(/\s+/)[0];
+  await using directory = await tempDir("shark-unit-");
+  // verify wants every command to exist: this test's Deno stands in for the host's.
+  await Deno.writeTextFile(
+    `${directory.path}/shark.service`,
+    unit.replaceAll(deno, Deno.execPath()),
+  );
+  const output = await new Deno.Command("systemd-analyze", {
+    args: ["verify", `${directory.path}/shark.service`],
+    stdin: "null",
+  }).output();
+  assert.ok(output.success, decode(output.stdout) + decode(output.stderr));
+});
+
+Deno.test("one Deno version: .deno-version, which .ci/run installs and every file naming a Deno agrees with", async () => {
+  assert.match(PINNED_DENO, /^\d+\.\d+\.\d+$/);
+  const readme = await read("README.md");
+  const files: [string, string, number][] = [
+    // name, text, how many times it names a Deno version at least
+    ["README.md's first screen", readme.slice(0, readme.indexOf("\n## ")), 5],
+    ["deploy/README.md", await read("deploy/README.md"), 1],
+    ["Dockerfile", await read("Dockerfile"), 1],
+    ["deploy/shark.service", await read("deploy/shark.service"), 1],
+    ["deno.json", await read("deno.json"), 0],
+  ];
+  for (const [name, text, least] of files) {
+    const named = [...text.matchAll(/\bdeno(?:@|:| )v?(\d+\.\d+\.\d+)/gi)].map((match) => match[1]);
+    assert.ok(named.length >= least, `${name} names the Deno version ${least} times or more`);
+    assert.deepEqual(named.filter((version) => version !== PINNED_DENO), [], name);
+  }
+  const ci = await read(".ci/run");
+  assert.match(ci, /"\$\(cat \.deno-version\)"/, ".ci/run reads .deno-version");
+  assert.equal(ci.match(/\d+\.\d+\.\d+/), null, ".ci/run names no version of its own");
+  assert.doesNotMatch(ci, /^\s*deno\s/m, ".ci/run runs no `deno` from PATH, only npx's");
 });
 
 /** Every string of the dashboard that Prometheus evaluates. */

@@ -1,9 +1,11 @@
 /**
  * The pure pieces the tests and the benchmarks share: the RFC 6455 frame
- * codec of the raw clients and the bounded waits. A wrong helper would make
- * other tests pass or fail for the wrong reason.
+ * codec of the raw clients and the bounded waits; and the check for an
+ * optional program that decides whether a test runs or is skipped. A wrong
+ * helper would make other tests pass or fail for the wrong reason.
  */
 import assert from "node:assert/strict";
+import { toolAvailable } from "./helpers/tool.ts";
 import { Inbox, waitUntil } from "./helpers/wait.ts";
 import {
   clientFrame,
@@ -95,4 +97,46 @@ Deno.test("Inbox: next() waits for the next item, in order; a closed empty inbox
   await assert.rejects(inbox.next(1000), /connection closed/);
   assert.ok(performance.now() - started < 500);
   await assert.rejects(new Inbox().next(30), /not within 30 ms/);
+});
+
+/** Runs `body` with `console.warn` recorded instead of printed; returns the warnings. */
+async function warnings(body: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => seen.push(args.join(" "));
+  try {
+    await body();
+  } finally {
+    console.warn = warn;
+  }
+  return seen;
+}
+
+Deno.test("toolAvailable: a program not found is false, not a throw, with one loud warning", async () => {
+  const missing = `shark-no-such-program-${crypto.randomUUID()}`;
+  const seen = await warnings(async () => {
+    assert.equal(await toolAvailable(missing, { skips: "the imaginary tests" }), false);
+    assert.equal(await toolAvailable(missing, { skips: "the imaginary tests" }), false);
+  });
+  assert.deepEqual(seen.map((line) => line.trim()), [
+    `*** ${missing} not installed: the imaginary tests SKIPPED ***`,
+  ]);
+});
+
+Deno.test("toolAvailable: a program that runs is true; one that runs and fails is false", async () => {
+  const seen = await warnings(async () => {
+    assert.equal(await toolAvailable("true", { args: [] }), true);
+    assert.equal(await toolAvailable(Deno.execPath()), true);
+    assert.equal(
+      await toolAvailable(Deno.execPath(), {
+        args: ["eval", "Deno.exit(3)"],
+        name: "deno exiting 3",
+        skips: "nothing real",
+      }),
+      false,
+    );
+  });
+  assert.deepEqual(seen.map((line) => line.trim()), [
+    "*** deno exiting 3 not installed: nothing real SKIPPED ***",
+  ]);
 });

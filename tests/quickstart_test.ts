@@ -5,12 +5,13 @@
  * publishes with `curl`, and the client prints the subscribe reply and the
  * delivered message.
  *
- * Two substitutions, both mechanical: `npx -y deno@2.9.6` becomes the Deno
- * running this test (the same command without the npm download), and port
- * 9000 becomes a free port (other programs on a shared machine may hold
- * 9000): `--port P` is appended to the Shark commands, the URL
- * `ws://127.0.0.1:P/` to the client's, and `127.0.0.1:9000` in `curl` becomes
- * `127.0.0.1:P`. That 9000 is what the commands use as written is checked too.
+ * Two substitutions, both mechanical: `npx -y deno@VERSION` (VERSION from
+ * `.deno-version`) becomes the Deno running this test (the same command
+ * without the npm download), and port 9000 becomes a free port (other
+ * programs on a shared machine may hold 9000): `--port P` is appended to the
+ * Shark commands, the URL `ws://127.0.0.1:P/` to the client's, and
+ * `127.0.0.1:9000` in `curl` becomes `127.0.0.1:P`. That 9000 is what the
+ * commands use as written is checked too.
  *
  * @module
  */
@@ -20,8 +21,9 @@ import { loadConfig } from "../mod.ts";
 import { Running } from "./helpers/command.ts";
 import { ROOT } from "./helpers/process.ts";
 import { freePort } from "./helpers/loopback.ts";
+import { PINNED_DENO } from "./helpers/pinned_deno.ts";
 
-const LAUNCHER = "npx -y deno@2.9.6";
+const LAUNCHER = `npx -y deno@${PINNED_DENO}`;
 
 /** A README command run by bash, with this test's Deno in place of the npx launcher. */
 function step(command: string): Running {

@@ -11,8 +11,9 @@ import { readerFailure, type TransportFailure } from "../cli/transport/failure.t
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
 import { closeQuietly, sendUntilDropped } from "./helpers/flood.ts";
 import { ROOT } from "./helpers/process.ts";
-import { makeTlsFiles } from "./helpers/redis_server.ts";
+import { makeTlsFiles, opensslAvailable } from "./helpers/redis_server.ts";
 import { tempDir } from "./helpers/temp.ts";
+import { toolAvailable } from "./helpers/tool.ts";
 import { waitUntil } from "./helpers/wait.ts";
 import { upgradeRequest } from "./helpers/ws_frame.ts";
 
@@ -423,7 +424,6 @@ Deno.test("plain HTTP on the same port: keep-alive, and a chunked request body",
   assert.deepEqual(await response.json(), { method: "GET", path: "/other", body: 0 });
 });
 
-/** Runs a client script of another stack; returns the JSON it printed. */
 /**
  * Upgrades a raw connection, sends `frames` and returns the frames that came back by the time the
  * server ended the connection (or `done` said so).
@@ -440,6 +440,7 @@ async function answerTo(
   return raw.frames;
 }
 
+/** Runs a client script of another stack; returns the JSON it printed. */
 async function runClient(command: string, args: string[]): Promise<Record<string, unknown>> {
   const output = await new Deno.Command(command, { args, cwd: ROOT, stdin: "null" }).output();
   const stdout = new TextDecoder().decode(output.stdout);
@@ -447,10 +448,28 @@ async function runClient(command: string, args: string[]): Promise<Record<string
   return JSON.parse(stdout.trim().split("\n").at(-1)!);
 }
 
+// The clients of other stacks are optional: a test whose client is missing is skipped loudly.
+const PYTHON = "/usr/bin/python3";
+// Deno runs itself for a `node` that PATH lacks: the test wants Node.js, not Deno again.
+const noNode = !(await toolAvailable("node", {
+  args: ["-e", "process.exit(process.versions.deno === undefined ? 0 : 1)"],
+  name: "Node.js",
+  skips: "Node's ws client test",
+}));
+const noPython = !(await toolAvailable(PYTHON, {
+  args: ["-c", "import websockets"],
+  name: "python3 websockets",
+  skips: "the Python websockets tests",
+}));
+const noOpenssl = !(await opensslAvailable());
+const CHROMIUM = "/usr/bin/chromium";
+const noChromium = !(await toolAvailable(CHROMIUM, { skips: "Chromium's WebSocket test" }));
+
 const otherStacks = [
   {
     name: "Node's ws client: echo, a message in three fragments, ping/pong, the close code",
     command: "node",
+    ignore: noNode,
     script: "tests/clients/ws_client.mjs",
     expected: {
       text: "hello from node",
@@ -463,7 +482,8 @@ const otherStacks = [
   {
     name:
       "Python's websockets client: echo, fragments, ping/pong, close code, 1009 for a message too big",
-    command: "/usr/bin/python3",
+    command: PYTHON,
+    ignore: noPython,
     script: "tests/clients/websockets_client.py",
     expected: {
       text: "hello from python",
@@ -476,10 +496,17 @@ const otherStacks = [
   },
 ];
 
-for (const { name, command, script, expected } of otherStacks) {
-  Deno.test(name, async () => {
-    await using echo = await echoServer();
-    assert.deepEqual(await runClient(command, [script, `ws://127.0.0.1:${echo.port}/`]), expected);
+for (const { name, command, ignore, script, expected } of otherStacks) {
+  Deno.test({
+    name,
+    ignore,
+    fn: async () => {
+      await using echo = await echoServer();
+      assert.deepEqual(
+        await runClient(command, [script, `ws://127.0.0.1:${echo.port}/`]),
+        expected,
+      );
+    },
   });
 }
 
@@ -498,10 +525,13 @@ async function testCertificate(): Promise<
   };
 }
 
-Deno.test("TLS: wss:// with Python's websockets, and https:// plain requests on the same port", async () => {
+Deno.test({
+  name: "TLS: wss:// with Python's websockets, and https:// plain requests on the same port",
+  ignore: noOpenssl || noPython,
+}, async () => {
   await using tls = await testCertificate();
   await using echo = await echoServer({ tls });
-  const seen = await runClient("/usr/bin/python3", [
+  const seen = await runClient(PYTHON, [
     "tests/clients/websockets_client.py",
     `wss://127.0.0.1:${echo.port}/`,
     tls.caFile,
@@ -514,7 +544,11 @@ Deno.test("TLS: wss:// with Python's websockets, and https:// plain requests on 
   assert.deepEqual(await response.json(), { method: "GET", path: "/healthz", body: 0 });
 });
 
-Deno.test("TLS: half a request after the TLS handshake is closed after handshake_timeout; a handshake never started is counted", async () => {
+Deno.test({
+  name:
+    "TLS: half a request after the TLS handshake is closed after handshake_timeout; a handshake never started is counted",
+  ignore: noOpenssl,
+}, async () => {
   await using tls = await testCertificate();
   await using echo = await echoServer({ tls, handshakeTimeout: 0.3 });
   const conn = await Deno.connectTls({ hostname: "127.0.0.1", port: echo.port, caCerts: [tls.ca] });
@@ -533,11 +567,14 @@ Deno.test("TLS: half a request after the TLS handshake is closed after handshake
   silent.close();
 });
 
-Deno.test("Chromium's WebSocket: echo, the close code, and a refused subprotocol offer", async () => {
+Deno.test({
+  name: "Chromium's WebSocket: echo, the close code, and a refused subprotocol offer",
+  ignore: noChromium,
+}, async () => {
   const { chromium } = await import("playwright-core");
   await using echo = await echoServer();
   const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
+    executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
   });
   try {

@@ -7,6 +7,7 @@
  * @module
  */
 import { freePort } from "./loopback.ts";
+import { toolAvailable } from "./tool.ts";
 import { waitUntil, within } from "./wait.ts";
 
 /** How long a server may take to answer PING after it was spawned. */
@@ -14,39 +15,19 @@ const READY_TIMEOUT_MS = 5000;
 /** How long a stopped server may take to exit before it is killed. */
 const STOP_TIMEOUT_MS = 3000;
 
-async function installed(command: string, versionFlag = "--version"): Promise<boolean> {
-  try {
-    const output = await new Deno.Command(command, {
-      args: [versionFlag],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return output.success;
-  } catch {
-    return false;
-  }
-}
-
-let available: Promise<boolean> | undefined;
-
 /**
  * Whether `redis-server` and `redis-cli` are installed; warns loudly when they
  * are not, since the Redis tests are then skipped.
  */
-export function redisAvailable(): Promise<boolean> {
-  available ??= (async () => {
-    const found = (await installed("redis-server")) && (await installed("redis-cli"));
-    if (!found) console.warn("\n*** redis-server not installed: Redis tests SKIPPED ***\n");
-    return found;
-  })();
-  return available;
+export async function redisAvailable(): Promise<boolean> {
+  const skips = "the Redis tests";
+  return (await toolAvailable("redis-server", { skips })) &&
+    (await toolAvailable("redis-cli", { skips }));
 }
 
-/** Whether `openssl` is installed (for the TLS test); warns when it is not. */
-export async function opensslAvailable(): Promise<boolean> {
-  const found = await installed("openssl", "version");
-  if (!found) console.warn("\n*** openssl not installed: Redis TLS test SKIPPED ***\n");
-  return found;
+/** Whether `openssl` is installed (for {@link makeTlsFiles}); warns loudly when it is not. */
+export function opensslAvailable(): Promise<boolean> {
+  return toolAvailable("openssl", { args: ["version"], skips: "the TLS tests" });
 }
 
 /** Sends `PING` (after `AUTH` when a password is set); true on `+PONG` within `timeoutMs`. */
