@@ -76,7 +76,7 @@ export class TransportScheduler {
    * distrusts the runtime's internals, and for the test suite's second run).
    */
   static async start(options: Omit<SchedulerOptions, "writer"> = {}): Promise<TransportScheduler> {
-    const forced = Deno.env.get("SHARK_TRANSPORT_WRITER") === "stream";
+    const forced = envWriter() === "stream";
     const writer: WriterChoice = forced
       ? { kind: "stream", why: "SHARK_TRANSPORT_WRITER=stream" }
       : await chooseWriter();
@@ -116,5 +116,14 @@ export class TransportScheduler {
     // A flush may queue nothing new for others, so the list is stable while it runs.
     for (let i = 0; i < dirty.length; i++) dirty[i].flush();
     dirty.length = 0;
+  }
+}
+
+/** `SHARK_TRANSPORT_WRITER`, or `undefined` where the environment may not be read. */
+function envWriter(): string | undefined {
+  try {
+    return Deno.env.get("SHARK_TRANSPORT_WRITER");
+  } catch {
+    return undefined;
   }
 }
