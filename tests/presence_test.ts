@@ -410,3 +410,11 @@ Deno.test("a service without presence and its clients see no difference: no clie
   assert.deepEqual(await first.sentSoFar(), []);
   assert.equal(shark.shark.metrics.presenceMembers, 0);
 });
+
+Deno.test("an envelope that only starts like a join/leave payload is delivered as a message", async () => {
+  await using service = ticketService();
+  await using shark = await TestShark.start(config(service, {}, { delivery: { metadata: false } }));
+  const { client } = await join(shark, { user_id: "u1" });
+  await shark.publish({ "shark.presence": "join", subscription: ROOM, data: 1 });
+  assert.deepEqual(await client.next(), { event: "message", subscription: ROOM, data: 1 });
+});
