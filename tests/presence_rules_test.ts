@@ -19,6 +19,7 @@ import {
 } from "../src/presence/presence_payload.ts";
 import type { PresenceConfig } from "../src/config/config.ts";
 import type { Member, PresenceStore } from "../src/presence/store.ts";
+import { Subscription } from "../src/delivery/subscription.ts";
 import { FakeClock } from "./helpers/clock.ts";
 
 const PRESENCE: PresenceConfig = { fields: [], user_field: "user_id", join_leave: true, ttl: 60 };
@@ -230,4 +231,52 @@ Deno.test("a refresh counts the members it expired, and a failed one is logged, 
   await presence.refresh("chat.a", PRESENCE);
   assert.equal(metrics.presenceExpired, 4);
   assert.match(metrics.prometheus(), /^shark_presence_expired_total 4$/m);
+});
+
+Deno.test("a member whose removal failed is removed at its topic's next refresh, before the refresh keeps it alive", async () => {
+  const calls: string[] = [];
+  let down = true;
+  const store: PresenceStore = {
+    prepare: () => Promise.resolve(),
+    add: () => Promise.resolve(),
+    remove: (topic, client) => {
+      calls.push(`remove ${topic} ${client}`);
+      return down ? Promise.reject(new Error("down")) : Promise.resolve(true);
+    },
+    read: () => Promise.resolve([]),
+    refresh: (topic) => {
+      calls.push(`refresh ${topic}`);
+      return Promise.resolve(0);
+    },
+  };
+  const metrics = new Metrics();
+  const presence = new Presence(store, metrics, getLogger(["shark-test"]));
+  const config = loadConfig({
+    services: { chat: { require_authentication: false, presence: {} } },
+  });
+  const subscription = new Subscription(
+    {
+      client: "c1",
+      authInfo: {},
+      log: getLogger(["shark-test"]),
+      deliver: () => true,
+      notify: () => true,
+    },
+    "chat.a",
+    config.services.chat,
+    {},
+    { metrics, maxKeys: 10 },
+  );
+  await presence.enter(subscription);
+  await presence.leave(subscription);
+  down = false;
+  await presence.refresh("chat.a", PRESENCE);
+  await presence.refresh("chat.a", PRESENCE);
+  assert.deepEqual(calls, [
+    "remove chat.a c1",
+    "remove chat.a c1",
+    "refresh chat.a",
+    "refresh chat.a",
+  ]);
+  assert.equal(metrics.presenceMembers, 0);
 });

@@ -418,3 +418,27 @@ Deno.test("an envelope that only starts like a join/leave payload is delivered a
   await shark.publish({ "shark.presence": "join", subscription: ROOM, data: 1 });
   assert.deepEqual(await client.next(), { event: "message", subscription: ROOM, data: 1 });
 });
+
+Deno.test("a subscribe whose connection closed during before_subscribe never becomes a member: no join, no leave", async () => {
+  const gate = Promise.withResolvers<void>();
+  using _ = { [Symbol.dispose]: () => gate.resolve() };
+  await using service = ticketService({
+    "/before_subscribe": async (call) => {
+      if (call.body.user_id === "gone") await gate.promise;
+      return { status: "ok" };
+    },
+  });
+  await using shark = await TestShark.start(
+    config(service, { before_subscribe: service.url("/before_subscribe") }),
+  );
+  const watcher = await join(shark, { user_id: "w" });
+  const gone = await shark.connect();
+  await gone.auth(JSON.stringify({ user_id: "gone" }));
+  gone.send({ event: "subscribe", subscription: ROOM });
+  await service.waitFor("/before_subscribe", 2);
+  await gone.close();
+  gate.resolve();
+  await service.waitFor("/on_unsubscribe");
+  assert.deepEqual(await watcher.client.sentSoFar(), []);
+  assert.equal(shark.shark.metrics.presenceMembers, 1);
+});
