@@ -67,7 +67,7 @@ export function serveHttp(request: Request, host: HttpHost): Response | Promise<
 }
 
 async function publishRequest(request: Request, host: HttpHost): Promise<Response> {
-  const refused = await refusal(request, host.publishSecret);
+  const refused = refusal(request, host.publishSecret);
   if (refused) return refused;
   let body: unknown;
   try {

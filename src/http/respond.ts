@@ -31,14 +31,19 @@ function bearerToken(headers: Headers): string | undefined {
 /**
  * The refusal of a request not authorized by `publish_api.secret`: 404 when
  * no secret is set (the endpoint does not exist), 401 without the right
- * bearer secret; `undefined` when it is authorized.
+ * bearer secret; `undefined`, at once, when it is authorized: the body is
+ * read (or cancelled, when too large) in the same task, since a body stream
+ * of the CLI's transport that is cancelled a task later can fail on data
+ * already under way.
  */
-export async function refusal(
-  request: Request,
-  secret: string | null,
-): Promise<Response | undefined> {
-  if (secret === null) return errorResponse(404, HttpErrorText.notFound);
+export function refusal(request: Request, secret: string | null): Promise<Response> | undefined {
+  if (secret === null) return Promise.resolve(errorResponse(404, HttpErrorText.notFound));
   if (constantTimeEqual(bearerToken(request.headers) ?? "", secret)) return undefined;
-  await request.body?.cancel();
+  return request.body === null
+    ? Promise.resolve(unauthorized())
+    : request.body.cancel().then(unauthorized);
+}
+
+function unauthorized(): Response {
   return errorResponse(401, HttpErrorText.badSecret, { "www-authenticate": "Bearer" });
 }

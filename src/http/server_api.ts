@@ -35,7 +35,7 @@ export async function serverApiRequest(
   path: string,
   host: { readonly publishSecret: string | null; readonly log: Logger; serverApi: ServerApiHost },
 ): Promise<Response> {
-  const refused = await refusal(request, host.publishSecret);
+  const refused = refusal(request, host.publishSecret);
   if (refused) return refused;
   let body: unknown;
   try {
