@@ -3,12 +3,20 @@
  * `/disconnect` and `/unsubscribe`, authorized exactly like `POST /publish`,
  * their 400 answers (nothing done), what they do to the matching sessions
  * and only to those (close codes and reasons, callbacks, the `unsubscribe`
- * event, leaves), the engine's methods of the same names, and commands
- * arriving on the control topic as from another node.
+ * event, leaves), the engine's methods of the same names, commands arriving
+ * on the control topic as from another node, and two nodes on one Redis.
  */
 import assert from "node:assert/strict";
-import { CloseReason, MemoryPubSub, ServerApiError, type SharkConfigInput } from "../mod.ts";
+import {
+  CloseReason,
+  loadConfig,
+  MemoryPubSub,
+  ServerApiError,
+  type SharkConfigInput,
+} from "../mod.ts";
 import { MemoryPresence } from "../adapters/memory_presence.ts";
+import { RedisPubSub } from "../adapters/redis.ts";
+import { redisAvailable, RedisServer } from "./helpers/redis_server.ts";
 import type { TestClient } from "./helpers/client.ts";
 import { TestService } from "./helpers/service.ts";
 import { TestShark } from "./helpers/shark.ts";
@@ -347,4 +355,46 @@ Deno.test("a command the adapter refuses is answered 503 and counted", async () 
     body: { status: "error", error: "Pub/sub unavailable." },
   });
   assert.equal(shark.shark.metrics.snapshot()["serverApiCommands.disconnect.unavailable"], 1);
+});
+
+Deno.test({
+  name: "on Redis, a command given to one node reaches the sessions of every node sharing it",
+  ignore: !(await redisAvailable()),
+  async fn() {
+    await using redis = await RedisServer.start();
+    await using service = ticketService();
+    const nodeConfig = config(service, {
+      pubsub: { adapter: "redis", channel_prefix: "p:", redis: { url: redis.url() } },
+      services: { plain: { require_authentication: true } },
+    });
+    const start = () =>
+      TestShark.start(nodeConfig, { pubsub: new RedisPubSub(loadConfig(nodeConfig).pubsub) });
+    await using first = await start();
+    await using second = await start();
+    const clients = [];
+    for (const shark of [first, second]) {
+      for (const user_id of ["u1", "u2"]) {
+        const client = await shark.connect();
+        await client.auth(JSON.stringify({ user_id }));
+        await client.subscribe("plain.room");
+        clients.push({ client, user_id });
+      }
+    }
+    assert.deepEqual(
+      await post(first, "/unsubscribe", { subscription: "plain.room", match: { user_id: "u2" } }),
+      { status: 200, body: { status: "ok" } },
+    );
+    assert.deepEqual(await post(first, "/disconnect", { match: { user_id: "u1" } }), {
+      status: 200,
+      body: { status: "ok" },
+    });
+    for (const { client, user_id } of clients) {
+      if (user_id === "u1") {
+        assert.equal((await client.closed).code, 4003);
+      } else {
+        assert.equal((await client.next()).error, "Unsubscribed.");
+        await client.pingPong("connected");
+      }
+    }
+  },
 });
