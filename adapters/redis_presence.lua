@@ -96,7 +96,7 @@ end
 
 if operation == "add" then
   local client, member = ARGV[7], ARGV[8]
-  if not client or client == "" or not member or string.sub(member, 1, 11) ~= '{"client":' then
+  if not client or client == "" or not member or string.sub(member, 1, 10) ~= '{"client":' then
     return redis.error_reply("shark presence: add needs a client (ARGV[7]) and its member JSON (ARGV[8])")
   end
   redis.call("ZADD", owners, 0, node .. ":" .. client)
