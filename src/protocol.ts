@@ -81,6 +81,18 @@ export const HISTORY_RESERVED_FIELDS: readonly string[] = [
   "recover",
 ];
 
+/**
+ * Reserved as well in a service with `presence` (SPEC section 12): the keys
+ * of its subscribe and `presence` replies and of its `join`/`leave` events.
+ */
+export const PRESENCE_RESERVED_FIELDS: readonly string[] = [
+  "client",
+  "member",
+  "members",
+  "clients",
+  "users",
+];
+
 /** The largest `POST /publish` body accepted. */
 export const MAX_PUBLISH_BYTES = 8 * 1024 * 1024;
 
