@@ -281,6 +281,8 @@ export class RedisPubSub implements PubSub {
     if (!this.#healthy) return;
     this.#healthy = false;
     this.#lostReason = `${where}: ${reason}`;
+    // Every session closes now, and removing their members fails while Redis is away.
+    this.presence.renewNode();
     this.#listener?.health(false, this.#lostReason);
   }
 

@@ -72,7 +72,10 @@ function memberFrom(text: unknown): Member {
  */
 export class RedisPresence implements PresenceStore {
   /** This node's id: its members are kept alive by its refreshes. */
-  readonly node: string;
+  get node(): string {
+    return this.#node;
+  }
+  #node: string;
   readonly #send: RedisCommand;
   readonly #prefix: string;
 
@@ -84,7 +87,19 @@ export class RedisPresence implements PresenceStore {
   constructor(send: RedisCommand, prefix: string, node: string = crypto.randomUUID()) {
     this.#send = send;
     this.#prefix = prefix;
-    this.node = node;
+    this.#node = node;
+  }
+
+  /**
+   * Goes on under a fresh node id, leaving the members of the old one to
+   * expire as those of a node that was cut off: their leaves are sent by
+   * whichever node sweeps them after the old id's deadline. For a lost
+   * Redis, after which the engine closed every session while their removes
+   * could not reach the store: without a fresh id, the next add or refresh
+   * of this node would keep those members alive for good.
+   */
+  renewNode(): void {
+    this.#node = crypto.randomUUID();
   }
 
   /** Loads the script into the server's script cache (`SCRIPT LOAD`), which also compiles it. */
@@ -124,7 +139,7 @@ export class RedisPresence implements PresenceStore {
     return SCRIPT.run(this.#send, presenceKeys(channel), [
       operation,
       channel,
-      this.node,
+      this.#node,
       String(options.ttl),
       options.joinLeave ? "1" : "0",
       JSON.stringify(topic),

@@ -320,6 +320,33 @@ test("the script refuses a node id that could mix with another's members, and a 
     }
   }));
 
+test("after a lost connection the node goes on under a fresh id: the members whose removes failed meanwhile expire with one leave each, while its new members live on", () =>
+  withNodes(1, async ({ redis, nodes: [node], adapters: [adapter], listen }) => {
+    const received = await listen(`${PREFIX}chat.room`);
+    await node.add("chat.room", member("c1"), SHORT);
+    await node.add("chat.room", member("c2"), SHORT);
+    const before = node.node;
+    // The adapter's connections (its subscriber subscribes nothing yet, so it is "normal" too).
+    assert.ok(Number((await redis.cli("CLIENT", "KILL", "TYPE", "normal")).stdout) >= 1);
+    await waitUntil(() => !adapter.healthy, 5000, "the adapter noticing the loss");
+    assert.notEqual(node.node, before);
+    // What the engine does as it closes the sessions: the removes cannot reach Redis.
+    await assert.rejects(node.remove("chat.room", "c1", SHORT));
+    await assert.rejects(node.remove("chat.room", "c2", SHORT));
+    await waitUntil(() => adapter.healthy, 5000, "the adapter reconnected");
+    await node.add("chat.room", member("c3"), SHORT);
+    for (let n = 0; n < 6; n++) {
+      await delay(100);
+      await node.refresh("chat.room", SHORT);
+    }
+    assert.deepEqual(clients(await node.read("chat.room", SHORT)), ["c3"]);
+    await waitUntil(() => received.length === 5, 5000, "3 joins and 2 leaves");
+    const leaves = texts(received).map((text) => JSON.parse(text)).filter((payload) =>
+      payload["shark.presence"] === "leave"
+    );
+    assert.deepEqual(leaves.map((leave) => leave.member.client).sort(), ["c1", "c2"]);
+  }));
+
 test("on a lost Redis, read, add, remove and refresh reject (at once, and while it is away)", () =>
   withNodes(1, async ({ redis, nodes: [node], adapters: [adapter] }) => {
     await node.add("chat.room", member("c1"), OPTIONS);
