@@ -27,7 +27,8 @@
  * goes to the main server only.
  *
  * Topic history (SPEC section 10) lives on the main server too, kept by the
- * script of `redis_history.ts`, run on the publisher connection.
+ * script of `redis_history.ts`, run on the publisher connection; so does
+ * presence (SPEC section 12), kept by the script of `redis_presence.ts`.
  *
  * Each server is reached through a {@link RedisLink} (`redis_link.ts`), which
  * owns its connections, pings, reconnects and resubscribes; this module maps
@@ -41,9 +42,11 @@ import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
 import { redisUrlProblem } from "../src/config/redis_url.ts";
 import { errorText } from "./redis_client.ts";
 import { RedisHistory } from "./redis_history.ts";
+import { RedisPresence } from "./redis_presence.ts";
 import { RedisLink, type RedisLinkOptions, type RedisLinkOwner } from "./redis_link.ts";
 
 export { historyKeys, type RedisCommand, RedisHistory } from "./redis_history.ts";
+export { presenceKeys, RedisPresence } from "./redis_presence.ts";
 
 /**
  * The `pubsub` section of a validated configuration, as the adapter reads it:
@@ -101,6 +104,8 @@ export class RedisPubSub implements PubSub {
   readonly name = "redis";
   /** Topic history in the main server, shared by every node on it. */
   readonly history: RedisHistory;
+  /** Presence in the main server, shared by every node on it; this adapter is one node. */
+  readonly presence: RedisPresence;
   readonly #links: RedisLink[];
   readonly #main: RedisLink;
   readonly #wanted = new Map<string, object>();
@@ -148,6 +153,7 @@ export class RedisPubSub implements PubSub {
     };
     this.#main = new RedisLink(server("redis", options.redis, options.channel_prefix), owner);
     this.history = new RedisHistory((args) => this.#command(args), options.channel_prefix);
+    this.presence = new RedisPresence((args) => this.#command(args), options.channel_prefix);
     this.#links = [this.#main];
     if (options.redis_alt) {
       const alt = options.redis_alt;
@@ -275,6 +281,8 @@ export class RedisPubSub implements PubSub {
     if (!this.#healthy) return;
     this.#healthy = false;
     this.#lostReason = `${where}: ${reason}`;
+    // Every session closes now, and removing their members fails while Redis is away.
+    this.presence.renewNode();
     this.#listener?.health(false, this.#lostReason);
   }
 

@@ -4,12 +4,7 @@
  * every Shark node, and any service that runs the same script from its own
  * Redis client, shares one sequence of positions per topic.
  *
- * Why a Lua script and not a Redis function: `EVALSHA`/`EVAL` work on every
- * Redis from 5.0 (the first with streams), where SocketShark users run
- * today, while `FUNCTION LOAD` needs Redis 7; and a script needs no state on
- * the server: a client whose `EVALSHA` finds the script cache empty (a fresh
- * or restarted Redis) sends the text with `EVAL` and goes on, where a
- * function would have to be loaded again before any publisher could call it.
+ * The script is run as `redis_script.ts` runs every shipped script.
  *
  * Keys, for the channel `<channel_prefix><subscription>`:
  * `{CHANNEL}:history` (a stream capped at `size`, one entry per offset) and
@@ -20,37 +15,12 @@
  * @module
  */
 import type { History, HistoryOptions, Position, Recovery } from "../src/pubsub/history.ts";
+import { type RedisCommand, RedisScript } from "./redis_script.ts";
 
-/** Sends one command to Redis and resolves with its reply. */
-export type RedisCommand = (args: readonly string[]) => Promise<unknown>;
+export type { RedisCommand } from "./redis_script.ts";
 
-/** Where the script ships, next to this module. */
-export const HISTORY_SCRIPT_URL: URL = new URL("./redis_history.lua", import.meta.url);
-
-/** The text of `redis_history.lua` and its SHA-1, as `EVALSHA` names it. */
-export interface HistoryScript {
-  readonly text: string;
-  readonly sha: string;
-}
-
-let script: Promise<HistoryScript> | undefined;
-
-/** `redis_history.lua`, read once per process. */
-export function historyScript(): Promise<HistoryScript> {
-  script ??= (async () => {
-    const response = await fetch(HISTORY_SCRIPT_URL);
-    if (!response.ok) throw new Error(`cannot read ${HISTORY_SCRIPT_URL}: ${response.status}`);
-    const text = await response.text();
-    const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(text));
-    const sha = [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0"))
-      .join("");
-    return { text, sha };
-  })().catch((error) => {
-    script = undefined;
-    throw error;
-  });
-  return script;
-}
+/** `redis_history.lua`, shipped next to this module. */
+const SCRIPT = new RedisScript(new URL("./redis_history.lua", import.meta.url));
 
 /**
  * The two keys of a channel's history, `{CHANNEL}:history` and
@@ -65,18 +35,9 @@ export function historyKeys(channel: string): [string, string] {
   return [`{${channel}}:history`, `{${channel}}:meta`];
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** A script reply that is not what the script returns: a Redis or script bug, never input. */
-function unexpected(reply: unknown): Error {
-  return new Error(`unexpected reply from redis_history.lua: ${JSON.stringify(reply)}`);
-}
-
 function positionFrom(reply: unknown): Position {
   if (!Array.isArray(reply) || typeof reply[0] !== "number" || typeof reply[1] !== "string") {
-    throw unexpected(reply);
+    throw SCRIPT.unexpected(reply);
   }
   return { offset: reply[0], epoch: reply[1] };
 }
@@ -113,15 +74,8 @@ export class RedisHistory implements History {
   }
 
   /** Loads the script into the server's script cache (`SCRIPT LOAD`), which also compiles it. */
-  async prepare(): Promise<void> {
-    const { text, sha } = await historyScript();
-    let loaded: unknown;
-    try {
-      loaded = await this.#send(["SCRIPT", "LOAD", text]);
-    } catch (error) {
-      throw new Error(`cannot load redis_history.lua: ${errorText(error)}`);
-    }
-    if (loaded !== sha) throw unexpected(loaded);
+  prepare(): Promise<void> {
+    return SCRIPT.prepare(this.#send);
   }
 
   async publish(topic: string, payload: string, options: HistoryOptions): Promise<Position> {
@@ -136,33 +90,23 @@ export class RedisHistory implements History {
     const reply = await this.#run(topic, "recover", options, [String(from.offset), from.epoch]);
     const position = positionFrom(reply);
     const payloads = (reply as unknown[]).slice(3);
-    if (payloads.some((payload) => typeof payload !== "string")) throw unexpected(reply);
+    if (payloads.some((payload) => typeof payload !== "string")) throw SCRIPT.unexpected(reply);
     return { position, payloads: (reply as unknown[])[2] === 1 ? payloads as string[] : undefined };
   }
 
-  /** EVALSHA, and EVAL when the server's script cache does not have it (yet, or any more). */
-  async #run(
+  #run(
     topic: string,
     operation: string,
     options: HistoryOptions,
     more: readonly string[],
   ): Promise<unknown> {
     const channel = this.#prefix + topic;
-    const args = [
-      "2",
-      ...historyKeys(channel),
+    return SCRIPT.run(this.#send, historyKeys(channel), [
       operation,
       channel,
       String(options.size),
       String(options.ttl),
       ...more,
-    ];
-    const { text, sha } = await historyScript();
-    try {
-      return await this.#send(["EVALSHA", sha, ...args]);
-    } catch (error) {
-      if (!errorText(error).startsWith("NOSCRIPT")) throw error;
-    }
-    return await this.#send(["EVAL", text, ...args]);
+    ]);
   }
 }
