@@ -14,6 +14,8 @@ export const ClientEvent = {
   message: "message",
   unsubscribe: "unsubscribe",
   ping: "ping",
+  /** Who is subscribed to a topic (SPEC section 12). */
+  presence: "presence",
 } as const;
 
 /**
@@ -27,6 +29,10 @@ export const ClientEvent = {
 export const ServerEvent = {
   /** The answer to a `ping`. */
   pong: "pong",
+  /** A member joined a subscription's topic (SPEC section 12). */
+  join: "join",
+  /** A member left a subscription's topic (SPEC section 12). */
+  leave: "leave",
 } as const;
 
 /** Error texts sent to clients, exactly as SocketShark words them. */
@@ -233,6 +239,20 @@ export const CloseReason = {
     code: 1012,
     reason: "pub/sub connection lost",
     name: "pubsub_lost",
+    reconnect: true,
+  },
+  /** The server API's `POST /disconnect` (SPEC section 13). Do not reconnect: the backend said so. */
+  disconnected: {
+    code: 4003,
+    reason: "disconnected",
+    name: "disconnected",
+    reconnect: false,
+  },
+  /** The server API's `POST /disconnect` with `"reconnect": true`: reconnect with backoff. */
+  disconnectedReconnect: {
+    code: 4004,
+    reason: "disconnected, reconnect",
+    name: "disconnected_reconnect",
     reconnect: true,
   },
   /**

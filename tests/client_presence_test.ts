@@ -1,0 +1,235 @@
+/**
+ * The client SDK's presence (SPEC sections 12 and 13, docs/protocol.md):
+ * `presence()` and its errors, `onJoin`/`onLeave`, the connection's
+ * `client` id across reconnects, and the server API's close codes 4003
+ * (final) and 4004 (reconnect). Rules the client applies to frames run
+ * against a scripted server (`helpers/fake_shark.ts`), the client's waits on
+ * a fake clock.
+ */
+import assert from "node:assert/strict";
+import { type Member, type Presence, SharkError, type SubscribeReply } from "../client.ts";
+import { Recorder, testClient } from "./helpers/client_app.ts";
+import { FakeClock } from "./helpers/clock.ts";
+import { FakeShark } from "./helpers/fake_shark.ts";
+import { waitUntil } from "./helpers/wait.ts";
+
+const FAST = { backoff: { min: 50, max: 200 }, random: () => 1 } as const;
+
+const ADA: Member = { client: "c1", user: "ada", info: { name: "Ada" } };
+const BOB: Member = { client: "x9", user: "bob", info: {} };
+
+Deno.test("presence() sent before the subscribe reply waits until subscribed, then resolves with members, clients and users; client is the subscribe reply's id", async () => {
+  await using shark = new FakeShark();
+  shark.answer = (frame) =>
+    frame.event === "presence"
+      ? {
+        event: "presence",
+        subscription: frame.subscription,
+        status: "ok",
+        members: [ADA, BOB],
+        clients: 2,
+        users: 2,
+        room: "extra field",
+      }
+      : undefined;
+  await using client = testClient(shark.url, FAST);
+  const room = client.subscribe("chat.lobby");
+  assert.equal(room.client, undefined);
+  const presence = room.presence();
+  assert.equal((await room.ready).client, "c1");
+  assert.equal(room.client, "c1");
+  assert.deepEqual(await presence, { members: [ADA, BOB], clients: 2, users: 2 });
+  assert.deepEqual(shark.of("presence"), [{ event: "presence", subscription: "chat.lobby" }]);
+  const events = shark.received.map(({ frame }) => frame.event);
+  assert.ok(events.indexOf("subscribe") < events.indexOf("presence"), String(events));
+});
+
+Deno.test("presence() rejects with the error reply as a SharkError; a refused subscribe rejects it with the subscribe's error; an ended subscription with not subscribed", async () => {
+  await using shark = new FakeShark();
+  const errors = ["Presence not enabled.", "Subscription does not exist.", "Service unavailable."];
+  shark.answer = (frame) => {
+    if (frame.event === "subscribe" && frame.subscription === "nochat.x") {
+      return {
+        event: "subscribe",
+        subscription: "nochat.x",
+        status: "error",
+        error: "Invalid service.",
+      };
+    }
+    if (frame.event === "presence") {
+      return {
+        event: "presence",
+        subscription: frame.subscription,
+        status: "error",
+        error: errors[shark.of("presence").length - 1],
+      };
+    }
+  };
+  await using client = testClient(shark.url, FAST);
+  const room = client.subscribe("chat.lobby");
+  await room.ready;
+  for (const expected of errors) {
+    const error = await room.presence().then(() => undefined, (error) => error);
+    assert.ok(error instanceof SharkError);
+    assert.equal(error.message, expected);
+    assert.equal(error.reply?.event, "presence");
+    assert.equal(error.reply?.status, "error");
+  }
+  assert.equal(room.state, "subscribed", "a refused presence ends nothing");
+
+  const refused = client.subscribe("nochat.x");
+  const error = await refused.presence().then(() => undefined, (error) => error);
+  assert.ok(error instanceof SharkError);
+  assert.equal(error.message, "Invalid service.");
+  assert.equal(error.reply?.event, "subscribe");
+
+  await room.unsubscribe();
+  await assert.rejects(room.presence(), /not subscribed/);
+  assert.equal(shark.of("presence").length, 3);
+});
+
+Deno.test("join and leave go to onJoin and onLeave with the member, never to onMessage; without the callbacks they are dropped", async () => {
+  await using shark = new FakeShark();
+  await using client = testClient(shark.url, FAST);
+  const events = new Recorder(client);
+  const seen: string[] = [];
+  const room = client.subscribe("chat.lobby", {
+    onJoin: (member) => seen.push(`join ${member.client} ${member.info.name}`),
+    onLeave: (member) => seen.push(`leave ${member.client} ${member.user}`),
+    onMessage: (message) => seen.push(`message ${JSON.stringify(message.data)}`),
+  });
+  const quiet = client.subscribe("chat.quiet", {
+    onMessage: (message) => seen.push(`quiet ${JSON.stringify(message.data)}`),
+  });
+  await Promise.all([room.ready, quiet.ready]);
+  shark.push({ event: "join", subscription: "chat.lobby", member: ADA });
+  shark.push({ event: "message", subscription: "chat.lobby", data: "hi" });
+  shark.push({ event: "join", subscription: "chat.quiet", member: ADA });
+  shark.push({ event: "leave", subscription: "chat.quiet", member: ADA });
+  shark.push({ event: "leave", subscription: "chat.lobby", member: BOB });
+  shark.push({ event: "message", subscription: "chat.quiet", data: "end" });
+  await waitUntil(() => seen.length === 4, 3000, "four frames routed");
+  assert.deepEqual(seen, [
+    "join c1 Ada",
+    'message "hi"',
+    "leave x9 bob",
+    'quiet "end"',
+  ]);
+  assert.equal(events.of("error").length, 0);
+});
+
+Deno.test("after a reconnect: client is undefined while disconnected, onSubscribed(resubscribed) brings the new id, and presence() there reads the members again", async () => {
+  await using shark = new FakeShark();
+  shark.answer = (frame, connection) =>
+    frame.event === "presence"
+      ? {
+        event: "presence",
+        subscription: frame.subscription,
+        status: "ok",
+        members: [{ client: `c${connection}`, user: "ada", info: {} }],
+        clients: 1,
+        users: 1,
+      }
+      : undefined;
+  const clock = new FakeClock();
+  await using client = testClient(shark.url, { ...FAST, clock });
+  const events = new Recorder(client);
+  const reads: { resubscribed: boolean; client?: string; presence: Presence }[] = [];
+  const room = client.subscribe("chat.lobby", {
+    onSubscribed: async (reply: SubscribeReply, resubscribed) => {
+      const presence = await room.presence();
+      reads.push({ resubscribed, client: reply.client, presence });
+    },
+  });
+  await waitUntil(() => reads.length === 1, 3000, "the first read");
+  shark.close(1001, "server shutting down");
+  await events.wait("disconnected");
+  assert.equal(room.client, undefined);
+  clock.tick(50);
+  await waitUntil(() => reads.length === 2, 3000, "the read after the reconnect");
+  assert.equal(room.client, "c2");
+  assert.deepEqual(
+    reads.map((
+      { resubscribed, client, presence },
+    ) => [resubscribed, client, presence.members[0].client]),
+    [
+      [false, "c1", "c1"],
+      [true, "c2", "c2"],
+    ],
+  );
+});
+
+Deno.test("presence() on a connection lost before Shark answered rejects; one asked while disconnected goes out once resubscribed", async () => {
+  await using shark = new FakeShark();
+  shark.answer = (frame, connection) =>
+    frame.event === "presence" && connection === 2
+      ? {
+        event: "presence",
+        subscription: frame.subscription,
+        status: "ok",
+        members: [],
+        clients: 0,
+        users: 0,
+      }
+      : undefined;
+  const clock = new FakeClock();
+  await using client = testClient(shark.url, { ...FAST, clock });
+  const events = new Recorder(client);
+  const room = client.subscribe("chat.lobby");
+  await room.ready;
+  const lost = room.presence();
+  await waitUntil(() => shark.of("presence").length === 1, 3000, "the first presence");
+  shark.close(1011, "internal error");
+  await assert.rejects(lost, /disconnected before Shark answered/);
+  await events.wait("disconnected");
+  const later = room.presence();
+  clock.tick(50);
+  assert.deepEqual(await later, { members: [], clients: 0, users: 0 });
+  const asked = shark.received.filter(({ frame }) => frame.event === "presence");
+  assert.deepEqual(asked.map(({ connection }) => connection), [1, 2]);
+});
+
+Deno.test("close code 4003 (the server API's disconnect) is final: no reconnect, subscriptions end", async () => {
+  await using shark = new FakeShark();
+  const clock = new FakeClock();
+  await using client = testClient(shark.url, { ...FAST, clock });
+  const events = new Recorder(client);
+  const room = client.subscribe("chat.lobby");
+  await room.ready;
+  shark.close(4003, "disconnected");
+  const [closed] = await events.wait("disconnected");
+  assert.deepEqual(closed.detail, {
+    code: 4003,
+    reason: "disconnected",
+    reconnect: false,
+    delay: null,
+  });
+  assert.equal(client.state, "closed");
+  assert.equal(room.state, "ended");
+  assert.equal(clock.pending, 0, "no reconnect due");
+  clock.tick(3_600_000);
+  assert.equal(shark.connections, 1);
+});
+
+Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff and subscribes again", async () => {
+  await using shark = new FakeShark();
+  const clock = new FakeClock();
+  await using client = testClient(shark.url, { ...FAST, clock });
+  const events = new Recorder(client);
+  const room = client.subscribe("chat.lobby");
+  await room.ready;
+  shark.close(4004, "disconnected, reconnect");
+  const [closed] = await events.wait("disconnected");
+  assert.deepEqual(closed.detail, {
+    code: 4004,
+    reason: "disconnected, reconnect",
+    reconnect: true,
+    delay: 50,
+  });
+  clock.tick(49);
+  assert.equal(events.of("connecting").length, 1);
+  clock.tick(1);
+  await events.wait("connected", 2);
+  await waitUntil(() => room.client === "c2", 3000, "subscribed again");
+  assert.equal(shark.of("subscribe").length, 2);
+});
