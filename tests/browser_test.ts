@@ -147,7 +147,6 @@ Deno.test({
     await bob.close();
     await presenceLine(ada, "bob left").waitFor(WAIT);
     await members(ada, ["ada"]);
-    if (Deno.env.get("SHARK_SCREENSHOT")) await ada.screenshot({ path: SCREENSHOT.pathname });
   },
 });
 
