@@ -4,13 +4,15 @@
  * `client` id across reconnects, and the server API's close codes 4003
  * (final) and 4004 (reconnect). Rules the client applies to frames run
  * against a scripted server (`helpers/fake_shark.ts`), the client's waits on
- * a fake clock.
+ * a fake clock; the same SDK against a real in-process Shark (memory
+ * adapter) closes the file.
  */
 import assert from "node:assert/strict";
 import { type Member, type Presence, SharkError, type SubscribeReply } from "../client.ts";
-import { Recorder, testClient } from "./helpers/client_app.ts";
+import { AppService, Recorder, testClient } from "./helpers/client_app.ts";
 import { FakeClock } from "./helpers/clock.ts";
 import { FakeShark } from "./helpers/fake_shark.ts";
+import { TestShark } from "./helpers/shark.ts";
 import { waitUntil } from "./helpers/wait.ts";
 
 const FAST = { backoff: { min: 50, max: 200 }, random: () => 1 } as const;
@@ -232,4 +234,104 @@ Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff a
   await events.wait("connected", 2);
   await waitUntil(() => room.client === "c2", 3000, "subscribed again");
   assert.equal(shark.of("subscribe").length, 2);
+});
+
+const SECRET = "a-publish-secret-of-32-characters";
+
+function chatConfig(app: AppService) {
+  return {
+    authentication: app.authentication,
+    publish_api: { secret: SECRET },
+    services: {
+      chat: { presence: { fields: ["user_id"], join_leave: true } },
+      books: {},
+    },
+  };
+}
+
+/** The server API (SPEC section 13). */
+async function serverApi(node: TestShark, path: string, body: unknown): Promise<unknown> {
+  const response = await fetch(node.url(path), {
+    method: "POST",
+    headers: { authorization: `Bearer ${SECRET}` },
+    body: JSON.stringify(body),
+  });
+  assert.equal(response.status, 200, path);
+  return await response.json();
+}
+
+Deno.test("against Shark: each client finds itself by its client id and the other in presence(); the later one's join and its leaves (unsubscribe, connection closed) reach the first", async () => {
+  await using app = new AppService();
+  await using node = await TestShark.start(chatConfig(app));
+  await using ada = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST });
+  const seen: string[] = [];
+  const adaRoom = ada.subscribe("chat.lobby", {
+    onJoin: (member) => seen.push(`join ${member.user}`),
+    onLeave: (member) => seen.push(`leave ${member.user}`),
+  });
+  await adaRoom.ready;
+  const bob = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST });
+  try {
+    const bobRoom = bob.subscribe("chat.lobby");
+    const reply = await bobRoom.ready;
+    assert.equal(typeof reply.client, "string");
+    assert.equal(bobRoom.client, reply.client);
+    assert.notEqual(bobRoom.client, adaRoom.client);
+    for (const room of [adaRoom, bobRoom]) {
+      const { members, clients, users } = await room.presence();
+      const byClient = new Map(members.map((member) => [member.client, member]));
+      assert.deepEqual(byClient.get(adaRoom.client!), {
+        client: adaRoom.client,
+        user: "user-0",
+        info: { user_id: "user-0" },
+      });
+      assert.equal(byClient.get(bobRoom.client!)?.user, "user-1");
+      assert.deepEqual([clients, users], [2, 2]);
+    }
+    await waitUntil(() => seen.length === 1, 3000, "bob's join");
+    await bobRoom.unsubscribe();
+    await waitUntil(() => seen.length === 2, 3000, "bob's leave");
+    bob.subscribe("chat.lobby");
+    await waitUntil(() => seen.length === 3, 3000, "bob's join again");
+  } finally {
+    await bob.close();
+  }
+  await waitUntil(() => seen.length === 4, 3000, "bob's leave on close");
+  assert.deepEqual(seen, ["join user-1", "leave user-1", "join user-1", "leave user-1"]);
+  assert.deepEqual((await adaRoom.presence()).clients, 1);
+  const plain = ada.subscribe("books.b1");
+  await assert.rejects(plain.presence(), /^SharkError: Presence not enabled\.$/);
+});
+
+Deno.test("against Shark: POST /disconnect closes with 4003 and the client stays closed; with reconnect: true, 4004 and it comes back with a new client id", async () => {
+  await using app = new AppService();
+  await using node = await TestShark.start(chatConfig(app));
+  const clock = new FakeClock();
+  await using client = testClient(node.wsUrl, { auth: () => app.issue(), ...FAST, clock });
+  const events = new Recorder(client);
+  const room = client.subscribe("chat.lobby");
+  const first = (await room.ready).client;
+  await serverApi(node, "/disconnect", { client: first, reconnect: true });
+  const [again] = await events.wait("disconnected");
+  assert.deepEqual(again.detail, {
+    code: 4004,
+    reason: "disconnected, reconnect",
+    reconnect: true,
+    delay: 50,
+  });
+  clock.tick(50);
+  await waitUntil(() => room.client !== undefined, 5000, "subscribed again");
+  assert.notEqual(room.client, first);
+
+  await serverApi(node, "/disconnect", { match: { user_id: "user-1" } });
+  const [, closed] = await events.wait("disconnected", 2);
+  assert.deepEqual(closed.detail, {
+    code: 4003,
+    reason: "disconnected",
+    reconnect: false,
+    delay: null,
+  });
+  assert.equal(client.state, "closed");
+  assert.equal(room.state, "ended");
+  assert.equal(clock.pending, 0, "no reconnect due");
 });
