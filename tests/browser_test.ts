@@ -101,13 +101,18 @@ async function restartShark(demo: Demo, pages: Page[], meanwhile: () => Promise<
 
 Deno.test({
   name:
-    "browser, memory adapter: a post appears on the other page; Shark restarted → both pages reconnect and show the room's fresh state",
+    "browser, memory adapter: each page lists the other, a post appears on the other page; Shark restarted → both pages reconnect and show the room's fresh state and members; a page that closes leaves the other's list, with a line",
   ignore: noChromium,
   async fn() {
     await using demo = await Demo.start({ port: 0, sharkPort: freePort(), logs: false });
     await using browser = await launch();
     const ada = await open(browser, demo, "ada");
     const bob = await open(browser, demo, "bob");
+    await presenceLine(ada, "bob joined").waitFor(WAIT);
+    await members(ada, ["ada", "bob"]);
+    await members(bob, ["ada", "bob"]);
+    assert.equal(await presenceLine(bob, "joined").count(), 0, "no join of members already there");
+    assert.equal(await ada.locator('#members li[data-user="ada"] small').textContent(), "(you)");
     await post(ada, "hello from ada");
     await message(bob, "hello from ada").waitFor(WAIT);
     await post(bob, "hi ada");
@@ -126,23 +131,6 @@ Deno.test({
     await post(bob, "still here");
     await message(ada, "still here").waitFor(WAIT);
     if (Deno.env.get("SHARK_SCREENSHOT")) await ada.screenshot({ path: SCREENSHOT.pathname });
-  },
-});
-
-Deno.test({
-  name:
-    "browser, presence: each page lists the other and says who joined; a page that closes leaves the other's list, with a line",
-  ignore: noChromium,
-  async fn() {
-    await using demo = await Demo.start({ port: 0, sharkPort: freePort(), logs: false });
-    await using browser = await launch();
-    const ada = await open(browser, demo, "ada");
-    const bob = await open(browser, demo, "bob");
-    await presenceLine(ada, "bob joined").waitFor(WAIT);
-    await members(ada, ["ada", "bob"]);
-    await members(bob, ["ada", "bob"]);
-    assert.equal(await presenceLine(bob, "joined").count(), 0, "no join of members already there");
-    assert.equal(await ada.locator('#members li[data-user="ada"] small').textContent(), "(you)");
 
     await bob.close();
     await presenceLine(ada, "bob left").waitFor(WAIT);

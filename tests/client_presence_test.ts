@@ -191,29 +191,7 @@ Deno.test("presence() on a connection lost before Shark answered rejects; one as
   assert.deepEqual(asked.map(({ connection }) => connection), [1, 2]);
 });
 
-Deno.test("close code 4003 (the server API's disconnect) is final: no reconnect, subscriptions end", async () => {
-  await using shark = new FakeShark();
-  const clock = new FakeClock();
-  await using client = testClient(shark.url, { ...FAST, clock });
-  const events = new Recorder(client);
-  const room = client.subscribe("chat.lobby");
-  await room.ready;
-  shark.close(4003, "disconnected");
-  const [closed] = await events.wait("disconnected");
-  assert.deepEqual(closed.detail, {
-    code: 4003,
-    reason: "disconnected",
-    reconnect: false,
-    delay: null,
-  });
-  assert.equal(client.state, "closed");
-  assert.equal(room.state, "ended");
-  assert.equal(clock.pending, 0, "no reconnect due");
-  clock.tick(3_600_000);
-  assert.equal(shark.connections, 1);
-});
-
-Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff and subscribes again", async () => {
+Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff and subscribes again; 4003 (disconnect) is final: no reconnect, subscriptions end", async () => {
   await using shark = new FakeShark();
   const clock = new FakeClock();
   await using client = testClient(shark.url, { ...FAST, clock });
@@ -221,8 +199,8 @@ Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff a
   const room = client.subscribe("chat.lobby");
   await room.ready;
   shark.close(4004, "disconnected, reconnect");
-  const [closed] = await events.wait("disconnected");
-  assert.deepEqual(closed.detail, {
+  const [again] = await events.wait("disconnected");
+  assert.deepEqual(again.detail, {
     code: 4004,
     reason: "disconnected, reconnect",
     reconnect: true,
@@ -234,6 +212,20 @@ Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff a
   await events.wait("connected", 2);
   await waitUntil(() => room.client === "c2", 3000, "subscribed again");
   assert.equal(shark.of("subscribe").length, 2);
+
+  shark.close(4003, "disconnected");
+  const [, closed] = await events.wait("disconnected", 2);
+  assert.deepEqual(closed.detail, {
+    code: 4003,
+    reason: "disconnected",
+    reconnect: false,
+    delay: null,
+  });
+  assert.equal(client.state, "closed");
+  assert.equal(room.state, "ended");
+  assert.equal(clock.pending, 0, "no reconnect due");
+  clock.tick(3_600_000);
+  assert.equal(shark.connections, 2);
 });
 
 const SECRET = "a-publish-secret-of-32-characters";
