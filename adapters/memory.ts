@@ -1,13 +1,15 @@
 /**
  * The in-memory pub/sub adapter: one process, no backend. What is published
  * through `POST /publish` or `shark.publish()` reaches the subscribers of this
- * engine only. Topic history (SPEC section 10) is kept in the process too,
- * and starts over, with new epochs, when the process does.
+ * engine only. Topic history (SPEC section 10) and presence (SPEC section
+ * 12) are kept in the process too, and start over (history with new epochs)
+ * when the process does.
  *
  * @module
  */
 import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
 import { MemoryHistory } from "./memory_history.ts";
+import { MemoryPresence } from "./memory_presence.ts";
 
 /**
  * Pub/sub inside one isolate.
@@ -24,6 +26,10 @@ export class MemoryPubSub implements PubSub {
   #listener: PubSubListener | undefined;
   /** The in-process history of topics of services with `history`. */
   readonly history: MemoryHistory = new MemoryHistory((topic, payload) =>
+    this.#deliver(topic, payload)
+  );
+  /** The in-process members of topics of services with `presence`. */
+  readonly presence: MemoryPresence = new MemoryPresence((topic, payload) =>
     this.#deliver(topic, payload)
   );
 

@@ -1,15 +1,16 @@
 /**
  * The Shark engine: accepts WebSocket sessions (plain HTTP requests go to
- * `http.ts`), wires sessions, events, services, the hub and the pub/sub
- * adapter together, and runs start-up, pub/sub loss and graceful shutdown
- * (SPEC sections 3, 5, 7). Web-standard APIs only: the WebSocket upgrade is
- * injected, so the engine runs in any isolate that can upgrade a `Request`,
- * on any transport whose sockets satisfy `Socket`.
+ * `http.ts`), wires sessions, events, services, the hub, presence, the
+ * server API and the pub/sub adapter together, and runs start-up, pub/sub
+ * loss and graceful shutdown (SPEC sections 3, 5, 7, 12 and 13).
+ * Web-standard APIs only: the WebSocket upgrade is injected, so the engine
+ * runs in any isolate that can upgrade a `Request`, on any transport whose
+ * sockets satisfy `Socket`.
  *
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import { Admission, type MemoryUsage } from "./http/admission.ts";
+import type { MemoryUsage } from "./http/admission.ts";
 import { Callbacks } from "./callbacks/callbacks.ts";
 import { type Clock, delay, REAL_CLOCK } from "./clock.ts";
 import {
@@ -18,18 +19,23 @@ import {
   type SharkConfig,
   type SharkConfigInput,
 } from "./config/config.ts";
+import { type DisconnectOptions, ServerApi, type UnsubscribeOptions } from "./control/control.ts";
 import { EventHandler } from "./session/events.ts";
-import { errorResponse, type HealthReport, type HttpHost, serveHttp } from "./http/http.ts";
+import { type HealthReport, type HttpHost, serveHttp } from "./http/http.ts";
 import { Hub } from "./delivery/hub.ts";
-import { IdleSweep } from "./session/idle.ts";
 import { Lifecycle } from "./session/lifecycle.ts";
 import { Metrics } from "./metrics/metrics.ts";
-import { CloseReason, HttpErrorText } from "./protocol.ts";
+import { Presence, type PresenceSummary } from "./presence/presence.ts";
+import { PresenceKeeper } from "./presence/keeper.ts";
+import { CloseReason, CONTROL_TOPIC } from "./protocol.ts";
 import { Publisher } from "./delivery/publisher.ts";
 import type { PubSub } from "./pubsub/pubsub.ts";
+import { startPubSub } from "./pubsub/start.ts";
 import { ServiceClient } from "./callbacks/service_client.ts";
-import { type ClientFrame, Session, type SessionHost } from "./session/session.ts";
+import { type RequestInfo, Sessions } from "./session/sessions.ts";
 import type { UpgradeWebSocket } from "./socket.ts";
+
+export type { RequestInfo } from "./session/sessions.ts";
 
 /** What an {@link Engine} is built from besides its configuration. */
 export interface EngineOptions {
@@ -45,15 +51,9 @@ export interface EngineOptions {
   readonly memoryUsage?: MemoryUsage;
   /**
    * The time the rules read and the timers they set (renewals, heartbeats, throttles,
-   * deadlines, fan-out slices, message timestamps); defaults to the runtime's.
+   * deadlines, fan-out slices, message timestamps, presence refreshes); defaults to the runtime's.
    */
   readonly clock?: Clock;
-}
-
-/** Connection details of a request, for logs. */
-export interface RequestInfo {
-  /** The client's address, as `Deno.serve` hands it to its handler. */
-  readonly remoteAddr?: { readonly hostname?: string; readonly port?: number };
 }
 
 type State = "starting" | "ready" | "degraded" | "failed" | "stopping";
@@ -82,70 +82,70 @@ export class Engine {
   readonly started: Promise<void>;
   readonly #log: Logger;
   readonly #clock: Clock;
-  readonly #upgrade: UpgradeWebSocket;
   readonly #client: ServiceClient;
   readonly #hub: Hub;
   readonly #events: EventHandler;
-  readonly #lifecycle: Lifecycle;
-  readonly #admission: Admission;
   readonly #publisher: Publisher;
-  readonly #idle: IdleSweep | undefined;
-  readonly #sessions = new Set<Session>();
-  /** Closed sessions whose unsubscribe callbacks still run: shutdown waits for them too. */
-  readonly #closing = new Set<Session>();
-  readonly #sessionHost: SessionHost;
+  readonly #sessions: Sessions;
+  readonly #keeper: PresenceKeeper;
+  readonly #serverApi: ServerApi;
   readonly #httpHost: HttpHost;
   #state: State = "starting";
   #stopped: Promise<void> | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(config: SharkConfigInput, options: EngineOptions) {
-    this.config = loadConfig(config, options.env);
-    this.pubsub = options.pubsub;
-    this.#upgrade = options.upgradeWebSocket;
-    this.#log = options.logger ?? getLogger(["shark"]);
+    const parsed = this.config = loadConfig(config, options.env);
+    const metrics = this.metrics;
+    const pubsub = this.pubsub = options.pubsub;
+    const log = this.#log = options.logger ?? getLogger(["shark"]);
     const clock = this.#clock = options.clock ?? REAL_CLOCK;
-    this.#client = new ServiceClient(this.config.http, this.metrics, this.#log);
-    this.#hub = new Hub(this.pubsub, this.metrics, this.#log, {
-      metadata: this.config.delivery.metadata,
-      maxQueueBytes: this.config.server.max_fanout_queue_bytes,
+    this.#client = new ServiceClient(parsed.http, metrics, log);
+    const hub = this.#hub = new Hub(pubsub, metrics, log, {
+      metadata: parsed.delivery.metadata,
+      maxQueueBytes: parsed.server.max_fanout_queue_bytes,
       clock,
     });
-    this.#publisher = new Publisher(this.config, this.pubsub, this.metrics, this.#hub);
-    this.#admission = new Admission({
-      server: this.config.server,
-      metrics: this.metrics,
-      log: this.#log,
-      memoryUsage: options.memoryUsage,
-    });
-    const idleTimeout = this.config.server.idle_timeout;
-    this.#idle = idleTimeout === null ? undefined : new IdleSweep(idleTimeout, clock);
+    this.#publisher = new Publisher(parsed, pubsub, metrics, hub);
+    const presence = new Presence(pubsub.presence, metrics, log);
+    this.#keeper = new PresenceKeeper(presence, parsed.services, clock);
     const callbacks = new Callbacks(this.#client);
-    this.#lifecycle = new Lifecycle(callbacks, this.#hub, this.metrics);
-    this.#events = new EventHandler({
-      config: this.config,
+    const lifecycle = new Lifecycle(callbacks, hub, metrics, presence);
+    const events = this.#events = new EventHandler({
+      config: parsed,
       client: this.#client,
       callbacks,
-      hub: this.#hub,
-      lifecycle: this.#lifecycle,
-      metrics: this.metrics,
+      hub,
+      lifecycle,
+      metrics,
+      presence,
       clock,
     });
-    this.#sessionHost = {
-      metrics: this.metrics,
+    const sessions = this.#sessions = new Sessions({
+      config: parsed,
+      metrics,
+      log,
       clock,
-      limits: {
-        maxMessageBytes: this.config.server.max_message_bytes,
-        maxBufferedBytes: this.config.server.max_buffered_bytes,
-      },
-      handleEvent: (session: Session, frame: ClientFrame) => this.#events.handle(session, frame),
-      sessionClosed: (session: Session) => this.#sessionClosed(session),
-    };
+      upgrade: options.upgradeWebSocket,
+      lifecycle,
+      memoryUsage: options.memoryUsage,
+      handleEvent: (session, frame) => events.handle(session, frame),
+    });
+    const api = this.#serverApi = new ServerApi({
+      config: parsed,
+      pubsub,
+      presence,
+      sessions,
+      lifecycle,
+      metrics,
+      log,
+    });
     this.#httpHost = {
-      publishSecret: this.config.publish_api.secret,
-      log: this.#log,
+      publishSecret: parsed.publish_api.secret,
+      log,
       health: () => this.#health(),
       publish: (envelopes: unknown) => this.publish(envelopes),
+      serverApi: api,
     };
     this.started = this.#start();
     this.started.catch(() => {});
@@ -163,11 +163,12 @@ export class Engine {
 
   /**
    * Serves one HTTP request: a WebSocket upgrade (any path), `GET /healthz`,
-   * `POST /publish`; anything else gets a JSON 404 (426 for `GET /`).
+   * `POST /publish`, the server API (`POST /presence`, `/disconnect`,
+   * `/unsubscribe`); anything else gets a JSON 404 (426 for `GET /`).
    */
   handle(request: Request, info: RequestInfo = {}): Response | Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      return this.#accept(request, info);
+      return this.#sessions.accept(request, info, this.ready);
     }
     return serveHttp(request, this.#httpHost);
   }
@@ -186,9 +187,61 @@ export class Engine {
   }
 
   /**
+   * The members of a topic of a service with `presence`, on every node, as
+   * `POST /presence` answers (SPEC sections 12 and 13). Throws a
+   * `ServerApiError`: 400 for an invalid name, an unknown service or one
+   * without presence, 503 when the store cannot be read.
+   *
+   * @example
+   * ```ts
+   * const { members, clients, users } = await shark.presence("chat.room_1");
+   * ```
+   */
+  presence(subscription: string): Promise<PresenceSummary> {
+    return this.#serverApi.presence({ subscription });
+  }
+
+  /**
+   * Closes every matching connection on every node, as `POST /disconnect`
+   * does (SPEC section 13): its subscriptions end with the usual unsubscribe
+   * callbacks, and it closes with 4003 "disconnected", or 4004
+   * "disconnected, reconnect" with `reconnect: true`. Resolves once the
+   * command is handed to the adapter. Throws a `ServerApiError`: 400 for
+   * options that are not exactly one of a non-empty `client` or a non-empty
+   * `match`, 503 when the adapter refused the command.
+   *
+   * @example
+   * ```ts
+   * await shark.disconnect({ match: { user_id: "u1" } }); // every connection of user u1
+   * await shark.disconnect({ client: clientId, reconnect: true });
+   * ```
+   */
+  disconnect(options: DisconnectOptions): Promise<void> {
+    return this.#serverApi.disconnect(options);
+  }
+
+  /**
+   * Ends a subscription of every matching session on every node, as `POST
+   * /unsubscribe` does (SPEC section 13): as after a failed re-authorization,
+   * with `before_unsubscribe`, `on_unsubscribe` and an `unsubscribe` event
+   * carrying the error `Unsubscribed.`. Resolves once the command is handed
+   * to the adapter; throws a `ServerApiError` like {@link disconnect}, and
+   * 400 for an invalid subscription name or service.
+   *
+   * @example
+   * ```ts
+   * await shark.unsubscribe({ subscription: "chat.room_1", match: { user_id: "u1" } });
+   * ```
+   */
+  unsubscribe(options: UnsubscribeOptions): Promise<void> {
+    return this.#serverApi.unsubscribe(options);
+  }
+
+  /**
    * Graceful shutdown: refuses new connections, closes every session with
-   * 1001, waits for their unsubscribe callbacks (at most
-   * `server.shutdown_timeout`), then closes the adapter.
+   * 1001, waits for their unsubscribe callbacks and the removal of their
+   * presence members (at most `server.shutdown_timeout`), then closes the
+   * adapter.
    */
   shutdown(): Promise<void> {
     this.#stopped ??= this.#shutdown();
@@ -196,29 +249,18 @@ export class Engine {
   }
 
   async #start(): Promise<void> {
-    const adapter = this.pubsub.name;
     try {
-      const keepsHistory = Object.entries(this.config.services)
-        .filter(([, service]) => service.history !== null);
-      if (keepsHistory.length > 0 && !this.pubsub.history) {
-        throw new Error(
-          `services.${keepsHistory[0][0]}.history: the ${adapter} adapter keeps no history`,
-        );
-      }
-      await this.pubsub.start({
-        message: (topic, payload) => this.#hub.receive(topic, payload),
+      await startPubSub(this.config, this.pubsub, {
+        message: (topic, payload) =>
+          topic === CONTROL_TOPIC
+            ? this.#serverApi.receive(payload)
+            : this.#hub.receive(topic, payload),
         health: (healthy, reason) => this.#pubsubHealth(healthy, reason),
       });
-      if (keepsHistory.length > 0) {
-        await this.pubsub.history!.prepare().catch(async (error) => {
-          await this.pubsub.close();
-          throw error;
-        });
-      }
     } catch (error) {
       this.#state = "failed";
       this.#log.fatal("pub/sub adapter {adapter} could not start: {error}", {
-        adapter,
+        adapter: this.pubsub.name,
         error: error instanceof Error ? error.message : String(error),
       });
       throw error;
@@ -226,6 +268,7 @@ export class Engine {
     if (this.#state !== "starting") return;
     // An adapter may already have lost its backend again while starting.
     this.#setState(this.pubsub.healthy ? "ready" : "degraded");
+    this.#keeper.start();
     const interval = this.config.metrics.log.interval;
     if (interval !== null) {
       this.#metricsTimer = setInterval(
@@ -265,51 +308,6 @@ export class Engine {
     for (const session of this.#sessions) session.close(CloseReason.pubsubLost);
   }
 
-  #accept(request: Request, info: RequestInfo): Response {
-    // Read before the upgrade: the runtime's request info is gone after it.
-    const logged = this.#log.isEnabledFor("info");
-    const remoteAddr = logged || this.#admission.countsAddresses ? info.remoteAddr : undefined;
-    const address = remoteAddr?.hostname;
-    const refused = this.#admission.refusal(request, {
-      ready: this.ready,
-      open: this.#sessions.size,
-      address,
-    });
-    if (refused) return refused;
-    const remote = logged && remoteAddr ? `${address}:${remoteAddr.port}` : undefined;
-    const origin = logged ? request.headers.get("origin") : undefined;
-    const { interval, timeout } = this.config.ws_ping;
-    let upgraded: ReturnType<UpgradeWebSocket>;
-    try {
-      // ±10% per connection: clients that connected together are not all
-      // pinged in the same instant, which would stall a fan-out running then.
-      const idleTimeout = interval > 0 ? (interval + timeout) * (0.9 + 0.2 * Math.random()) : 0;
-      upgraded = this.#upgrade(request, { idleTimeout });
-    } catch (error) {
-      return errorResponse(400, `${HttpErrorText.badUpgrade}: ${error}`);
-    }
-    const session = new Session(upgraded.socket, this.#sessionHost, this.#log);
-    this.#sessions.add(session);
-    this.#admission.admit(session, address);
-    this.#idle?.watch(session);
-    this.metrics.connectionsOpen++;
-    this.metrics.connectionsTotal++;
-    // The base logger: a per-session logger context is only created when needed.
-    if (logged) this.#log.info("connection opened", { session: session.id, remote, origin });
-    return upgraded.response;
-  }
-
-  async #sessionClosed(session: Session): Promise<void> {
-    if (this.#sessions.delete(session)) this.metrics.connectionsOpen--;
-    this.#admission.release(session);
-    this.#closing.add(session);
-    try {
-      await Promise.all([session.idle(), this.#lifecycle.endAll(session)]);
-    } finally {
-      this.#closing.delete(session);
-    }
-  }
-
   #health(): HealthReport {
     const ready = this.ready;
     return {
@@ -326,12 +324,12 @@ export class Engine {
   async #shutdown(): Promise<void> {
     this.#setState("stopping");
     clearInterval(this.#metricsTimer);
-    this.#idle?.close();
+    this.#sessions.close();
+    this.#keeper.close();
     this.#events.close();
     this.#log.info("shutting down: closing {count} connections", { count: this.#sessions.size });
     // Sessions closed just before are still ending: their callbacks are awaited too.
-    const sessions = [...this.#sessions, ...this.#closing];
-    const closed = Promise.all(sessions.map((session) => session.close(CloseReason.shutdown)));
+    const closed = this.#sessions.closeAll(CloseReason.shutdown);
     const limit = new AbortController();
     const timeoutMs = this.config.server.shutdown_timeout * 1000;
     const finished = await Promise.race([

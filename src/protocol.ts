@@ -2,7 +2,7 @@
  * Every string and number of the client protocol and the HTTP endpoints, in
  * one place: event names, error texts (SocketShark's, word for word), HTTP
  * error texts and WebSocket close codes with their reconnect rule (SPEC
- * sections 1, 7 and 8).
+ * sections 1, 7, 8, 12 and 13).
  *
  * @module
  */
@@ -29,9 +29,9 @@ export const ClientEvent = {
 export const ServerEvent = {
   /** The answer to a `ping`. */
   pong: "pong",
-  /** A member joined a subscription's topic (SPEC section 12). */
+  /** A member joined a topic the session is subscribed to (SPEC section 12). */
   join: "join",
-  /** A member left a subscription's topic (SPEC section 12). */
+  /** A member left a topic the session is subscribed to (SPEC section 12). */
   leave: "leave",
 } as const;
 
@@ -57,6 +57,10 @@ export const ErrorText = {
   invalidRecoverPosition: "Invalid recover position.",
   /** SPEC section 8: a subscribe beyond `server.max_subscriptions`. */
   tooManySubscriptions: "Too many subscriptions.",
+  /** SPEC section 12: a `presence` event (or `POST /presence`) on a service without `presence`. */
+  presenceNotEnabled: "Presence not enabled.",
+  /** SPEC section 13: a subscription ended by the server API's `/unsubscribe`. */
+  unsubscribed: "Unsubscribed.",
 } as const;
 
 /**
@@ -85,6 +89,18 @@ export const HISTORY_RESERVED_FIELDS: readonly string[] = [
   "epoch",
   "recovered",
   "recover",
+];
+
+/**
+ * Reserved as well in a service with `presence` (SPEC section 12): the keys
+ * of its subscribe and `presence` replies and of its `join`/`leave` events.
+ */
+export const PRESENCE_RESERVED_FIELDS: readonly string[] = [
+  "client",
+  "member",
+  "members",
+  "clients",
+  "users",
 ];
 
 /** The largest `POST /publish` body accepted. */
@@ -120,7 +136,24 @@ export const HttpErrorText = {
   lowOnMemory: "Server low on memory: try again later.",
   /** `server.max_fanout_queue_bytes` (503 on `POST /publish`). */
   queueFull: "Fan-out queue full: try again later.",
+  /** A server API body (SPEC section 13) that is not a JSON object. */
+  notAnObject: "Body must be a JSON object.",
+  /** A server API body whose `client` is not a non-empty string. */
+  badClient: '"client" must be a non-empty string.',
+  /** A server API body whose `match` is not a non-empty object. */
+  badMatch: '"match" must be a non-empty object.',
+  /** A server API body whose `reconnect` is not a boolean. */
+  badReconnect: '"reconnect" must be a boolean.',
+  /** A server API body with both or neither of `client` and `match`. */
+  oneTarget: 'Give exactly one of "client" or "match".',
 } as const;
+
+/**
+ * The pub/sub topic the server API's commands travel on (SPEC section 13),
+ * under `channel_prefix` like every topic: without a `.`, so that no
+ * `SERVICE.TOPIC` can name it.
+ */
+export const CONTROL_TOPIC = "shark:control";
 
 /** Authentication methods, as the `method` of an `auth` event names them. */
 export const AuthMethod = {
@@ -152,7 +185,8 @@ export const MAX_PENDING_EVENTS = 256;
  *
  * Only `code` and `reason` go on the wire; `reconnect` is the rule a client
  * applies to them. It is `false` only where the client caused the close with
- * what it sent and would cause it again by sending the same. Every code maps
+ * what it sent and would cause it again by sending the same, or where the
+ * application said so through the server API. Every code maps
  * to one flag, so a client that reads only the code decides the same way.
  */
 export interface CloseReason {
@@ -232,6 +266,26 @@ export const CloseReason = {
     reconnect: true,
   },
   /**
+   * The application disconnected the client through the server API (`POST
+   * /disconnect`, SPEC section 13). Do not reconnect: it was told to go.
+   */
+  disconnected: {
+    code: 4003,
+    reason: "disconnected",
+    name: "disconnected",
+    reconnect: false,
+  },
+  /**
+   * The application disconnected the client through the server API with
+   * `"reconnect": true`. Reconnect, with backoff: it was asked to start over.
+   */
+  disconnectedReconnect: {
+    code: 4004,
+    reason: "disconnected, reconnect",
+    name: "disconnected_reconnect",
+    reconnect: true,
+  },
+  /**
    * The pub/sub backend was lost. Reconnect and subscribe again: Shark accepts
    * connections again once the backend is back.
    */
@@ -239,20 +293,6 @@ export const CloseReason = {
     code: 1012,
     reason: "pub/sub connection lost",
     name: "pubsub_lost",
-    reconnect: true,
-  },
-  /** The server API's `POST /disconnect` (SPEC section 13). Do not reconnect: the backend said so. */
-  disconnected: {
-    code: 4003,
-    reason: "disconnected",
-    name: "disconnected",
-    reconnect: false,
-  },
-  /** The server API's `POST /disconnect` with `"reconnect": true`: reconnect with backoff. */
-  disconnectedReconnect: {
-    code: 4004,
-    reason: "disconnected, reconnect",
-    name: "disconnected_reconnect",
     reconnect: true,
   },
   /**

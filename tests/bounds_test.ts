@@ -164,6 +164,8 @@ Deno.test("a full fan-out queue refuses publish() and drops what arrives from pu
   assert.equal((await client.next()).data, "again");
 });
 
+const unused = () => Promise.reject(new Error("not used by this test"));
+
 Deno.test("POST /publish answers 503 with Retry-After while the fan-out queue is full", async () => {
   const response = await serveHttp(
     new Request("http://shark/publish", {
@@ -176,6 +178,7 @@ Deno.test("POST /publish answers 503 with Retry-After while the fan-out queue is
       log: getLogger(["shark-test"]),
       health: () => ({}) as HealthReport,
       publish: () => Promise.reject(new FanoutQueueFull("full")),
+      serverApi: { presence: unused, disconnect: unused, unsubscribe: unused },
     },
   );
   assert.equal(response.status, 503);

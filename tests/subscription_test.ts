@@ -21,6 +21,7 @@ const FRAME_START = messageFrameStart(TOPIC);
 class FakeSession implements Subscriber {
   readonly log = getLogger(["shark", "test"]);
   readonly authInfo: JsonObject;
+  readonly client = "client-of-the-fake-session";
   readonly sent: { frame: JsonObject; at: number }[] = [];
   /** Runs after each frame sent, as a session's slow-consumer close would. */
   afterDeliver = () => {};
@@ -34,6 +35,11 @@ class FakeSession implements Subscriber {
   deliver(frame: string): boolean {
     this.sent.push({ frame: JSON.parse(frame), at: this.#clock.now() });
     this.afterDeliver();
+    return true;
+  }
+
+  notify(frame: string): boolean {
+    this.sent.push({ frame: JSON.parse(frame), at: this.#clock.now() });
     return true;
   }
 

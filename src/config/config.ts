@@ -20,6 +20,7 @@ import {
   secret,
 } from "./fields.ts";
 import { jwtSchema } from "./jwt.ts";
+import { checkPresence, withPresenceDefaults } from "./presence.ts";
 import { serviceSchema } from "./service.ts";
 import type { SharkConfig } from "./types.ts";
 
@@ -209,7 +210,8 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         message: `must differ from server.port (${config.server.port})`,
       });
     }
-  });
+    checkPresence(config, ctx);
+  }).transform(withPresenceDefaults);
 }
 
 function keyPath(path: readonly PropertyKey[]): string {

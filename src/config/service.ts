@@ -1,6 +1,6 @@
 /**
- * One service under `services` in `shark.json` (SPEC sections 2, 4, 5, 6 and
- * 10): its callbacks and delivery rules, each key with its default and its
+ * One service under `services` in `shark.json` (SPEC sections 2, 4, 5, 6, 10
+ * and 12): its callbacks and delivery rules, each key with its default and its
  * meaning, and the contradictions between them.
  *
  * @module
@@ -14,7 +14,8 @@ import {
   seconds,
   secret,
 } from "./fields.ts";
-import { HISTORY_RESERVED_FIELDS, RESERVED_FIELDS } from "../protocol.ts";
+import { presenceSchema } from "./presence.ts";
+import { HISTORY_RESERVED_FIELDS, PRESENCE_RESERVED_FIELDS, RESERVED_FIELDS } from "../protocol.ts";
 
 /** The schema of one service; `env` resolves `{"env": "NAME"}` callback URLs. */
 export function serviceSchema(env: EnvLookup) {
@@ -33,7 +34,7 @@ export function serviceSchema(env: EnvLookup) {
     authorization_renewal_jitter: seconds.default(0)
       .describe("Up to this many seconds are taken off each renewal period at random."),
     extra_fields: fieldList.default([]).describe(
-      "Keys of the subscribe request kept with the subscription, sent with its callbacks and echoed in its messages; none may be a key Shark writes itself (event, status, error, data, subscription, the delivery metadata, and with history offset, epoch, recovered, recover).",
+      "Keys of the subscribe request kept with the subscription, sent with its callbacks and echoed in its messages; none may be a key Shark writes itself (event, status, error, data, subscription, the delivery metadata, with history offset, epoch, recovered, recover, and with presence client, member, members, clients, users).",
     ),
     filter_fields: fieldList.default([]).describe(
       "Envelope keys a message must match to be delivered: one of extra_fields against the subscription's value, any other against the session's auth info.",
@@ -57,6 +58,7 @@ export function serviceSchema(env: EnvLookup) {
     }).nullable().default(null).describe(
       "Keep each topic's last envelopes: messages carry offset and epoch, clients may recover; null: off.",
     ),
+    presence: presenceSchema,
   }).superRefine((service, ctx) => {
     const contradiction = (path: string, message: string) =>
       ctx.addIssue({ code: "custom", path: [path], message });
@@ -75,9 +77,11 @@ export function serviceSchema(env: EnvLookup) {
     if (service.on_authorization_change && service.authorization_renewal_period === null) {
       contradiction("on_authorization_change", "is only called with authorization_renewal_period");
     }
-    const reserved = service.history
-      ? [...RESERVED_FIELDS, ...HISTORY_RESERVED_FIELDS]
-      : RESERVED_FIELDS;
+    const reserved = [
+      ...RESERVED_FIELDS,
+      ...(service.history ? HISTORY_RESERVED_FIELDS : []),
+      ...(service.presence ? PRESENCE_RESERVED_FIELDS : []),
+    ];
     for (const field of service.extra_fields.filter((field) => reserved.includes(field))) {
       contradiction(
         "extra_fields",

@@ -57,6 +57,14 @@ export interface HttpConfig {
   readonly rate_limit_reset_header_names: readonly string[];
 }
 
+/** `presence` of a service (see `configSchema`, SPEC section 12). */
+export interface PresenceConfig {
+  readonly fields: readonly string[];
+  readonly user_field: string;
+  readonly join_leave: boolean;
+  readonly ttl: number;
+}
+
 /** One service under `services` (see `configSchema`). */
 export interface ServiceConfig {
   readonly require_authentication: boolean;
@@ -75,6 +83,7 @@ export interface ServiceConfig {
   readonly heartbeat_period: number | null;
   readonly on_heartbeat: string | null;
   readonly history: HistoryOptions | null;
+  readonly presence: PresenceConfig | null;
 }
 
 /** `authentication.jwt` (see `configSchema`): exactly one of `secret`, `public_key`, `jwks_url`. */

@@ -4,7 +4,8 @@
  * the subscribers of its topic, and the reads of a topic's history for
  * subscribe replies and recovery (SPEC section 10). Payloads wait in a
  * {@link FanoutQueue}, which paces the fan-out; envelopes are validated by
- * `parseEnvelope`.
+ * `parseEnvelope`. A join/leave payload (SPEC section 12) is told from an
+ * envelope by its first bytes and goes out as a `join` or `leave`.
  *
  * @module
  */
@@ -22,6 +23,8 @@ import { type Position, positionOf } from "../pubsub/history.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { PubSub } from "../pubsub/pubsub.ts";
 import type { Subscription } from "./subscription.ts";
+import { PRESENCE_PREFIX } from "../presence/presence_payload.ts";
+import { type PresenceNotice, presenceNotice } from "../presence/presence_notice.ts";
 
 /** Invalid and dropped envelopes are logged at most once per this period (all are counted). */
 const DROP_LOG_PERIOD_MS = 10_000;
@@ -62,6 +65,8 @@ interface Topic {
   readonly frameStart: string;
   /** Whether the topic's service keeps history: its messages carry positions. */
   readonly positioned: boolean;
+  /** Whether the topic's service sends `join` and `leave`. */
+  readonly joinLeave: boolean;
 }
 
 /** A topic's history as a subscribe reply and a recovery need it. */
@@ -140,6 +145,7 @@ export class Hub {
         ready: Promise.resolve(),
         frameStart: messageFrameStart(name),
         positioned: subscription.service.history !== null,
+        joinLeave: subscription.service.presence?.join_leave === true,
       };
       created.ready = this.#pubsub.subscribe(name).catch((error) => {
         if (this.#topics.get(name) === created) this.#forget(name);
@@ -226,19 +232,39 @@ export class Hub {
   #fanOut(inbound: Inbound, behind: number): number {
     const topic = this.#topics.get(inbound.topic);
     if (!topic) return 1;
+    if (inbound.payload.startsWith(PRESENCE_PREFIX)) {
+      const notice = presenceNotice(inbound.topic, inbound.payload);
+      if (notice) return topic.joinLeave ? this.#announce(topic, inbound, notice) : 1;
+    }
     const delivery = this.#delivery(topic, inbound, behind);
     if (!delivery) return 1;
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);
       } catch (error) {
-        this.#log.error("delivery to a subscriber of {topic} failed: {error}", {
-          topic: inbound.topic,
-          error: String(error),
-        });
+        this.#failed(inbound, error);
       }
     }
     return 1 + topic.subscribers.size;
+  }
+
+  /** Sends a join or leave to every subscriber but the member's own session. */
+  #announce(topic: Topic, inbound: Inbound, notice: PresenceNotice): number {
+    for (const subscription of topic.subscribers) {
+      try {
+        if (subscription.session.client !== notice.client) subscription.notify(notice);
+      } catch (error) {
+        this.#failed(inbound, error);
+      }
+    }
+    return 1 + topic.subscribers.size;
+  }
+
+  #failed(inbound: Inbound, error: unknown): void {
+    this.#log.error("delivery to a subscriber of {topic} failed: {error}", {
+      topic: inbound.topic,
+      error: String(error),
+    });
   }
 
   /** The delivery of a payload, or `undefined` (counted and logged) when it is not an envelope. */

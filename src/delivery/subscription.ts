@@ -10,7 +10,7 @@
 import type { Logger } from "@logtape/logtape";
 import { type Clock, REAL_CLOCK } from "../clock.ts";
 import type { ServiceConfig } from "../config/config.ts";
-import { bucketOf, type Delivery } from "./envelope.ts";
+import { bucketOf, Delivery } from "./envelope.ts";
 import type { Position } from "../pubsub/history.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { isObject, jsonEqual, type JsonObject, parseNumber } from "../json.ts";
@@ -24,10 +24,26 @@ export interface Subscriber {
   readonly log: Logger;
   /** The session's auth info (auth fields of the last successful `auth`). */
   readonly authInfo: JsonObject;
+  /** The connection's `client` id (SPEC section 12). */
+  readonly client: string;
   /** Sends a message frame to the client; `false` when it could not. */
   deliver(frame: string): boolean;
+  /** Sends a frame that is not a published message (a `join` or `leave`); `false` when it could not. */
+  notify(frame: string): boolean;
   /** Aborted when the session closes: the callbacks it no longer owes stop waiting. */
   readonly signal?: AbortSignal;
+}
+
+/**
+ * A frame for subscribers that the delivery rules of SPEC section 4 do not
+ * apply to: a `join` or `leave` (SPEC section 12). It is held with the
+ * messages while the subscription is, so that it keeps its place among them.
+ */
+export interface Notice {
+  /** The event it carries, for the metrics. */
+  readonly event: "join" | "leave";
+  /** The frame for a subscription whose extra fields serialize to `extra`. */
+  frame(extra: string): string;
 }
 
 /** What a successful recovery hands to {@link Subscription.release}. */
@@ -78,7 +94,7 @@ export class Subscription {
   active = true;
   /** Whether published messages are held until {@link release}. */
   #holding = true;
-  #held: Delivery[] | undefined;
+  #held: (Delivery | Notice)[] | undefined;
   /** After a recovery: positions up to this one were replayed and are not sent again. */
   #replayedUpTo: Position | undefined;
   #timers: Set<unknown> | undefined;
@@ -124,14 +140,25 @@ export class Subscription {
 
   /** Applies the delivery rules to a published message and sends it if they pass. */
   offer(delivery: Delivery): void {
-    if (this.#holding) {
-      const held = this.#held ??= [];
-      if (held.length < MAX_HELD_MESSAGES) held.push(delivery);
-      else this.#metrics.dropped("held_overflow");
-      return;
-    }
+    if (this.#holding) return this.#hold(delivery);
     if (this.#replayedUpTo && this.#replayed(delivery)) return;
     if (this.#passes(delivery)) this.session.deliver(delivery.frame(this.extraJson));
+  }
+
+  /** Sends a notice as it is, or holds it with the messages until {@link release}. */
+  notify(notice: Notice): void {
+    if (this.#holding) return this.#hold(notice);
+    this.#notify(notice);
+  }
+
+  #hold(item: Delivery | Notice): void {
+    const held = this.#held ??= [];
+    if (held.length < MAX_HELD_MESSAGES) held.push(item);
+    else this.#metrics.dropped("held_overflow");
+  }
+
+  #notify(notice: Notice): void {
+    if (this.session.notify(notice.frame(this.extraJson))) this.#metrics.presenceSent(notice.event);
   }
 
   /** Runs `task` after `seconds` unless the subscription has ended by then. */
@@ -192,11 +219,15 @@ export class Subscription {
     }
   }
 
-  /** Sends messages later than their fan-out, through the rules. */
-  #send(deliveries: readonly Delivery[]): void {
+  /** Sends messages later than their fan-out, through the rules; notices as they are. */
+  #send(deliveries: readonly (Delivery | Notice)[]): void {
     const sentAt = this.#clock.wallTime();
     for (const delivery of deliveries) {
       if (!this.active) return;
+      if (!(delivery instanceof Delivery)) {
+        this.#notify(delivery);
+        continue;
+      }
       if (this.#replayedUpTo && this.#replayed(delivery)) continue;
       if (this.#passes(delivery)) this.session.deliver(delivery.lateFrame(this.extraJson, sentAt));
     }

@@ -9,7 +9,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { ServerConfig } from "../config/config.ts";
-import { errorResponse } from "./http.ts";
+import { errorResponse } from "./respond.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { HttpErrorText } from "../protocol.ts";
 

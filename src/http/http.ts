@@ -1,7 +1,7 @@
 /**
- * Shark's plain HTTP endpoints (SPEC sections 3 and 7): `GET /healthz`,
- * `POST /publish`, and a JSON error for any other request that is not a
- * WebSocket upgrade.
+ * Shark's plain HTTP endpoints (SPEC sections 3, 7 and 13): `GET /healthz`,
+ * `POST /publish`, the server API (`server_api.ts`), and a JSON error for any
+ * other request that is not a WebSocket upgrade.
  *
  * @module
  */
@@ -10,8 +10,11 @@ import { InvalidEnvelope } from "../delivery/envelope.ts";
 import { FanoutQueueFull } from "../delivery/fanout_queue.ts";
 import { HttpErrorText, MAX_PUBLISH_BYTES } from "../protocol.ts";
 import { BodyTooLarge, readLimited } from "./read_limited.ts";
-import { constantTimeEqual } from "../auth/constant_time.ts";
-import type { JsonObject } from "../json.ts";
+import { errorResponse, json, refusal } from "./respond.ts";
+import { SERVER_API_PATHS, type ServerApiHost, serverApiRequest } from "./server_api.ts";
+
+export { errorResponse } from "./respond.ts";
+export type { ServerApiHost } from "./server_api.ts";
 
 /** The body of `GET /healthz`: 200 when `status` is "ok", else 503. */
 export type HealthReport = {
@@ -38,18 +41,8 @@ export interface HttpHost {
    * {@link FanoutQueueFull} while the fan-out queue is full.
    */
   publish(envelopes: unknown): Promise<number>;
-}
-
-function json(status: number, body: JsonObject, headers?: HeadersInit): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
-}
-
-/** Shark's JSON error answer: `{"status":"error","error":...}`. */
-export function errorResponse(status: number, error: string, headers?: HeadersInit): Response {
-  return json(status, { status: "error", error }, headers);
+  /** The server API (SPEC section 13), authorized like `publish`. */
+  readonly serverApi: ServerApiHost;
 }
 
 /** Serves a request that is not a WebSocket upgrade. */
@@ -59,9 +52,13 @@ export function serveHttp(request: Request, host: HttpHost): Response | Promise<
     const report = host.health();
     return json(report.status === "ok" ? 200 : 503, report);
   }
-  if (path === "/publish") {
-    if (request.method === "POST") return publishRequest(request, host);
-    return errorResponse(405, HttpErrorText.usePost, { allow: "POST" });
+  if (path === "/publish" || SERVER_API_PATHS.has(path)) {
+    if (request.method !== "POST") {
+      return errorResponse(405, HttpErrorText.usePost, { allow: "POST" });
+    }
+    return path === "/publish"
+      ? publishRequest(request, host)
+      : serverApiRequest(request, path, host);
   }
   if (path === "/" && request.method === "GET") {
     return errorResponse(426, HttpErrorText.useWebSocket, { upgrade: "websocket" });
@@ -69,19 +66,9 @@ export function serveHttp(request: Request, host: HttpHost): Response | Promise<
   return errorResponse(404, HttpErrorText.notFound);
 }
 
-/** The credentials of an `Authorization: Bearer ...` header; the scheme is case-insensitive (RFC 9110). */
-function bearerToken(headers: Headers): string | undefined {
-  const match = /^bearer +(.+)$/i.exec(headers.get("authorization") ?? "");
-  return match?.[1];
-}
-
 async function publishRequest(request: Request, host: HttpHost): Promise<Response> {
-  const secret = host.publishSecret;
-  if (secret === null) return errorResponse(404, HttpErrorText.notFound);
-  if (!constantTimeEqual(bearerToken(request.headers) ?? "", secret)) {
-    await request.body?.cancel();
-    return errorResponse(401, HttpErrorText.badSecret, { "www-authenticate": "Bearer" });
-  }
+  const refused = await refusal(request, host.publishSecret);
+  if (refused) return refused;
   let body: unknown;
   try {
     body = JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES));

@@ -35,3 +35,17 @@ export type RejectReason =
 
 /** A limit applied: a subscribe refused, an `order_key` or `throttle_key` forgotten. */
 export type LimitName = "max_subscriptions" | "order_keys" | "throttle_keys";
+
+/**
+ * How a presence read of the store ended (refusals before it are counted
+ * with their event or command): `ok`, or `unavailable` (it failed).
+ */
+export type PresenceOutcome = "ok" | "unavailable";
+
+/**
+ * How a server API command ended: `ok` (answered, or handed to the adapter);
+ * `invalid` (refused with 400); `unavailable` (the adapter or the store
+ * failed); `received`, `malformed` (a command taken from the control topic,
+ * run here, or dropped as not one).
+ */
+export type ServerApiOutcome = "ok" | "invalid" | "unavailable" | "received" | "malformed";

@@ -6,189 +6,25 @@
  * @module
  */
 import { LatencyHistogram } from "./histogram.ts";
-import { type ByOne, type ByTwo, cells, countOne, countTwo, escapeLabel } from "./counts.ts";
-import type { AuthOutcome, DropReason, LimitName, RejectReason } from "./labels.ts";
+import { cells, countOne, countTwo, escapeLabel } from "./counts.ts";
+import type {
+  AuthOutcome,
+  DropReason,
+  LimitName,
+  PresenceOutcome,
+  RejectReason,
+  ServerApiOutcome,
+} from "./labels.ts";
+import { type LabelledCounts, ROWS } from "./rows.ts";
 
-export type { AuthOutcome, DropReason, LimitName, RejectReason } from "./labels.ts";
-
-/** The counters with labels, by their snapshot key prefix. */
-interface LabelledCounts {
-  readonly rejected: ByOne;
-  readonly closed: ByOne;
-  readonly events: ByTwo;
-  readonly auth: ByTwo;
-  readonly dropped: ByOne;
-  readonly limited: ByOne;
-  readonly recoveries: ByOne;
-  readonly callbacks: ByTwo;
-}
-
-/** A plain number field of {@link Metrics}. */
-type Field = { [K in keyof Metrics]: Metrics[K] extends number ? K : never }[keyof Metrics];
-
-/** One metric: its exposition name and help, and where its value comes from. */
-type Row =
-  & { readonly name: string; readonly help: string }
-  & (
-    /** A number: `key` is its snapshot key. */
-    | { readonly type: "gauge" | "counter"; readonly field: Field; readonly key: string }
-    /** A counter with labels: its snapshot keys are `key.label-value...`. */
-    | { readonly type: "counter"; readonly key: keyof LabelledCounts; readonly labels: string[] }
-  );
-
-/**
- * Every metric but the callback latency histogram, in exposition order: both
- * {@link Metrics.prometheus} and {@link Metrics.snapshot} render this table.
- */
-const ROWS: readonly Row[] = [
-  {
-    name: "shark_ready",
-    help: "1 when Shark accepts connections and pub/sub is healthy",
-    type: "gauge",
-    field: "ready",
-    key: "ready",
-  },
-  {
-    name: "shark_connections_open",
-    help: "Client connections open",
-    type: "gauge",
-    field: "connectionsOpen",
-    key: "connections_open",
-  },
-  {
-    name: "shark_connections_total",
-    help: "Client connections accepted",
-    type: "counter",
-    field: "connectionsTotal",
-    key: "connections_total",
-  },
-  {
-    name: "shark_connections_rejected_total",
-    help: "Connections refused, by reason",
-    type: "counter",
-    key: "rejected",
-    labels: ["reason"],
-  },
-  {
-    name: "shark_connections_closed_total",
-    help: "Connections closed by Shark, by reason",
-    type: "counter",
-    key: "closed",
-    labels: ["reason"],
-  },
-  {
-    name: "shark_events_total",
-    help: "Client events by name and outcome",
-    type: "counter",
-    key: "events",
-    labels: ["event", "outcome"],
-  },
-  {
-    name: "shark_auth_total",
-    help: "auth events by method and outcome",
-    type: "counter",
-    key: "auth",
-    labels: ["method", "outcome"],
-  },
-  {
-    name: "shark_subscriptions_open",
-    help: "Subscriptions held by sessions",
-    type: "gauge",
-    field: "subscriptionsOpen",
-    key: "subscriptions_open",
-  },
-  {
-    name: "shark_topics_open",
-    help: "Topics subscribed on the pub/sub adapter",
-    type: "gauge",
-    field: "topicsOpen",
-    key: "topics_open",
-  },
-  {
-    name: "shark_pubsub_received_total",
-    help: "Envelopes taken from pub/sub",
-    type: "counter",
-    field: "received",
-    key: "pubsub_received",
-  },
-  {
-    name: "shark_published_total",
-    help: "Envelopes accepted by /publish or publish()",
-    type: "counter",
-    field: "published",
-    key: "published",
-  },
-  {
-    name: "shark_fanout_queue",
-    help: "Envelopes waiting to be fanned out",
-    type: "gauge",
-    field: "queued",
-    key: "fanout_queue",
-  },
-  {
-    name: "shark_fanout_queue_bytes",
-    help: "Bytes of envelope JSON waiting to be fanned out",
-    type: "gauge",
-    field: "queuedBytes",
-    key: "fanout_queue_bytes",
-  },
-  {
-    name: "shark_messages_delivered_total",
-    help: "Messages sent to clients",
-    type: "counter",
-    field: "delivered",
-    key: "delivered",
-  },
-  {
-    name: "shark_messages_dropped_total",
-    help: "Messages not delivered, by reason",
-    type: "counter",
-    key: "dropped",
-    labels: ["reason"],
-  },
-  {
-    name: "shark_limited_total",
-    help: "Subscribes refused (max_subscriptions) and keys forgotten (order_keys, throttle_keys)",
-    type: "counter",
-    key: "limited",
-    labels: ["limit"],
-  },
-  {
-    name: "shark_history_published_total",
-    help: "Envelopes published with a position",
-    type: "counter",
-    field: "historyPublished",
-    key: "history_published",
-  },
-  {
-    name: "shark_recoveries_total",
-    help: "Subscribes with recover on a service with history, by outcome",
-    type: "counter",
-    key: "recoveries",
-    labels: ["outcome"],
-  },
-  {
-    name: "shark_history_replayed_total",
-    help: "Recovered envelopes replayed to subscriptions",
-    type: "counter",
-    field: "replayed",
-    key: "history_replayed",
-  },
-  {
-    name: "shark_callbacks_queued",
-    help: "Service callbacks waiting for one of the http.max_concurrent slots of their origin",
-    type: "gauge",
-    field: "callbacksQueued",
-    key: "callbacks_queued",
-  },
-  {
-    name: "shark_callbacks_total",
-    help: "Service callbacks by callback and outcome",
-    type: "counter",
-    key: "callbacks",
-    labels: ["callback", "outcome"],
-  },
-];
+export type {
+  AuthOutcome,
+  DropReason,
+  LimitName,
+  PresenceOutcome,
+  RejectReason,
+  ServerApiOutcome,
+} from "./labels.ts";
 
 const LATENCY = "shark_callback_duration_seconds";
 
@@ -230,6 +66,10 @@ export class Metrics {
   replayed = 0;
   /** Service callbacks waiting for a slot of `http.max_concurrent` now. */
   callbacksQueued = 0;
+  /** Presence members held by this node's subscriptions now (SPEC section 12). */
+  presenceMembers = 0;
+  /** Members of stopped nodes this node removed from the store, with their leaves. */
+  presenceExpired = 0;
   readonly #labelled: LabelledCounts = {
     rejected: new Map(),
     closed: new Map(),
@@ -239,6 +79,10 @@ export class Metrics {
     limited: new Map(),
     recoveries: new Map(),
     callbacks: new Map(),
+    presenceEvents: new Map(),
+    presenceRequests: new Map(),
+    serverApiCommands: new Map(),
+    serverApiEnded: new Map(),
   };
   readonly #latency = new Map<string, LatencyHistogram>();
 
@@ -265,6 +109,26 @@ export class Metrics {
   /** Counts a subscribe with `recover` on a service with history, by outcome. */
   recovery(outcome: "recovered" | "not_recovered"): void {
     countOne(this.#labelled.recoveries, outcome);
+  }
+
+  /** Counts a `join` or `leave` frame sent to a client. */
+  presenceSent(event: "join" | "leave"): void {
+    countOne(this.#labelled.presenceEvents, event);
+  }
+
+  /** Counts a presence read (a `presence` event or `POST /presence`) by outcome. */
+  presenceRequest(outcome: PresenceOutcome): void {
+    countOne(this.#labelled.presenceRequests, outcome);
+  }
+
+  /** Counts a server API command (SPEC section 13) by name and outcome. */
+  serverApiCommand(command: string, outcome: ServerApiOutcome): void {
+    countTwo(this.#labelled.serverApiCommands, command, outcome);
+  }
+
+  /** Counts the connections or subscriptions that server API commands ended here. */
+  serverApiEnded(what: "connections" | "subscriptions", count: number): void {
+    countOne(this.#labelled.serverApiEnded, what, count);
   }
 
   /** Counts a refused connection (see {@link RejectReason}). */

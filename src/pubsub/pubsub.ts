@@ -1,11 +1,12 @@
 /**
  * The one small interface every pub/sub backend implements (SPEC section 9),
- * with topic history as an optional capability (SPEC section 10, see
- * `history.ts`).
+ * with topic history (SPEC section 10, see `history.ts`) and presence (SPEC
+ * section 12, see `../presence/store.ts`) as optional capabilities.
  *
  * @module
  */
 import type { History } from "./history.ts";
+import type { PresenceStore } from "../presence/store.ts";
 
 /** What an adapter reports to the engine that started it. */
 export interface PubSubListener {
@@ -59,6 +60,11 @@ export interface PubSub {
    * `history` need it. It publishes through this adapter's channels.
    */
   readonly history?: History;
+  /**
+   * The adapter's presence store, when it can keep one; services with
+   * `presence` need it. Its joins and leaves travel on this adapter's channels.
+   */
+  readonly presence?: PresenceStore;
   /** Disconnects and releases every resource. */
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 /**
- * The five client events of SPEC section 1: parsing, the checks in their
+ * The client events of SPEC sections 1 and 12: parsing, the checks in their
  * order, the service callbacks they trigger and the replies, with extra
- * fields echoed as SocketShark does.
+ * fields echoed as SocketShark does (`replies.ts`).
  *
  * @module
  */
@@ -27,32 +27,8 @@ import type { ClientFrame, Session } from "./session.ts";
 import { Subscription, type SubscriptionContext } from "../delivery/subscription.ts";
 import { serviceOf } from "../delivery/subscription_name.ts";
 import { isObject, type JsonObject, nestsDeeperThan, pick } from "../json.ts";
-
-/** An event failed in a way the client is told about; the connection stays. */
-class EventError extends Error {
-  readonly error: unknown;
-  readonly data: unknown;
-
-  constructor(error: unknown, data?: unknown) {
-    super(String(error));
-    this.error = error;
-    this.data = data;
-  }
-}
-
-/** What every reply to one event carries besides its status. */
-interface ReplyContext {
-  readonly event: string;
-  subscription?: string;
-  extra: JsonObject;
-  /** Keys a successful reply carries after all others (a subscribe's position). */
-  position?: JsonObject;
-}
-
-/** Cuts a string to `max` characters without splitting a surrogate pair. */
-function cut(text: string, max: number): string {
-  return text.length <= max ? text : [...text].slice(0, max).join("");
-}
+import type { Presence } from "../presence/presence.ts";
+import { cut, EventError, reply, type ReplyContext } from "./replies.ts";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -64,6 +40,7 @@ export interface EventDependencies {
   readonly hub: Hub;
   readonly lifecycle: Lifecycle;
   readonly metrics: Metrics;
+  readonly presence: Presence;
   /** The time the subscriptions' rules read; defaults to the runtime's. */
   readonly clock?: Clock;
 }
@@ -73,7 +50,7 @@ export interface EventDependencies {
  *
  * @example
  * ```ts
- * const events = new EventHandler({ config, client, callbacks, hub, lifecycle, metrics });
+ * const events = new EventHandler({ config, client, callbacks, hub, lifecycle, metrics, presence });
  * await events.handle(session, '{"event":"ping","data":"x"}');
  * ```
  */
@@ -114,14 +91,14 @@ export class EventHandler {
     } catch (error) {
       this.#deps.metrics.event(label, "error");
       if (error instanceof EventError) {
-        this.#reply(session, context, "error", error.data, error.error);
+        reply(session, context, "error", error.data, error.error);
         return;
       }
       session.log.error("unhandled exception in {event}: {error}", {
         event,
         error: error instanceof Error ? error.stack : String(error),
       });
-      this.#reply(session, context, "error", undefined, ErrorText.unhandledException);
+      reply(session, context, "error", undefined, ErrorText.unhandledException);
       session.close(CloseReason.internalError);
     }
   }
@@ -172,27 +149,11 @@ export class EventHandler {
         return this.#message(session, request, context);
       case ClientEvent.unsubscribe:
         return this.#unsubscribe(session, request, context);
+      case ClientEvent.presence:
+        return this.#presence(session, request, context);
       default:
         throw new EventError(ErrorText.eventNotFound);
     }
-  }
-
-  /** Replies as SocketShark does: extra fields may not override `data` or `subscription`. */
-  #reply(
-    session: Session,
-    context: ReplyContext,
-    status: "ok" | "error",
-    data?: unknown,
-    error?: unknown,
-  ): void {
-    // Spread, not Object.assign: a client's "__proto__" extra field stays a plain key.
-    const reply: JsonObject = status === "ok"
-      ? { event: context.event, status, ...context.extra }
-      : { event: context.event, status, error, ...context.extra };
-    if (data !== undefined && data !== null) reply.data = data;
-    if (context.subscription) reply.subscription = context.subscription;
-    if (status === "ok" && context.position) Object.assign(reply, context.position);
-    session.send(reply);
   }
 
   async #auth(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
@@ -201,7 +162,7 @@ export class EventHandler {
     session.authInfo = result.authInfo;
     session.authenticated = true;
     session.expireAuthIn(result.expiresIn);
-    this.#reply(session, context, "ok");
+    reply(session, context, "ok");
   }
 
   /** Subscribe checks 1 and 2, shared by subscribe, message and unsubscribe. */
@@ -224,7 +185,7 @@ export class EventHandler {
       throw new EventError(ErrorText.authRequired);
     }
     if (session.subscriptions.has(name)) throw new EventError(ErrorText.alreadySubscribed);
-    const { callbacks, config, hub, lifecycle, metrics } = this.#deps;
+    const { callbacks, config, hub, lifecycle, metrics, presence } = this.#deps;
     if (session.subscriptions.size >= config.server.max_subscriptions) {
       metrics.limited("max_subscriptions");
       throw new EventError(ErrorText.tooManySubscriptions);
@@ -257,6 +218,8 @@ export class EventHandler {
         throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
       }
       if (service.history) history = await hub.readHistory(subscription, from);
+      // A member before the ok reply: in every presence read that starts after it.
+      if (service.presence) await presence.enter(subscription);
       if (!session.closed) {
         subscription.seedOrder(before.options);
         lifecycle.begin(session, subscription);
@@ -267,8 +230,9 @@ export class EventHandler {
       throw this.#unavailable(session, error);
     }
     if (session.closed) return lifecycle.end(session, subscription);
-    if (history) context.position = this.#positionReply(history, from);
-    this.#reply(session, context, "ok", before.data);
+    if (history) context.tail = this.#positionReply(history, from);
+    if (service.presence) context.tail = { ...context.tail, client: session.client };
+    reply(session, context, "ok", before.data);
     subscription.release(history?.replay && { deliveries: history.replay, upTo: history.position });
     await callbacks.call(subscription, "on_subscribe");
   }
@@ -302,13 +266,13 @@ export class EventHandler {
     const subscription = session.subscriptions.get(name);
     if (!subscription) throw new EventError(ErrorText.subscriptionNotFound);
     context.extra = subscription.extra;
-    const reply = await this.#deps.callbacks.call(subscription, "on_message", {
+    const answer = await this.#deps.callbacks.call(subscription, "on_message", {
       data: request.data ?? null,
     });
-    if (!succeeded(reply)) {
-      throw new EventError(errorOf(reply, ErrorText.unhandledException), reply.data);
+    if (!succeeded(answer)) {
+      throw new EventError(errorOf(answer, ErrorText.unhandledException), answer.data);
     }
-    if (Object.hasOwn(reply, "data")) this.#reply(session, context, "ok", reply.data);
+    if (Object.hasOwn(answer, "data")) reply(session, context, "ok", answer.data);
   }
 
   async #unsubscribe(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
@@ -321,10 +285,24 @@ export class EventHandler {
     if (!succeeded(before)) {
       throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
     }
-    if (!lifecycle.detach(session, subscription)) {
-      throw new EventError(ErrorText.subscriptionNotFound);
+    const left = lifecycle.detach(session, subscription);
+    if (!left) throw new EventError(ErrorText.subscriptionNotFound);
+    reply(session, context, "ok", before.data);
+    await Promise.all([left, callbacks.call(subscription, "on_unsubscribe")]);
+  }
+
+  /** SPEC section 12: the members of a topic the session is subscribed to. */
+  async #presence(session: Session, request: JsonObject, context: ReplyContext): Promise<void> {
+    const { name, service } = this.#target(request, context);
+    if (!service.presence) throw new EventError(ErrorText.presenceNotEnabled);
+    const subscription = session.subscriptions.get(name);
+    if (!subscription) throw new EventError(ErrorText.subscriptionNotFound);
+    context.extra = subscription.extra;
+    try {
+      context.tail = { ...await this.#deps.presence.read(name, service.presence) };
+    } catch (error) {
+      throw this.#unavailable(session, error);
     }
-    this.#reply(session, context, "ok", before.data);
-    await callbacks.call(subscription, "on_unsubscribe");
+    reply(session, context, "ok");
   }
 }

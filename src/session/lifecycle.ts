@@ -1,13 +1,15 @@
 /**
  * What happens to a subscription over time (SPEC section 5): it is
  * registered, renewed by its authorizer, kept warm by heartbeats, and ended
- * by the client, by a failed renewal or by the connection closing.
+ * by the client, by a failed renewal, by the connection closing or by the
+ * server API; a member of its topic's presence stops being one as it ends.
  *
  * @module
  */
 import { type Callbacks, errorOf, succeeded } from "../callbacks/callbacks.ts";
 import type { Hub } from "../delivery/hub.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import type { Presence } from "../presence/presence.ts";
 import { ClientEvent, ErrorText } from "../protocol.ts";
 import type { Session } from "./session.ts";
 import type { Subscription } from "../delivery/subscription.ts";
@@ -25,11 +27,13 @@ export class Lifecycle {
   readonly #callbacks: Callbacks;
   readonly #hub: Hub;
   readonly #metrics: Metrics;
+  readonly #presence: Presence;
 
-  constructor(callbacks: Callbacks, hub: Hub, metrics: Metrics) {
+  constructor(callbacks: Callbacks, hub: Hub, metrics: Metrics, presence: Presence) {
     this.#callbacks = callbacks;
     this.#hub = hub;
     this.#metrics = metrics;
+    this.#presence = presence;
   }
 
   /** Registers a confirmed subscription with its session and starts its timers. */
@@ -48,10 +52,12 @@ export class Lifecycle {
   }
 
   /**
-   * Takes a subscription out of its session and topic and stops its timers.
-   * Idempotent; false when it had already ended.
+   * Takes a subscription out of its session, its topic and its topic's
+   * members, and stops its timers. Idempotent: `undefined` when it had
+   * already ended, else a promise (that never rejects) of its member's
+   * removal, which shutdown must await: its leave goes through the adapter.
    */
-  detach(session: Session, subscription: Subscription): boolean {
+  detach(session: Session, subscription: Subscription): Promise<void> | undefined {
     const wasActive = subscription.active;
     subscription.stop();
     this.#hub.leave(subscription);
@@ -59,7 +65,7 @@ export class Lifecycle {
       session.subscriptions.delete(subscription.name);
       this.#metrics.subscriptionsOpen--;
     }
-    return wasActive;
+    return wasActive ? this.#presence.leave(subscription) : undefined;
   }
 
   /**
@@ -70,7 +76,8 @@ export class Lifecycle {
    * From the start the subscription is gone for the client's own events.
    */
   async end(session: Session, subscription: Subscription, error?: unknown): Promise<void> {
-    if (!this.detach(session, subscription)) return;
+    const left = this.detach(session, subscription);
+    if (!left) return;
     const before = await this.#callbacks.call(subscription, "before_unsubscribe");
     if (error !== undefined) {
       session.send({
@@ -81,7 +88,7 @@ export class Lifecycle {
         ...subscription.extra,
       });
     }
-    await this.#callbacks.call(subscription, "on_unsubscribe");
+    await Promise.all([left, this.#callbacks.call(subscription, "on_unsubscribe")]);
   }
 
   /** Ends every subscription of a closed session, their callbacks in parallel. */

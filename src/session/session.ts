@@ -62,6 +62,7 @@ function utf8Size(text: string, limit: number): number {
 export class Session implements Subscriber, EventListenerObject {
   /** A random id, on every log line of this session. */
   readonly id: string = randomId();
+  #client: string | undefined;
   /** Whether an `auth` event succeeded (even one that returned no auth fields). */
   authenticated = false;
   /** The auth fields of the last successful `auth`. */
@@ -92,6 +93,19 @@ export class Session implements Subscriber, EventListenerObject {
     // error listener: a close event follows every error (see Socket).
     socket.addEventListener("message", this);
     socket.addEventListener("close", this);
+  }
+
+  /**
+   * The connection's `client` id (SPEC section 12): unique across every node
+   * sharing the adapter, never reused; created when first asked for.
+   */
+  get client(): string {
+    return this.#client ??= crypto.randomUUID();
+  }
+
+  /** Whether the session is the connection with `client` id (which it is not if it has none yet). */
+  isClient(client: string): boolean {
+    return this.#client === client;
   }
 
   /** The session's logger, carrying its id. */
@@ -149,6 +163,11 @@ export class Session implements Subscriber, EventListenerObject {
     if (!this.#write(frame)) return false;
     this.#host.metrics.delivered++;
     return true;
+  }
+
+  /** Sends a frame that is not a published message (a `join` or `leave`). */
+  notify(frame: string): boolean {
+    return this.#write(frame);
   }
 
   /**
