@@ -3,7 +3,8 @@
  * reconnects with backoff and re-establishes every subscription, for
  * browsers, Deno, Node 22+ and Bun (web-standard APIs only, no
  * dependencies). It speaks the client protocol of SocketShark and Shark's
- * history recovery, JWT refresh and presence, as `docs/protocol.md` describes them.
+ * history recovery, JWT refresh and presence, as `docs/protocol.md` and
+ * `docs/presence.md` describe them.
  *
  * ```ts
  * import { SharkClient } from "./mod.ts"; // or "@shark/shark/client"

@@ -127,11 +127,10 @@ export interface SubscribeReply {
 }
 
 /**
- * One member of a presence service's topic (docs/protocol.md, "Extension:
- * presence and join/leave"): a subscription, on any node, with the
- * connection's `client` id, its `user` (`""` when unknown) and the `info`
- * fields the service shows of it. (A type, not an interface, so that it is a
- * {@link JsonValue} too.)
+ * One member of a presence service's topic (`docs/presence.md`): a
+ * subscription, on any node, with the connection's `client` id, its `user`
+ * (`""` when unknown) and the `info` fields the service shows of it. (A
+ * type, not an interface, so that it is a {@link JsonValue} too.)
  *
  * @example
  * ```ts
