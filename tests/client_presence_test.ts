@@ -4,8 +4,8 @@
  * `client` id across reconnects, and the server API's close codes 4003
  * (final) and 4004 (reconnect). Rules the client applies to frames run
  * against a scripted server (`helpers/fake_shark.ts`), the client's waits on
- * a fake clock; the same SDK against a real in-process Shark (memory
- * adapter) closes the file.
+ * a fake clock; the file ends with the SDK against a real in-process Shark
+ * (memory adapter): members, joins and leaves, and `POST /disconnect`.
  */
 import assert from "node:assert/strict";
 import { type Member, type Presence, SharkError, type SubscribeReply } from "../client.ts";
@@ -189,43 +189,6 @@ Deno.test("presence() on a connection lost before Shark answered rejects; one as
   assert.deepEqual(await later, { members: [], clients: 0, users: 0 });
   const asked = shark.received.filter(({ frame }) => frame.event === "presence");
   assert.deepEqual(asked.map(({ connection }) => connection), [1, 2]);
-});
-
-Deno.test("close code 4004 (disconnect with reconnect) reconnects with backoff and subscribes again; 4003 (disconnect) is final: no reconnect, subscriptions end", async () => {
-  await using shark = new FakeShark();
-  const clock = new FakeClock();
-  await using client = testClient(shark.url, { ...FAST, clock });
-  const events = new Recorder(client);
-  const room = client.subscribe("chat.lobby");
-  await room.ready;
-  shark.close(4004, "disconnected, reconnect");
-  const [again] = await events.wait("disconnected");
-  assert.deepEqual(again.detail, {
-    code: 4004,
-    reason: "disconnected, reconnect",
-    reconnect: true,
-    delay: 50,
-  });
-  clock.tick(49);
-  assert.equal(events.of("connecting").length, 1);
-  clock.tick(1);
-  await events.wait("connected", 2);
-  await waitUntil(() => room.client === "c2", 3000, "subscribed again");
-  assert.equal(shark.of("subscribe").length, 2);
-
-  shark.close(4003, "disconnected");
-  const [, closed] = await events.wait("disconnected", 2);
-  assert.deepEqual(closed.detail, {
-    code: 4003,
-    reason: "disconnected",
-    reconnect: false,
-    delay: null,
-  });
-  assert.equal(client.state, "closed");
-  assert.equal(room.state, "ended");
-  assert.equal(clock.pending, 0, "no reconnect due");
-  clock.tick(3_600_000);
-  assert.equal(shark.connections, 2);
 });
 
 const SECRET = "a-publish-secret-of-32-characters";

@@ -1,11 +1,11 @@
 /**
  * A WebSocket server that speaks Shark's frames as a test scripts them, for
  * client rules that a real Shark produces only under faults (a store that
- * cannot be read, a reply racing a join) or through another process (the
- * server API's close codes). It answers `auth` and `subscribe` with `ok`
- * (the subscribe with a `client` id per connection: `c1`, `c2`, ...),
- * `unsubscribe` with `ok` and `ping` with a pong; the test's {@link FakeShark.answer} goes first and
- * answers every other event, pushes frames and closes connections.
+ * cannot be read, a connection lost while a presence request is on its way)
+ * or in an order it does not promise. It answers `auth`, `subscribe` (with a
+ * `client` id per connection: `c1`, `c2`, ...) and `unsubscribe` with `ok`
+ * and `ping` with a pong, unless the test's {@link FakeShark.answer}, asked
+ * first, answers; the test pushes frames and closes connections.
  *
  * @module
  */
