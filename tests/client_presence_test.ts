@@ -8,7 +8,13 @@
  * (memory adapter): members, joins and leaves, and `POST /disconnect`.
  */
 import assert from "node:assert/strict";
-import { type Member, type Presence, SharkError, type SubscribeReply } from "../client.ts";
+import {
+  type JsonObject,
+  type Member,
+  type Presence,
+  SharkError,
+  type SubscribeReply,
+} from "../client.ts";
 import { AppService, Recorder, testClient } from "./helpers/client_app.ts";
 import { FakeClock } from "./helpers/clock.ts";
 import { FakeShark } from "./helpers/fake_shark.ts";
@@ -20,19 +26,25 @@ const FAST = { backoff: { min: 50, max: 200 }, random: () => 1 } as const;
 const ADA: Member = { client: "c1", user: "ada", info: { name: "Ada" } };
 const BOB: Member = { client: "x9", user: "bob", info: {} };
 
+/** A presence reply as Shark sends it: the members, their counts, and `extra`. */
+function presenceReply(frame: JsonObject, members: Member[], extra: JsonObject = {}): JsonObject {
+  const users = new Set(members.map((member) => member.user).filter((user) => user !== ""));
+  return {
+    event: "presence",
+    subscription: frame.subscription,
+    status: "ok",
+    members,
+    clients: members.length,
+    users: users.size,
+    ...extra,
+  };
+}
+
 Deno.test("presence() sent before the subscribe reply waits until subscribed, then resolves with members, clients and users; client is the subscribe reply's id", async () => {
   await using shark = new FakeShark();
   shark.answer = (frame) =>
     frame.event === "presence"
-      ? {
-        event: "presence",
-        subscription: frame.subscription,
-        status: "ok",
-        members: [ADA, BOB],
-        clients: 2,
-        users: 2,
-        room: "extra field",
-      }
+      ? presenceReply(frame, [ADA, BOB], { room: "extra field" })
       : undefined;
   await using client = testClient(shark.url, FAST);
   const room = client.subscribe("chat.lobby");
@@ -124,14 +136,7 @@ Deno.test("after a reconnect: client is undefined while disconnected, onSubscrib
   await using shark = new FakeShark();
   shark.answer = (frame, connection) =>
     frame.event === "presence"
-      ? {
-        event: "presence",
-        subscription: frame.subscription,
-        status: "ok",
-        members: [{ client: `c${connection}`, user: "ada", info: {} }],
-        clients: 1,
-        users: 1,
-      }
+      ? presenceReply(frame, [{ client: `c${connection}`, user: "ada", info: {} }])
       : undefined;
   const clock = new FakeClock();
   await using client = testClient(shark.url, { ...FAST, clock });
@@ -164,16 +169,7 @@ Deno.test("after a reconnect: client is undefined while disconnected, onSubscrib
 Deno.test("presence() on a connection lost before Shark answered rejects; one asked while disconnected goes out once resubscribed", async () => {
   await using shark = new FakeShark();
   shark.answer = (frame, connection) =>
-    frame.event === "presence" && connection === 2
-      ? {
-        event: "presence",
-        subscription: frame.subscription,
-        status: "ok",
-        members: [],
-        clients: 0,
-        users: 0,
-      }
-      : undefined;
+    frame.event === "presence" && connection === 2 ? presenceReply(frame, []) : undefined;
   const clock = new FakeClock();
   await using client = testClient(shark.url, { ...FAST, clock });
   const events = new Recorder(client);
