@@ -5,7 +5,8 @@
  * (`main.ts`) restarted mid-session sends both pages through reconnecting
  * back to connected, and they show what happened meanwhile: the room's fresh
  * state on the memory adapter, the messages published during the gap
- * (through the other node) on Redis with history.
+ * (through the other node) on Redis with history; on both, the member list
+ * read again.
  *
  * Skipped, with a loud warning, without `/usr/bin/chromium` (Redis case:
  * without `redis-server`). `SHARK_SCREENSHOT=1` writes
@@ -140,7 +141,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "browser, Redis with history: Shark restarted → both pages reconnect, recover, and show the messages published during the gap once",
+    "browser, Redis with history and presence: Shark restarted → both pages reconnect, recover, show the messages published during the gap once, and list each other again",
   ignore: noRedis,
   async fn() {
     await using redis = await RedisServer.start();
@@ -173,6 +174,9 @@ Deno.test({
         "bot missed two",
       ]);
       assert.equal(await page.locator("#log li", { hasText: "fresh room state" }).count(), 0);
+      // The members live in Redis: the restarted node's graceful shutdown removed them, and
+      // the pages, subscribed again, read each other back.
+      await members(page, ["ada", "bob"]);
     }
   },
 });
