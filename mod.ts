@@ -41,6 +41,7 @@ export {
 } from "./adapters/broadcast_channel.ts";
 export { MemoryPubSub } from "./adapters/memory.ts";
 export { MemoryHistory, type MemoryHistorySettings } from "./adapters/memory_history.ts";
+export { MemoryPresence } from "./adapters/memory_presence.ts";
 export {
   type CallbackName,
   ConfigError,
@@ -48,6 +49,7 @@ export {
   type EnvLookup,
   type JwtConfig,
   loadConfig,
+  type PresenceConfig,
   type ServiceConfig,
   type SharkConfig,
   type SharkConfigInput,
@@ -55,6 +57,19 @@ export {
 export type { MemoryUsage } from "./src/http/admission.ts";
 export type { Clock } from "./src/clock.ts";
 export { Engine, type EngineOptions, type RequestInfo } from "./src/engine.ts";
+export {
+  type DisconnectOptions,
+  ServerApiError,
+  type SessionTarget,
+  type UnsubscribeOptions,
+} from "./src/control/control.ts";
+export type {
+  Member,
+  PresenceOptions,
+  PresenceStore,
+  PresenceSummary,
+} from "./src/presence/presence.ts";
+export { memberJson, presencePayload } from "./src/presence/presence_payload.ts";
 export { InvalidEnvelope, normalizeTimestamp } from "./src/delivery/envelope.ts";
 export { FanoutQueueFull } from "./src/delivery/fanout_queue.ts";
 export {
@@ -73,6 +88,7 @@ export {
 export {
   ClientEvent,
   CloseReason,
+  CONTROL_TOPIC,
   ErrorText,
   HttpErrorText,
   MAX_PUBLISH_BYTES,

@@ -27,7 +27,7 @@ interface Stored {
  * const presence = new MemoryPresence((topic, payload) => console.log(topic, payload));
  * const options = { ttl: 60, joinLeave: true };
  * await presence.add("chat.room", { client: "c1", user: "u1", info: {} }, options);
- * console.log(await presence.read("chat.room", options));
+ * console.log(await presence.read("chat.room"));
  * ```
  */
 export class MemoryPresence implements PresenceStore {

@@ -13,6 +13,8 @@ import { Delivery, messageFrameStart } from "../src/delivery/envelope.ts";
 import { MAX_HELD_MESSAGES, type Subscriber, Subscription } from "../src/delivery/subscription.ts";
 import type { JsonObject } from "../src/json.ts";
 import { FakeClock } from "./helpers/clock.ts";
+import { presencePayload } from "../src/presence/presence_payload.ts";
+import { presenceNotice } from "../src/presence/presence_notice.ts";
 
 const TOPIC = "books.1";
 const FRAME_START = messageFrameStart(TOPIC);
@@ -436,4 +438,32 @@ Deno.test("a positioned message's frame has offset and epoch right after data, b
     '{"event":"message","subscription":"books.1","data":{"n":1},"offset":7,"epoch":"e\\"1","tag":"t"}',
   );
   assert.deepEqual(session.sent[0].frame, JSON.parse(delivery.frame(subscription.extraJson)));
+});
+
+Deno.test("join and leave: held with messages until release, in order; no filter, order or throttle applies", () => {
+  const { session, subscription, publish, dropped } = setUp({
+    service: { filter_fields: ["user_id"], extra_fields: ["room"] },
+    extra: { room: "r" },
+    authInfo: { user_id: "u1" },
+    holding: true,
+  });
+  const member = '{"client":"c2","user":"u2","info":{}}';
+  const notice = (kind: "join" | "leave") =>
+    presenceNotice(TOPIC, presencePayload(kind, TOPIC, member))!;
+  publish(1, { order: 1, throttle: 60 }, { user_id: "u1" });
+  subscription.notify(notice("join"));
+  publish(2, { order: 2, throttle: 60 }, { user_id: "u1" });
+  assert.equal(session.sent.length, 0, "held while the subscription is");
+  subscription.release();
+  // Message 2 is throttled (60 s after 1); the leave after it is not.
+  subscription.notify(notice("leave"));
+  assert.deepEqual(
+    session.sent.map(({ frame }) => frame.event === "message" ? frame.data : frame),
+    [
+      1,
+      { event: "join", subscription: TOPIC, member: JSON.parse(member), room: "r" },
+      { event: "leave", subscription: TOPIC, member: JSON.parse(member), room: "r" },
+    ],
+  );
+  assert.equal(dropped("filter"), 0);
 });

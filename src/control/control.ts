@@ -85,14 +85,14 @@ export class ServerApi {
   }
 
   /** Publishes a `disconnect` command; see `Engine.disconnect`. */
-  disconnect(options: unknown): Promise<void> {
-    return this.#publish(this.#counted("disconnect", () => disconnectCommand(options)));
+  async disconnect(options: unknown): Promise<void> {
+    await this.#publish(this.#counted("disconnect", () => disconnectCommand(options)));
   }
 
   /** Publishes an `unsubscribe` command; see `Engine.unsubscribe`. */
-  unsubscribe(options: unknown): Promise<void> {
+  async unsubscribe(options: unknown): Promise<void> {
     const services = this.#options.config.services;
-    return this.#publish(this.#counted("unsubscribe", () => unsubscribeCommand(options, services)));
+    await this.#publish(this.#counted("unsubscribe", () => unsubscribeCommand(options, services)));
   }
 
   /** Runs a command taken from the control topic on this node's sessions. */

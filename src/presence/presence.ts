@@ -46,6 +46,12 @@ export class Presence {
   readonly #log: Logger;
   /** The subscriptions of this node that are members, by topic. */
   readonly #members = new Map<string, Set<Subscription>>();
+  /**
+   * Members whose removal failed, by topic and client: tried again at the
+   * topic's next refresh, which would otherwise keep them alive with the
+   * node's other members of the topic. A topic without those expires them.
+   */
+  readonly #orphans = new Map<string, Map<string, PresenceConfig>>();
 
   /** @param store the adapter's store; services with `presence` need one. */
   constructor(store: PresenceStore | undefined, metrics: Metrics, log: Logger) {
@@ -86,7 +92,7 @@ export class Presence {
     if (!local?.delete(subscription)) return DONE;
     this.#metrics.presenceMembers--;
     if (local.size === 0) this.#members.delete(name);
-    return this.#remove(subscription);
+    return this.#remove(name, subscription.session.client, subscription.service.presence!);
   }
 
   /**
@@ -115,6 +121,13 @@ export class Presence {
    * next refresh comes well before the members expire).
    */
   async refresh(topic: string, presence: PresenceConfig): Promise<void> {
+    const orphans = this.#orphans.get(topic);
+    if (orphans) {
+      this.#orphans.delete(topic);
+      await Promise.all(
+        [...orphans].map(([client, settings]) => this.#remove(topic, client, settings)),
+      );
+    }
     try {
       this.#metrics.presenceExpired += await this.#storeOf(topic).refresh(
         topic,
@@ -128,13 +141,15 @@ export class Presence {
     }
   }
 
-  async #remove(subscription: Subscription): Promise<void> {
-    const { name, service, session } = subscription;
+  async #remove(topic: string, client: string, presence: PresenceConfig): Promise<void> {
     try {
-      await this.#storeOf(name).remove(name, session.client, optionsOf(service.presence!));
+      await this.#storeOf(topic).remove(topic, client, optionsOf(presence));
     } catch (error) {
-      this.#log.warn("removing a member of {topic} failed: {error}", {
-        topic: name,
+      let orphans = this.#orphans.get(topic);
+      if (!orphans) this.#orphans.set(topic, orphans = new Map());
+      orphans.set(client, presence);
+      this.#log.warn("removing a member of {topic} failed, to be tried again: {error}", {
+        topic,
         error: String(error),
       });
     }

@@ -219,7 +219,7 @@ export class EventHandler {
       }
       if (service.history) history = await hub.readHistory(subscription, from);
       // A member before the ok reply: in every presence read that starts after it.
-      if (service.presence) await presence.enter(subscription);
+      if (service.presence && !session.closed) await presence.enter(subscription);
       if (!session.closed) {
         subscription.seedOrder(before.options);
         lifecycle.begin(session, subscription);
