@@ -3,7 +3,8 @@
  * reconnects with backoff and re-establishes every subscription, for
  * browsers, Deno, Node 22+ and Bun (web-standard APIs only, no
  * dependencies). It speaks the client protocol of SocketShark and Shark's
- * history recovery and JWT refresh, as `docs/protocol.md` describes them.
+ * history recovery, JWT refresh and presence, as `docs/protocol.md` and
+ * `docs/presence.md` describe them.
  *
  * ```ts
  * import { SharkClient } from "./mod.ts"; // or "@shark/shark/client"
@@ -34,8 +35,9 @@
  * The close codes that stop reconnecting come from Shark's own table
  * (`CloseReason` in `src/protocol.ts`, a module without imports): only those
  * flagged `reconnect: false` (1009, a frame too big that would be sent
- * again; 4008, `server.idle_timeout`: nothing was authenticated or
- * subscribed, and a new connection would idle again). Every other code
+ * again; 4003, the application's backend disconnected the client through
+ * Shark's server API; 4008, `server.idle_timeout`: nothing was authenticated
+ * or subscribed, and a new connection would idle again). Every other code
  * reconnects, codes Shark never sends included (1006 for a dropped network,
  * whatever a proxy sends).
  *
@@ -68,8 +70,10 @@ export type {
   Credentials,
   JsonObject,
   JsonValue,
+  Member,
   MessageFrame,
   Position,
+  Presence,
   SharkClientEventMap,
   SubscribeReply,
   Subscription,

@@ -10,6 +10,7 @@ import type {
   Credentials,
   JsonObject,
   JsonValue,
+  Member,
   MessageFrame,
   Position,
   SubscribeReply,
@@ -111,6 +112,8 @@ export interface SharkClientOptions {
  *   extra: { author_id: "a1" },
  *   onSubscribed: (reply, resubscribed) => console.log(resubscribed, reply.data),
  *   onMessage: (message) => console.log(message.data),
+ *   onJoin: (member) => console.log("joined:", member.user),
+ *   onLeave: (member) => console.log("left:", member.user),
  *   onUnsubscribed: (error) => console.log("ended:", error.message),
  * };
  * ```
@@ -128,11 +131,18 @@ export interface SubscribeOptions {
   /**
    * Every successful subscribe reply: the first (also `ready`'s value) and
    * each after a reconnect (`resubscribed`). `reply.recovered === true`: the
-   * missed messages follow; otherwise `reply.data` is fresh state.
+   * missed messages follow; otherwise `reply.data` is fresh state. For a
+   * presence service this is where to read the members (`presence()`): after
+   * a reconnect the list shown is stale (joins and leaves meanwhile were not
+   * sent) and `reply.client` is a new id.
    */
   readonly onSubscribed?: (reply: SubscribeReply, resubscribed: boolean) => void;
   /** Every message pushed to this subscription. */
   readonly onMessage?: (message: MessageFrame) => void;
+  /** Another subscription to the topic became a member (a presence service with `join_leave`). */
+  readonly onJoin?: (member: Member) => void;
+  /** A member of the topic left: unsubscribed, disconnected, or its node died. */
+  readonly onLeave?: (member: Member) => void;
   /** `on_message` answered a {@link Subscription.send} with `data`. */
   readonly onReply?: (data: JsonValue, reply: JsonObject) => void;
   /**

@@ -5,11 +5,12 @@
  * whose pong tells exactly when and how each was handled, and ended by
  * `unsubscribe()`, the client's `close()` or Shark. A resubscribe answered
  * `Service unavailable.` is tried again after the client's backoff, on the
- * client's clock.
+ * client's clock. A `presence` request waits, like a message, until
+ * subscribed; joins and leaves are routed to their callbacks.
  *
  * @module
  */
-import { ClientEvent, ErrorText } from "../src/protocol.ts";
+import { ClientEvent, ErrorText, ServerEvent } from "../src/protocol.ts";
 import type { Clock } from "./clock.ts";
 import type { Pending } from "./connection.ts";
 import { type Deferred, deferred } from "./deferred.ts";
@@ -19,16 +20,19 @@ import { advance, recoverField } from "./recovery.ts";
 import type {
   JsonObject,
   JsonValue,
+  Member,
   MessageFrame,
   Position,
+  Presence,
   SubscribeReply,
   Subscription,
   SubscriptionState,
 } from "./types.ts";
 
-/** A message waiting to be sent or answered. */
+/** A message (and its ping) or a presence request, waiting to be sent or answered. */
 interface Outgoing {
-  readonly data: JsonValue;
+  readonly frames: JsonObject[];
+  /** The reply, unless it is an error reply (that goes to `fail`). */
   answer(reply: JsonObject | undefined): void;
   fail(error: SharkError): void;
 }
@@ -51,6 +55,7 @@ export class ClientSubscription implements Subscription {
   readonly ready: Promise<SubscribeReply>;
   state: SubscriptionState = "subscribing";
   position: Position | undefined;
+  client: string | undefined;
   readonly #options: SubscribeOptions;
   readonly #owner: Owner;
   readonly #settle: { resolve(reply: SubscribeReply): void; reject(error: SharkError): void };
@@ -80,7 +85,7 @@ export class ClientSubscription implements Subscription {
 
   send(data: JsonValue): void {
     this.#post({
-      data,
+      frames: this.#message(data),
       answer: (reply) => {
         if (reply) this.#call(this.#options.onReply, reply.data ?? null, reply);
       },
@@ -97,8 +102,21 @@ export class ClientSubscription implements Subscription {
       : undefined;
     promise.then(() => clock.clearTimeout(timer), () => clock.clearTimeout(timer));
     this.#post({
-      data,
+      frames: this.#message(data),
       answer: (reply) => resolve(reply && (reply.data ?? null)),
+      fail: reject,
+    });
+    return promise;
+  }
+
+  presence(): Promise<Presence> {
+    const { promise, resolve, reject } = deferred<Presence>();
+    this.#post({
+      frames: [{ event: ClientEvent.presence, subscription: this.name }],
+      answer: (reply) => {
+        const { members, clients, users } = reply as unknown as Presence;
+        resolve({ members, clients, users });
+      },
       fail: reject,
     });
     return promise;
@@ -150,6 +168,7 @@ export class ClientSubscription implements Subscription {
   /** The connection is gone: subscribe again on the next one. */
   disconnected(): void {
     this.#asked = this.#live = false;
+    this.client = undefined;
     this.#owner.clock.clearTimeout(this.#retry);
     this.#retry = undefined;
     if (this.state === "subscribed") this.state = "subscribing";
@@ -161,6 +180,13 @@ export class ClientSubscription implements Subscription {
       return this.#end(errorOf(frame), this.#options.onUnsubscribed);
     }
     if (this.state !== "subscribed" && this.state !== "unsubscribing") return;
+    const { onJoin, onLeave } = this.#options;
+    if (frame.event === ServerEvent.join || frame.event === ServerEvent.leave) {
+      return this.#call(
+        frame.event === ServerEvent.join ? onJoin : onLeave,
+        frame.member as unknown as Member,
+      );
+    }
     this.position = advance(this.position, frame);
     this.#call(this.#options.onMessage, frame as MessageFrame);
   }
@@ -191,22 +217,28 @@ export class ClientSubscription implements Subscription {
     this.#retries = 0;
     if (this.state === "subscribing") this.state = "subscribed";
     this.position = advance(this.position, reply);
+    this.client = reply.client as string | undefined;
     this.#settle.resolve(reply as SubscribeReply);
     this.#call(this.#options.onSubscribed, reply as SubscribeReply, resubscribed);
     for (const item of this.#unsent.splice(0)) this.#post(item);
+  }
+
+  /** A message and the ping whose pong tells when and how it was handled. */
+  #message(data: JsonValue): JsonObject[] {
+    return [
+      { event: ClientEvent.message, subscription: this.name, data },
+      { event: ClientEvent.ping, data: null },
+    ];
   }
 
   #post(item: Outgoing): void {
     if (this.state === "ended" || this.state === "unsubscribing") {
       return item.fail(new SharkError("not subscribed"));
     }
-    const message = { event: ClientEvent.message, subscription: this.name, data: item.data };
-    const sent = this.state === "subscribed" && this.#owner.send([message, {
-      event: ClientEvent.ping,
-      data: null,
-    }], {
-      event: ClientEvent.message,
-      count: 2,
+    const { frames } = item;
+    const sent = this.state === "subscribed" && this.#owner.send(frames, {
+      event: frames[0].event as string,
+      count: frames.length,
       answer: (reply) => reply?.status === "error" ? item.fail(errorOf(reply)) : item.answer(reply),
       fail: item.fail,
     });
@@ -216,6 +248,7 @@ export class ClientSubscription implements Subscription {
   #end(error: SharkError | undefined, notify?: (error: SharkError) => void): void {
     if (this.state === "ended") return;
     this.state = "ended";
+    this.client = undefined;
     this.#owner.clock.clearTimeout(this.#retry);
     this.#owner.forget(this);
     const reason = error ?? new SharkError("unsubscribed");

@@ -1,8 +1,8 @@
 /**
  * The client's public types: JSON values, the credentials of the `auth`
  * hook, the connection's and a subscription's states, the frames Shark sends
- * (subscribe replies, messages, history positions), a subscription as the
- * application holds it, and the client's events.
+ * (subscribe replies, messages, history positions, presence members), a
+ * subscription as the application holds it, and the client's events.
  *
  * @module
  */
@@ -121,7 +121,41 @@ export interface SubscribeReply {
   readonly epoch?: string;
   /** Present when the subscribe carried `recover`: `true`, the missed messages follow. */
   readonly recovered?: boolean;
+  /** A presence service's id of this connection (a new one after every reconnect). */
+  readonly client?: string;
   readonly [key: string]: JsonValue | undefined;
+}
+
+/**
+ * One member of a presence service's topic (`docs/presence.md`): a
+ * subscription, on any node, with the connection's `client` id, its `user`
+ * (`""` when unknown) and the `info` fields the service shows of it. (A
+ * type, not an interface, so that it is a {@link JsonValue} too.)
+ *
+ * @example
+ * ```ts
+ * const label = (member: Member) => String(member.info.name ?? member.user);
+ * ```
+ */
+export type Member = {
+  readonly client: string;
+  readonly user: string;
+  readonly info: JsonObject;
+};
+
+/**
+ * Who is subscribed to a topic now: every member (this subscription
+ * included), their number, and the number of distinct non-empty users.
+ *
+ * @example
+ * ```ts
+ * const line = ({ clients, users }: Presence) => `${users} people, ${clients} tabs`;
+ * ```
+ */
+export interface Presence {
+  readonly members: Member[];
+  readonly clients: number;
+  readonly users: number;
 }
 
 /**
@@ -158,6 +192,7 @@ export interface MessageFrame {
  * const room: Subscription = client.subscribe("chat.lobby", { extra: { nick: "ada" } });
  * const { data } = await room.ready;
  * const id = await room.request({ text: "hi" }, { timeout: 5000 });
+ * const { members } = await room.presence(); // a presence service
  * await room.unsubscribe();
  * ```
  */
@@ -172,6 +207,12 @@ export interface Subscription {
   readonly state: SubscriptionState;
   /** The last position seen (history services only). */
   readonly position: Position | undefined;
+  /**
+   * A presence service's id of this connection, from the last subscribe
+   * reply: find yourself among the members with it. `undefined` while not
+   * subscribed; a new one after every reconnect.
+   */
+  readonly client: string | undefined;
   /**
    * Sends a `message` event with `data` for the service's `on_message`, now
    * or, while (re)subscribing, once subscribed. Returns nothing: `data` that
@@ -193,6 +234,16 @@ export interface Subscription {
    * `before_unsubscribe` refused: the subscription then stays.
    */
   unsubscribe(): Promise<void>;
+  /**
+   * Asks Shark who is subscribed to the topic (a presence service), now or,
+   * while (re)subscribing, once subscribed. Rejects with the error reply as
+   * a {@link SharkError} (`Presence not enabled.`, `Service unavailable.`,
+   * ...), with the subscribe's error when the subscription was refused, or
+   * when the connection was lost before Shark answered. Joins and leaves
+   * that happen while disconnected are not sent: read the members again in
+   * `onSubscribed`, which runs after every reconnect.
+   */
+  presence(): Promise<Presence>;
 }
 
 /**

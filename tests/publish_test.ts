@@ -174,3 +174,8 @@ Deno.test("invalid envelopes arriving through pub/sub are dropped and counted; t
   await client.silence(100);
   assert.equal(shark.shark.metrics.snapshot()["dropped.invalid"], 6);
 });
+
+Deno.test("the 413 text names the publish limit (a literal, so that client bundles can leave the table out)", async () => {
+  const { HttpErrorText, MAX_PUBLISH_BYTES } = await import("../src/protocol.ts");
+  assert.equal(HttpErrorText.bodyTooLarge, `Body exceeds ${MAX_PUBLISH_BYTES} bytes.`);
+});

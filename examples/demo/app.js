@@ -1,5 +1,5 @@
-// The demo page: one SharkClient, one room subscription, and what happens to
-// them shown as it happens. The client is the bundle, dist/shark-client.js:
+// The demo page: one SharkClient, one room subscription, who is in the room
+// (presence), and what happens to them shown as it happens. The client is the bundle, dist/shark-client.js:
 // the service serves it at /dist/shark-client.js, where this relative path
 // leads in the browser as in the repository.
 import { SharkClient } from "../../dist/shark-client.js";
@@ -38,6 +38,53 @@ function show(message) {
   $("messages").append(item);
 }
 
+/** A line in the chat saying who came or went. */
+function note(text) {
+  const item = document.createElement("li");
+  item.className = "presence";
+  item.textContent = text;
+  item.append(Object.assign(document.createElement("time"), { textContent: time(Date.now()) }));
+  $("messages").append(item);
+}
+
+/** Who is in the room: one member per connection, by client id; shown once per user. */
+const members = new Map();
+
+function showMembers() {
+  const tabs = new Map();
+  for (const member of members.values()) tabs.set(member.user, (tabs.get(member.user) ?? 0) + 1);
+  const names = [...tabs.keys()].sort();
+  $("count").textContent = names.length;
+  $("members").replaceChildren(...names.map((name) => {
+    const item = Object.assign(document.createElement("li"), { textContent: name });
+    item.dataset.user = name;
+    const notes = [name === user && "you", tabs.get(name) > 1 && `${tabs.get(name)} tabs`];
+    const aside = notes.filter(Boolean).join(", ");
+    if (aside) {
+      item.append(
+        " ",
+        Object.assign(document.createElement("small"), { textContent: `(${aside})` }),
+      );
+    }
+    return item;
+  }));
+}
+
+/**
+ * Reads the members afresh: on every subscribe, because joins and leaves
+ * that happened while this page was disconnected were never sent to it.
+ */
+async function readMembers() {
+  try {
+    const presence = await room.presence();
+    members.clear();
+    for (const member of presence.members) members.set(member.client, member);
+    showMembers();
+  } catch (error) {
+    log(`cannot tell who is here: ${error.message}`);
+  }
+}
+
 const { shark } = await (await fetch("/config.json")).json();
 const client = new SharkClient(shark, {
   // A fresh single-use ticket for every connection, reconnects included.
@@ -63,6 +110,9 @@ client.on("connected", ({ reconnected }) => {
 });
 client.on("disconnected", ({ code, reason, reconnect, delay }) => {
   setState(reconnect ? "disconnected" : "closed", reconnect ? "reconnecting" : "closed");
+  // Not in the room while disconnected; the list is read again after the reconnect.
+  members.clear();
+  showMembers();
   const why = `${code}${reason ? ` ${reason}` : ""}`;
   log(reconnect ? `disconnected (${why}), reconnecting in ${delay} ms` : `closed (${why})`);
 });
@@ -71,6 +121,7 @@ client.on("error", ({ error }) => log(`error: ${error.message}`));
 let lastOffset = 0;
 const room = client.subscribe(`chat.${roomName}`, {
   onSubscribed(reply, resubscribed) {
+    readMembers();
     if (reply.recovered) {
       log(`caught up: ${reply.offset - lastOffset} missed message(s) follow`);
       return;
@@ -84,6 +135,16 @@ const room = client.subscribe(`chat.${roomName}`, {
   onMessage(message) {
     lastOffset = message.offset ?? lastOffset;
     show(message.data);
+  },
+  onJoin(member) {
+    members.set(member.client, member);
+    showMembers();
+    note(`${member.user} joined`);
+  },
+  onLeave(member) {
+    members.delete(member.client);
+    showMembers();
+    note(`${member.user} left`);
   },
   onUnsubscribed: (error) => log(`removed from the room: ${error.message}`),
   onError: (error) => log(`error: ${error.message}`),
