@@ -33,6 +33,8 @@ export interface MessageSink {
    * `now` is `performance.timeOrigin + performance.now()` when the chunk was read.
    */
   message(sentAt: number, now: number): void;
+  /** A presence `join` or `leave` frame arrived (counted, never queued as a reply). */
+  presence?(event: "join" | "leave", now: number): void;
 }
 
 /** Where and how a client connects. */
@@ -84,6 +86,18 @@ export function connectClient(kind: ClientKind, options: ConnectOptions): Promis
 function isMessageFrame(bytes: Uint8Array, start: number, end: number): boolean {
   return end - start > 18 && bytes[start + 10] === 0x6d && bytes[start + 11] === 0x65 &&
     bytes[start + 12] === 0x73 && bytes[start + 16] === 0x65 && bytes[start + 17] === 0x22;
+}
+
+/** `{"event":"join"` or `{"event":"leave"`: the event name starts at offset 10. */
+function presenceEventOf(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): "join" | "leave" | undefined {
+  if (end - start < 16) return undefined;
+  if (bytes[start + 10] === 0x6a && bytes[start + 14] === 0x22) return "join";
+  if (bytes[start + 10] === 0x6c && bytes[start + 15] === 0x22) return "leave";
+  return undefined;
 }
 
 /** Reads the number after `"t":` in `bytes[from, end)`; `NaN` when there is none. */
@@ -221,7 +235,11 @@ abstract class RawClient implements BenchClient {
         if (isMessageFrame(bytes, start, end)) {
           this.received++;
           this.#sink.message(timestampIn(bytes, start + 18, end), now);
-        } else this.#replies.push(decoder.decode(bytes.subarray(start, end)));
+          continue;
+        }
+        const presence = this.#sink.presence && presenceEventOf(bytes, start, end);
+        if (presence) this.#sink.presence!(presence, now);
+        else this.#replies.push(decoder.decode(bytes.subarray(start, end)));
       } else if (opcode === Opcode.ping) {
         this.transport?.write(clientFrame(Opcode.pong, bytes.subarray(start, end)));
       } else if (opcode === Opcode.close) {

@@ -23,6 +23,14 @@ export const SCENARIOS = [
 ] as const;
 export type Scenario = typeof SCENARIOS[number];
 
+/**
+ * Scenarios with a harness of their own (several Shark processes), run only
+ * when named: `deno task bench presence`.
+ */
+export const STANDALONE: Readonly<Record<string, string>> = {
+  presence: "bench/presence.ts",
+};
+
 /** One line per scenario, logged when it starts. */
 export const DESCRIPTIONS: Record<Scenario, string> = {
   clients: "load generator check: Deno WebSocket vs raw clients, fanout burst on the baseline",

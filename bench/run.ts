@@ -12,6 +12,7 @@
  * ```sh
  * deno task bench                      # every scenario, 5–7 minutes (bounded waits: under 10)
  * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel history recovery scale
+ * deno task bench presence             # two Shark nodes on Redis: presence against none (run only when named)
  * deno task bench fanout --profile bench/results/profiles   # Shark under --cpu-prof, top self time printed
  * deno task bench fanout --shark-config '{"ws_ping":{"interval":0,"timeout":0}}'   # top-level config keys replaced
  * ```
@@ -34,6 +35,7 @@ import {
   type Scenario,
   SCENARIOS,
   sharkConfig,
+  STANDALONE,
   type Target,
   targets,
 } from "./_scenarios.ts";
@@ -340,12 +342,29 @@ async function main(): Promise<number> {
     allowPositionals: true,
     options: { profile: { type: "string" }, "shark-config": { type: "string" } },
   });
-  const unknown = positionals.filter((name) => !(SCENARIOS as readonly string[]).includes(name));
+  const standalone = positionals.filter((name) => Object.hasOwn(STANDALONE, name));
+  const named = positionals.filter((name) => !Object.hasOwn(STANDALONE, name));
+  const unknown = named.filter((name) => !(SCENARIOS as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    console.error(`unknown scenario ${unknown.join(", ")}; choose from ${SCENARIOS.join(", ")}`);
+    const known = [...SCENARIOS, ...Object.keys(STANDALONE)].join(", ");
+    console.error(`unknown scenario ${unknown.join(", ")}; choose from ${known}`);
     return 2;
   }
-  const chosen = positionals.length > 0 ? positionals as Scenario[] : [...SCENARIOS];
+  for (const name of standalone) {
+    const child = new Child({
+      name,
+      command: deno(STANDALONE[name]),
+      cpus: HELPER_CPUS,
+      cwd: ROOT,
+      stdout: true,
+      echo: true,
+    });
+    const status = await child.status;
+    console.log(await child.stdout);
+    if (!status.success) return status.code || 1;
+  }
+  if (standalone.length > 0 && named.length === 0) return 0;
+  const chosen = named.length > 0 ? named as Scenario[] : [...SCENARIOS];
   // The orchestrator stays off the server's CPU too.
   await new Deno.Command("taskset", { args: ["-a", "-p", "-c", HELPER_CPUS, String(Deno.pid)] })
     .output();
