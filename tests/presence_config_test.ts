@@ -134,3 +134,9 @@ Deno.test("an adapter that keeps no presence refuses to start a service with pre
     /services\.chat\.presence: the broadcast_channel adapter keeps no presence/,
   );
 });
+
+Deno.test("config: a loaded configuration loads again unchanged (the CLI hands one to Shark): the filled-in user_field is not taken as written", () => {
+  const config = loadConfig({ services: { chat: { presence: { fields: [] } } } });
+  assert.equal(loadConfig(config), config);
+  assert.equal(config.services.chat.presence?.user_field, "user_id");
+});

@@ -244,10 +244,17 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
  * ```
  */
 export function loadConfig(input: unknown, env: EnvLookup = () => undefined): SharkConfig {
+  // A configuration this function returned is taken as it is: validated again,
+  // the defaults it filled in would read as keys written (presence.user_field).
+  if (typeof input === "object" && input !== null && loaded.has(input)) return input as SharkConfig;
   const result = configSchema(env).safeParse(input ?? {});
   if (!result.success) throw new ConfigError(result.error.issues.flatMap(describeIssue));
+  loaded.add(result.data);
   return result.data;
 }
+
+/** The configurations {@link loadConfig} returned. */
+const loaded = new WeakSet<object>();
 
 /**
  * The JSON Schema of `shark.json`, generated from the same zod schema.
