@@ -165,17 +165,16 @@ async function runVariant(
       let bytes = 0;
       let members = 0;
       const request = JSON.stringify({ event: "presence", subscription: TOPIC });
-      let sent = 0;
-      const readWorker = async () => {
-        while (sent < options.reads) {
-          sent++;
-          reader.send(request);
+      // Four in flight: the replies of one connection come back in order.
+      for (let sent = 0; sent < options.reads; sent += 4) {
+        const batch = Math.min(4, options.reads - sent);
+        for (let index = 0; index < batch; index++) reader.send(request);
+        for (let index = 0; index < batch; index++) {
           const reply = await expectOk(reader);
           bytes = new TextEncoder().encode(reply).byteLength;
           members = JSON.parse(reply).clients;
         }
-      };
-      await Promise.all(Array.from({ length: 4 }, readWorker));
+      }
       const readMs = epochNow() - readStart;
       const readAfter = await cpuNow(sharks, redis.pid);
       Object.assign(figures, {
