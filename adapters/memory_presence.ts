@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Member, PresenceOptions, PresenceStore } from "../src/presence/store.ts";
+import type { Member, PresenceOptions, PresenceStore, Refreshed } from "../src/presence/store.ts";
 import { memberJson, presencePayload } from "../src/presence/presence_payload.ts";
 
 interface Stored {
@@ -14,6 +14,9 @@ interface Stored {
   /** The member's JSON text, written into its join and its leave. */
   readonly json: string;
 }
+
+/** One process is the whole deployment: no other node to expire, never taken for dead. */
+const NOTHING_TO_REFRESH: Refreshed = { expired: 0, lapsed: false };
 
 /**
  * Presence inside one process; `deliver` hands a join or leave payload to the
@@ -67,7 +70,7 @@ export class MemoryPresence implements PresenceStore {
     return Promise.resolve(members ? [...members.values()].map((stored) => stored.member) : []);
   }
 
-  refresh(): Promise<number> {
-    return Promise.resolve(0);
+  refresh(): Promise<Refreshed> {
+    return Promise.resolve(NOTHING_TO_REFRESH);
   }
 }

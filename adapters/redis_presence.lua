@@ -29,7 +29,8 @@
 --          leave.                                   Returns every member JSON.
 -- refresh  the node's deadline is now + ttl and the keys expire 2 x ttl from now, so
 --          that a topic nobody refreshes vanishes; then as read. Returns how many
---          members it removed.
+--          members it removed, and 1 when this node had no deadline any more (another
+--          node took it for dead and removed its members: it must add them again), else 0.
 -- Costs: add, remove and refresh are O(log N) plus O(members removed); only read
 -- returns every member. A join or leave is
 -- {"shark.presence":"join","subscription":TOPIC,"member":MEMBER}
@@ -124,8 +125,9 @@ if operation == "read" then
 end
 
 if operation == "refresh" then
+  local lapsed = redis.call("ZSCORE", nodes, node) == false
   keep()
-  return sweep()
+  return { sweep(), lapsed and 1 or 0 }
 end
 
 return redis.error_reply("shark presence: ARGV[1] must be add, remove, read or refresh")

@@ -21,7 +21,7 @@
  */
 import { isObject } from "../src/json.ts";
 import { memberJson } from "../src/presence/presence_payload.ts";
-import type { Member, PresenceOptions, PresenceStore } from "../src/presence/store.ts";
+import type { Member, PresenceOptions, PresenceStore, Refreshed } from "../src/presence/store.ts";
 import { slotKey } from "./redis_keys.ts";
 import { type RedisCommand, RedisScript } from "./redis_script.ts";
 
@@ -123,10 +123,14 @@ export class RedisPresence implements PresenceStore {
     return reply.map(memberFrom);
   }
 
-  async refresh(topic: string, options: PresenceOptions): Promise<number> {
+  async refresh(topic: string, options: PresenceOptions): Promise<Refreshed> {
     const reply = await this.#run(topic, "refresh", options, []);
-    if (typeof reply !== "number") throw SCRIPT.unexpected(reply);
-    return reply;
+    if (
+      !Array.isArray(reply) || typeof reply[0] !== "number" || (reply[1] !== 0 && reply[1] !== 1)
+    ) {
+      throw SCRIPT.unexpected(reply);
+    }
+    return { expired: reply[0], lapsed: reply[1] === 1 };
   }
 
   #run(

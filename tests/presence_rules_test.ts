@@ -122,7 +122,7 @@ Deno.test("the memory store: a join per add, exactly one leave per member whoeve
   assert.equal(await store.remove("chat.q", "c1", quiet), true);
   assert.equal(published.length, 2);
   // One process is the whole deployment: no member of a stopped node to expire.
-  assert.equal(await store.refresh(), 0);
+  assert.deepEqual(await store.refresh(), { expired: 0, lapsed: false });
 });
 
 /** This node's presence as the keeper sees it: its topics, and the refreshes asked for. */
@@ -222,7 +222,8 @@ Deno.test("a refresh counts the members it expired, and a failed one is logged, 
     add: () => Promise.resolve(),
     remove: () => Promise.resolve(true),
     read: () => Promise.resolve([]),
-    refresh: () => fail ? Promise.reject(new Error("down")) : Promise.resolve(2),
+    refresh: () =>
+      fail ? Promise.reject(new Error("down")) : Promise.resolve({ expired: 2, lapsed: false }),
   };
   const presence = new Presence(store, metrics, getLogger(["shark-test"]));
   await presence.refresh("chat.a", PRESENCE);
@@ -246,7 +247,7 @@ Deno.test("a member whose removal failed is removed at its topic's next refresh,
     read: () => Promise.resolve([]),
     refresh: (topic) => {
       calls.push(`refresh ${topic}`);
-      return Promise.resolve(0);
+      return Promise.resolve({ expired: 0, lapsed: false });
     },
   };
   const metrics = new Metrics();
@@ -279,4 +280,57 @@ Deno.test("a member whose removal failed is removed at its topic's next refresh,
     "refresh chat.a",
   ]);
   assert.equal(metrics.presenceMembers, 0);
+});
+
+Deno.test("a node taken for dead adds its members again at the refresh that finds out, as they were made; one ended meanwhile is removed again", async () => {
+  const calls: string[] = [];
+  const adding: PromiseWithResolvers<void>[] = [];
+  let lapsed = false;
+  const store: PresenceStore = {
+    prepare: () => Promise.resolve(),
+    add: (topic, member) => {
+      calls.push(`add ${topic} ${member.client} ${JSON.stringify(member.info)}`);
+      if (!lapsed) return Promise.resolve();
+      const held = Promise.withResolvers<void>();
+      adding.push(held);
+      return held.promise;
+    },
+    remove: (topic, client) => {
+      calls.push(`remove ${topic} ${client}`);
+      return Promise.resolve(true);
+    },
+    read: () => Promise.resolve([]),
+    refresh: () => Promise.resolve({ expired: 0, lapsed }),
+  };
+  const metrics = new Metrics();
+  const presence = new Presence(store, metrics, getLogger(["shark-test"]));
+  const config = loadConfig({
+    authentication: { ticket: { validation_url: "http://auth/", auth_fields: ["name"] } },
+    services: { chat: { require_authentication: false, presence: { fields: ["name"] } } },
+  });
+  const subscriptionOf = (client: string, authInfo: Record<string, string>) =>
+    new Subscription(
+      { client, authInfo, log: getLogger(["shark-test"]), deliver: () => true, notify: () => true },
+      "chat.a",
+      config.services.chat,
+      {},
+      { metrics, maxKeys: 10 },
+    );
+  const staying = subscriptionOf("c1", { name: "Ann" });
+  const ending = subscriptionOf("c2", { name: "Bob" });
+  await presence.enter(staying);
+  await presence.enter(ending);
+  // A later auth does not change what the member shows (SPEC 12), also when it is added again.
+  (staying.session as { authInfo: Record<string, string> }).authInfo = { name: "Changed" };
+  calls.length = 0;
+  lapsed = true;
+  const refreshed = presence.refresh("chat.a", config.services.chat.presence!);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(calls, ['add chat.a c1 {"name":"Ann"}', 'add chat.a c2 {"name":"Bob"}']);
+  // c2 ends while its add is on its way: its removal may reach the store first.
+  await presence.leave(ending);
+  for (const held of adding) held.resolve();
+  await refreshed;
+  assert.deepEqual(calls.slice(2), ["remove chat.a c2", "remove chat.a c2"]);
+  assert.equal(metrics.presenceMembers, 1);
 });

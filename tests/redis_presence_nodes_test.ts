@@ -26,7 +26,7 @@ const SECRET = "publish-secret-for-tests";
 /** The smallest ttl the configuration takes: a killed node's members go within 2 x 5 s. */
 const TTL = 5;
 
-function config(redis: RedisServer, service: TestService): SharkConfigInput {
+function config(redis: RedisServer, service: TestService, ping = 0.5): SharkConfigInput {
   return {
     server: { host: "127.0.0.1", port: 0 },
     http: FAST_HTTP,
@@ -35,7 +35,7 @@ function config(redis: RedisServer, service: TestService): SharkConfigInput {
     pubsub: {
       adapter: "redis",
       channel_prefix: "shark:",
-      redis: { url: redis.url(), ping_interval: 0.5, ping_timeout: 1 },
+      redis: { url: redis.url(), ping_interval: ping, ping_timeout: 2 * ping },
     },
     services: {
       chat: {
@@ -57,12 +57,15 @@ interface Node {
 }
 
 /** A Redis server, an auth service and two Shark processes on them, all stopped after `fn`. */
-async function withNodes(fn: (nodes: [Node, Node]) => Promise<void>): Promise<void> {
+async function withNodes(
+  fn: (nodes: [Node, Node]) => Promise<void>,
+  ping?: number,
+): Promise<void> {
   await using redis = await RedisServer.start();
   await using service = new TestService({
     "/auth": (call) => ({ status: "ok", user_id: call.body.ticket }),
   });
-  await using file = await tempFile(config(redis, service));
+  await using file = await tempFile(config(redis, service, ping));
   await using opened = new AsyncDisposableStack();
   const node = async (): Promise<Node> => {
     const process = opened.use(SharkProcess.spawn(["--config", file.path]));
@@ -230,3 +233,27 @@ test("POST /disconnect on one node reaches a session on the other: by client it 
     const reply = await ann.client.request({ event: "presence", subscription: "chat.room" });
     assert.deepEqual(reply.members, [member(ann.id, "u1", "Ann")]);
   }));
+
+test("a node frozen past ttl (SIGSTOP) is taken for dead, its members leave; woken, its next refresh adds them again with their joins", () =>
+  withNodes(async ([one, two]) => {
+    const ann = await one.join("u1", "Ann");
+    const bob = await two.join("u2", "Bob");
+    await ann.client.take(1);
+    Deno.kill(two.process.child.pid, "SIGSTOP");
+    try {
+      const [left] = await ann.client.take(1, 2 * TTL * 1000);
+      assert.equal(left.event, "leave");
+      assert.deepEqual(left.member, member(bob.id, "u2", "Bob"));
+    } finally {
+      Deno.kill(two.process.child.pid, "SIGCONT");
+    }
+    // Bob's connection lived on (the node's Redis pings are 10 s apart here): he is a member again.
+    const [joined] = await ann.client.take(1, TTL * 1000);
+    assert.equal(joined.event, "join");
+    assert.deepEqual(joined.member, member(bob.id, "u2", "Bob"));
+    const reply = await ann.client.request({ event: "presence", subscription: "chat.room" });
+    assert.deepEqual(
+      byClient(reply.members),
+      byClient([member(ann.id, "u1", "Ann"), member(bob.id, "u2", "Bob")]),
+    );
+  }, 10));

@@ -138,7 +138,7 @@ test("without join_leave, adding, removing and expiring members publish nothing"
     await one.add("chat.room", member("c2"), quiet);
     assert.equal(await one.remove("chat.room", "c1", quiet), true);
     await delay(400);
-    assert.equal(await two.refresh("chat.room", quiet), 1);
+    assert.equal((await two.refresh("chat.room", quiet)).expired, 1);
     await delay(100);
     assert.deepEqual(received, []);
   }));
@@ -148,9 +148,9 @@ test("a node that stops refreshing: after ttl another node's refresh removes its
     const received = await listen(`${PREFIX}chat.room`);
     for (const client of ["d1", "d2", "d3"]) await dead.add("chat.room", member(client), SHORT);
     await live.add("chat.room", member("l1"), SHORT);
-    assert.equal(await live.refresh("chat.room", SHORT), 0);
+    assert.equal((await live.refresh("chat.room", SHORT)).expired, 0);
     await delay(400);
-    assert.equal(await live.refresh("chat.room", SHORT), 3);
+    assert.equal((await live.refresh("chat.room", SHORT)).expired, 3);
     assert.deepEqual(clients(await live.read("chat.room", SHORT)), ["l1"]);
     assert.equal(await dead.remove("chat.room", "d1", SHORT), false);
     await waitUntil(() => received.length === 7, 5000, "4 joins and 3 leaves");
@@ -158,6 +158,10 @@ test("a node that stops refreshing: after ttl another node's refresh removes its
       payload["shark.presence"] === "leave"
     );
     assert.deepEqual(leaves.map((leave) => leave.member.client).sort(), ["d1", "d2", "d3"]);
+    // The node taken for dead learns it at its next refresh; the live one was not.
+    assert.deepEqual(await dead.refresh("chat.room", SHORT), { expired: 0, lapsed: true });
+    assert.deepEqual(await dead.refresh("chat.room", SHORT), { expired: 0, lapsed: false });
+    assert.equal((await live.refresh("chat.room", SHORT)).lapsed, false);
     await delay(100);
     assert.equal(received.length, 7);
   }));
@@ -200,7 +204,10 @@ test("when two nodes sweep a dead node at once, with refreshes and reads racing,
     await delay(400);
     const sweeps: Promise<number>[] = [];
     for (let n = 0; n < 20; n++) {
-      sweeps.push(one.refresh("chat.room", OPTIONS), two.refresh("chat.room", OPTIONS));
+      sweeps.push(
+        one.refresh("chat.room", OPTIONS).then(({ expired }) => expired),
+        two.refresh("chat.room", OPTIONS).then(({ expired }) => expired),
+      );
       sweeps.push(one.read("chat.room", OPTIONS).then(() => 0));
       sweeps.push(two.read("chat.room", OPTIONS).then(() => 0));
     }

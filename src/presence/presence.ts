@@ -17,10 +17,10 @@ import { PubSubUnavailable } from "../delivery/hub.ts";
 import type { Subscription } from "../delivery/subscription.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { memberOf, type PresenceSummary, summarize } from "./member.ts";
-import type { PresenceOptions, PresenceStore } from "./store.ts";
+import type { Member, PresenceOptions, PresenceStore } from "./store.ts";
 
 export type { PresenceSummary } from "./member.ts";
-export type { Member, PresenceOptions, PresenceStore } from "./store.ts";
+export type { Member, PresenceOptions, PresenceStore, Refreshed } from "./store.ts";
 
 const DONE = Promise.resolve();
 
@@ -44,8 +44,8 @@ export class Presence {
   readonly #store: PresenceStore | undefined;
   readonly #metrics: Metrics;
   readonly #log: Logger;
-  /** The subscriptions of this node that are members, by topic. */
-  readonly #members = new Map<string, Set<Subscription>>();
+  /** The subscriptions of this node that are members, with their member, by topic. */
+  readonly #members = new Map<string, Map<Subscription, Member>>();
   /**
    * Members whose removal failed, by topic and client: tried again at the
    * topic's next refresh, which would otherwise keep them alive with the
@@ -71,10 +71,10 @@ export class Presence {
     if (!presence) return;
     const { name, session } = subscription;
     let local = this.#members.get(name);
-    if (!local) this.#members.set(name, local = new Set());
-    local.add(subscription);
-    this.#metrics.presenceMembers++;
+    if (!local) this.#members.set(name, local = new Map());
     const member = memberOf(session.client, session.authInfo, subscription.extra, presence);
+    local.set(subscription, member);
+    this.#metrics.presenceMembers++;
     try {
       await this.#storeOf(name).add(name, member, optionsOf(presence));
     } catch (error) {
@@ -129,16 +129,42 @@ export class Presence {
       );
     }
     try {
-      this.#metrics.presenceExpired += await this.#storeOf(topic).refresh(
-        topic,
-        optionsOf(presence),
-      );
+      const options = optionsOf(presence);
+      const { expired, lapsed } = await this.#storeOf(topic).refresh(topic, options);
+      this.#metrics.presenceExpired += expired;
+      if (lapsed) await this.#addAgain(topic, presence);
     } catch (error) {
       this.#log.warn("presence refresh of {topic} failed: {error}", {
         topic,
         error: String(error),
       });
     }
+  }
+
+  /**
+   * Another node took this one for dead (it was frozen or cut off past `ttl`)
+   * and removed its members of `topic` with their leaves, while their
+   * subscriptions went on here: they become members again, with joins.
+   */
+  async #addAgain(topic: string, presence: PresenceConfig): Promise<void> {
+    const local = this.#members.get(topic);
+    if (!local) return;
+    const options = optionsOf(presence);
+    this.#log.warn(
+      "presence of {topic} lapsed (this node was taken for dead): adding {count} members again",
+      {
+        topic,
+        count: local.size,
+      },
+    );
+    const store = this.#storeOf(topic);
+    await Promise.all([...local].map(async ([subscription, member]) => {
+      await store.add(topic, member, options);
+      // Ended meanwhile: its removal may have run before this add.
+      if (this.#members.get(topic)?.get(subscription) !== member) {
+        await this.#remove(topic, member.client, presence);
+      }
+    }));
   }
 
   async #remove(topic: string, client: string, presence: PresenceConfig): Promise<void> {

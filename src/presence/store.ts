@@ -68,8 +68,20 @@ export interface PresenceStore {
   read(topic: string, options: PresenceOptions): Promise<Member[]>;
   /**
    * Keeps this node's members of `topic` alive for another `ttl`, and removes (with leaves) the
-   * members of other nodes whose last refresh is older than ttl. Resolves with how many it removed.
+   * members of other nodes whose last refresh is older than ttl.
    * The engine calls it every ttl/3 for each topic this node has members in.
    */
-  refresh(topic: string, options: PresenceOptions): Promise<number>;
+  refresh(topic: string, options: PresenceOptions): Promise<Refreshed>;
+}
+
+/** What a {@link PresenceStore.refresh} did. */
+export interface Refreshed {
+  /** Members of other nodes it removed (each with its leave). */
+  readonly expired: number;
+  /**
+   * Whether this node's own members of the topic were gone: another node took
+   * it for dead (it was frozen or cut off for longer than `ttl`) and removed
+   * them, with their leaves. The engine adds its members again.
+   */
+  readonly lapsed: boolean;
 }
