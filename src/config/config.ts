@@ -11,7 +11,6 @@ import { z } from "zod";
 import {
   checkHttpUrl,
   checkPublishSecret,
-  checkRedisUrl,
   type EnvLookup,
   fieldList,
   MIN_PUBLISH_SECRET,
@@ -20,6 +19,7 @@ import {
   secret,
 } from "./fields.ts";
 import { jwtSchema } from "./jwt.ts";
+import { redisSchema, redisServerSchema } from "./redis.ts";
 import { checkPresence, withPresenceDefaults } from "./presence.ts";
 import { serviceSchema } from "./service.ts";
 import type { SharkConfig } from "./types.ts";
@@ -44,16 +44,6 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
     this.problems = problems;
   }
-}
-
-function redisSchema(env: EnvLookup) {
-  return z.strictObject({
-    url: secret(env, checkRedisUrl).default("redis://127.0.0.1:6379/0")
-      .describe("redis:// or rediss:// URL, with optional credentials and database number."),
-    ping_interval: positiveSeconds.default(10).describe("Seconds between health pings."),
-    ping_timeout: positiveSeconds.default(5)
-      .describe("Seconds a ping may take before the server counts as lost."),
-  });
 }
 
 /**
@@ -121,7 +111,7 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       channel_prefix: z.string().default("")
         .describe("Put before a subscription name to make its Redis channel name."),
       redis: redisSchema(env).prefault({}).describe("The Redis server of the redis adapter."),
-      redis_alt: redisSchema(env).extend({
+      redis_alt: redisServerSchema(env).extend({
         channel_prefix: z.string().default("").describe("channel_prefix on this server."),
       }).nullable().default(null).describe(
         "A second Redis subscribed in parallel, with its own channel_prefix (migrations); publishing goes to redis only. null: none.",
@@ -136,6 +126,14 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
           code: "custom",
           path: ["redis_alt"],
           message: `is only used with the redis adapter, not ${pubsub.adapter}`,
+        });
+      }
+      if (pubsub.redis_alt && pubsub.redis.cluster !== null) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["redis_alt"],
+          message:
+            "redis_alt and redis.cluster are both written: redis_alt is for a single Redis, not a Redis Cluster",
         });
       }
     }).prefault({}).describe("How published envelopes reach this process."),

@@ -39,11 +39,17 @@ export interface RedisConfig {
   readonly ping_timeout: number;
 }
 
+/** `pubsub.redis` (see `configSchema`): `url` is `""` when `cluster` is set. */
+export interface RedisMainConfig extends RedisConfig {
+  readonly cluster: readonly string[] | null;
+  readonly sharded: boolean;
+}
+
 /** `pubsub` (see `configSchema`). */
 export interface PubSubConfig {
   readonly adapter: "memory" | "broadcast_channel" | "redis";
   readonly channel_prefix: string;
-  readonly redis: RedisConfig;
+  readonly redis: RedisMainConfig;
   readonly redis_alt: (RedisConfig & { readonly channel_prefix: string }) | null;
   readonly broadcast_channel: { readonly name: string };
 }
