@@ -47,6 +47,7 @@ import { RedisLink, type RedisLinkOptions, type RedisLinkOwner } from "./redis_l
 
 export { historyKeys, type RedisCommand, RedisHistory } from "./redis_history.ts";
 export { presenceKeys, RedisPresence } from "./redis_presence.ts";
+export { RedisClusterPubSub } from "./redis_cluster.ts";
 
 /**
  * The `pubsub` section of a validated configuration, as the adapter reads it:
@@ -78,6 +79,10 @@ export interface RedisPubSubSettings {
 }
 
 type ServerLabel = "redis" | "redis_alt";
+type RedisServerConfig = Pick<
+  RedisPubSubOptions["redis"],
+  "url" | "ping_interval" | "ping_timeout"
+>;
 
 /**
  * Pub/sub through Redis, SocketShark-compatible: what a publisher sends with
@@ -134,7 +139,7 @@ export class RedisPubSub implements PubSub {
     this.#log = settings.logger ?? getLogger(["shark", "redis"]);
     const server = (
       label: ServerLabel,
-      redis: RedisPubSubOptions["redis"],
+      redis: RedisServerConfig,
       prefix: string,
     ): RedisLinkOptions => ({
       label,
@@ -143,6 +148,8 @@ export class RedisPubSub implements PubSub {
       pingIntervalMs: redis.ping_interval * 1000,
       pingTimeoutMs: redis.ping_timeout * 1000,
       publishes: label === "redis",
+      // sharded is a key of the main server; redis_alt stays a classic one.
+      sharded: label === "redis" && options.redis.sharded,
     });
     const owner: RedisLinkOwner = {
       log: this.#log,
@@ -152,12 +159,18 @@ export class RedisPubSub implements PubSub {
       restored: (link) => this.#restored(link),
     };
     this.#main = new RedisLink(server("redis", options.redis, options.channel_prefix), owner);
-    this.history = new RedisHistory((args) => this.#command(args), options.channel_prefix);
-    this.presence = new RedisPresence((args) => this.#command(args), options.channel_prefix);
+    const sharded = { sharded: options.redis.sharded };
+    const send = (args: readonly string[]) => this.#command(args);
+    this.history = new RedisHistory(send, options.channel_prefix, sharded);
+    this.presence = new RedisPresence(send, options.channel_prefix, undefined, sharded);
     this.#links = [this.#main];
     if (options.redis_alt) {
       const alt = options.redis_alt;
       this.#links.push(new RedisLink(server("redis_alt", alt, alt.channel_prefix), owner));
+    }
+    if (options.redis.cluster !== null) {
+      this.#problem =
+        "pubsub.redis.cluster is set: a Redis Cluster is served by RedisClusterPubSub";
     }
     for (const link of this.#links) {
       const problem = redisUrlProblem(link.options.url);

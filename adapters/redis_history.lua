@@ -16,7 +16,8 @@
 -- publish   ARGV[5] the envelope (a JSON object with "subscription" and "data"):
 --           assigns the next offset, appends the envelope with "offset" and "epoch"
 --           added as its last keys to the capped stream, sets the ttl on both keys,
---           PUBLISHes it to CHANNEL.                 Returns {offset, epoch}.
+--           PUBLISHes it to CHANNEL (SPUBLISHes it when ARGV[6] is "SPUBLISH", for
+--           sharded pub/sub on Redis 7 or later).    Returns {offset, epoch}.
 -- position                                           Returns {offset, epoch}.
 -- recover   ARGV[5] offset, ARGV[6] epoch: the last position a client saw.
 --           Returns {offset, epoch, 1, envelope...} with every envelope after that
@@ -78,7 +79,7 @@ if operation == "publish" then
   redis.call("XADD", history, "MAXLEN", size, string.format("%d-0", offset), "p", positioned)
   redis.call("PEXPIRE", history, ttl_ms)
   redis.call("PEXPIRE", meta, ttl_ms)
-  redis.call("PUBLISH", channel, positioned)
+  redis.call(ARGV[6] == "SPUBLISH" and "SPUBLISH" or "PUBLISH", channel, positioned)
   return { offset, epoch }
 end
 

@@ -63,14 +63,17 @@ function positionFrom(reply: unknown): Position {
 export class RedisHistory implements History {
   readonly #send: RedisCommand;
   readonly #prefix: string;
+  readonly #sharded: boolean;
 
   /**
    * @param send runs one command on a connection that is not in subscribe mode.
    * @param prefix the channel prefix (`pubsub.channel_prefix`).
+   * @param options `sharded`: envelopes go out by SPUBLISH (SPEC section 14).
    */
-  constructor(send: RedisCommand, prefix: string) {
+  constructor(send: RedisCommand, prefix: string, options: { readonly sharded?: boolean } = {}) {
     this.#send = send;
     this.#prefix = prefix;
+    this.#sharded = options.sharded ?? false;
   }
 
   /** Loads the script into the server's script cache (`SCRIPT LOAD`), which also compiles it. */
@@ -79,7 +82,8 @@ export class RedisHistory implements History {
   }
 
   async publish(topic: string, payload: string, options: HistoryOptions): Promise<Position> {
-    return positionFrom(await this.#run(topic, "publish", options, [payload]));
+    const more = this.#sharded ? [payload, "SPUBLISH"] : [payload];
+    return positionFrom(await this.#run(topic, "publish", options, more));
   }
 
   async position(topic: string, options: HistoryOptions): Promise<Position> {

@@ -20,6 +20,7 @@
 import type { Logger } from "@logtape/logtape";
 import { redactUrl } from "../src/config/redact.ts";
 import { type Clock, delay, REAL_CLOCK } from "../src/clock.ts";
+import { keySlot } from "./redis_keys.ts";
 import {
   CONNECT_TIMEOUT_MS,
   errorText,
@@ -59,6 +60,11 @@ export interface RedisLinkOptions {
   readonly pingTimeoutMs: number;
   /** Whether this server also gets the publisher connection. */
   readonly publishes: boolean;
+  /**
+   * Whether topics travel by SSUBSCRIBE/SPUBLISH (SPEC section 14): one
+   * SSUBSCRIBE per slot, since a command never mixes slots.
+   */
+  readonly sharded?: boolean;
   /** The time pings, deadlines and backoff run on; the runtime's by default. */
   readonly clock?: Clock;
   /** The backoff's jitter, in [0, 1); `Math.random` by default. */
@@ -76,6 +82,11 @@ export interface RedisLinkOwner {
   lost(link: RedisLink, reason: string): void;
   /** The link is up again after a loss, every wanted topic subscribed. */
   restored(link: RedisLink): void;
+  /**
+   * The server unsubscribed `topic` itself (a sharded channel whose slot
+   * moved): it must be subscribed again where its slot now lives.
+   */
+  moved?(link: RedisLink, topic: string): void;
 }
 
 /**
@@ -117,6 +128,10 @@ export class RedisLink {
       // An 'error' event without a listener would crash the process.
       client.on("error", (error: unknown) => this.#fail(generation, errorText(error)));
     }
+    subscriber.on("sharded-channel-moved", (channel: string) => {
+      if (generation !== this.#generation) return;
+      this.#owner.moved?.(this, channel.slice(this.options.prefix.length));
+    });
     try {
       const seconds = CONNECT_TIMEOUT_MS / 1000;
       await withTimeout(
@@ -131,7 +146,11 @@ export class RedisLink {
       const channels = [...this.#owner.wanted()].map((topic) => this.options.prefix + topic);
       if (channels.length > 0) {
         await withTimeout(
-          subscriber.subscribe(channels, this.#onMessage),
+          this.options.sharded
+            ? Promise.all(
+              groupBySlot(channels).map((group) => subscriber.sSubscribe(group, this.#onMessage)),
+            ).then(() => {})
+            : subscriber.subscribe(channels, this.#onMessage),
           CONNECT_TIMEOUT_MS,
           `SUBSCRIBE not confirmed within ${seconds} s`,
           this.#clock,
@@ -159,7 +178,10 @@ export class RedisLink {
   /** SUBSCRIBEs `topic`; resolves once Redis confirmed it. */
   subscribe(topic: string): Promise<void> {
     if (!this.up || !this.#subscriber) return Promise.reject(this.#down());
-    return this.#subscriber.subscribe(this.options.prefix + topic, this.#onMessage);
+    const channel = this.options.prefix + topic;
+    return this.options.sharded
+      ? this.#subscriber.sSubscribe(channel, this.#onMessage)
+      : this.#subscriber.subscribe(channel, this.#onMessage);
   }
 
   /** UNSUBSCRIBEs `topic` on a live connection; a lost one has forgotten it anyway. */
@@ -167,7 +189,10 @@ export class RedisLink {
     const subscriber = this.#subscriber;
     if (!subscriber) return;
     try {
-      await subscriber.unsubscribe(this.options.prefix + topic, this.#onMessage);
+      const channel = this.options.prefix + topic;
+      await (this.options.sharded
+        ? subscriber.sUnsubscribe(channel, this.#onMessage)
+        : subscriber.unsubscribe(channel, this.#onMessage));
     } catch (error) {
       this.#owner.log.debug("{server} UNSUBSCRIBE {topic} failed: {error}", {
         server: this.options.label,
@@ -177,10 +202,13 @@ export class RedisLink {
     }
   }
 
-  /** PUBLISHes on the publisher connection; resolves with the receiver count. */
+  /** PUBLISHes (SPUBLISHes when sharded) on the publisher connection; resolves with the receiver count. */
   publish(topic: string, payload: string): Promise<number> {
     if (!this.up || !this.#publisher) return Promise.reject(this.#down());
-    return this.#publisher.publish(this.options.prefix + topic, payload);
+    const channel = this.options.prefix + topic;
+    return this.options.sharded
+      ? this.#publisher.sPublish(channel, payload)
+      : this.#publisher.publish(channel, payload);
   }
 
   /** Runs a command on the publisher connection. */
@@ -297,4 +325,16 @@ export class RedisLink {
       return;
     }
   }
+}
+
+/** `channels` in groups of one slot each, so that no SSUBSCRIBE mixes slots. */
+function groupBySlot(channels: readonly string[]): string[][] {
+  const groups = new Map<number, string[]>();
+  for (const channel of channels) {
+    const slot = keySlot(channel);
+    const group = groups.get(slot);
+    if (group) group.push(channel);
+    else groups.set(slot, [channel]);
+  }
+  return [...groups.values()];
 }

@@ -17,7 +17,8 @@
 -- ARGV[3]  the calling node's id (letters, digits and "-": a UUID)
 -- ARGV[4]  ttl: seconds (> 0, fractions allowed) a node's members outlive its last
 --          add or refresh
--- ARGV[5]  "1" to PUBLISH joins and leaves, "0" not to
+-- ARGV[5]  "1" to PUBLISH joins and leaves, "2" to SPUBLISH them (sharded pub/sub,
+--          Redis 7 or later), "0" not to
 -- ARGV[6]  the topic SERVICE.TOPIC as a JSON string (with its quotes)
 --
 -- add      ARGV[7] client, ARGV[8] member JSON: the member joins (its join
@@ -38,7 +39,8 @@
 
 local members, nodes, owners = KEYS[1], KEYS[2], KEYS[3]
 local operation, channel, node = ARGV[1], ARGV[2], ARGV[3]
-local ttl, join_leave, topic = tonumber(ARGV[4]), ARGV[5] == "1", ARGV[6]
+local ttl, join_leave, topic = tonumber(ARGV[4]), ARGV[5] ~= "0", ARGV[6]
+local publish = ARGV[5] == "2" and "SPUBLISH" or "PUBLISH"
 
 if not members or not nodes or not owners then
   return redis.error_reply("shark presence: KEYS must be members, nodes and owners")
@@ -59,7 +61,7 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 local function announce(kind, member)
   if not join_leave then return end
-  redis.call("PUBLISH", channel,
+  redis.call(publish, channel,
     '{"shark.presence":"' .. kind .. '","subscription":' .. topic .. ',"member":' .. member .. "}")
 end
 

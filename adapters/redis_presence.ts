@@ -78,16 +78,24 @@ export class RedisPresence implements PresenceStore {
   #node: string;
   readonly #send: RedisCommand;
   readonly #prefix: string;
+  readonly #sharded: boolean;
 
   /**
    * @param send runs one command on a connection that is not in subscribe mode.
    * @param prefix the channel prefix (`pubsub.channel_prefix`).
    * @param node this node's id (letters, digits and `-`); a fresh UUID by default.
+   * @param options `sharded`: joins and leaves go out by SPUBLISH (SPEC section 14).
    */
-  constructor(send: RedisCommand, prefix: string, node: string = crypto.randomUUID()) {
+  constructor(
+    send: RedisCommand,
+    prefix: string,
+    node: string = crypto.randomUUID(),
+    options: { readonly sharded?: boolean } = {},
+  ) {
     this.#send = send;
     this.#prefix = prefix;
     this.#node = node;
+    this.#sharded = options.sharded ?? false;
   }
 
   /**
@@ -145,7 +153,7 @@ export class RedisPresence implements PresenceStore {
       channel,
       this.#node,
       String(options.ttl),
-      options.joinLeave ? "1" : "0",
+      options.joinLeave ? (this.#sharded ? "2" : "1") : "0",
       JSON.stringify(topic),
       ...more,
     ]);

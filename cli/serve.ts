@@ -41,8 +41,11 @@ async function createPubSub(
 ): Promise<PubSub> {
   if (config.pubsub.adapter !== "redis") return defaultPubSub(config);
   // Loaded only when used: the other adapters never download a Redis client.
-  const { RedisPubSub } = await import("../adapters/redis.ts");
-  return new RedisPubSub(config.pubsub, { logger: getLogger(["shark", "redis"]).with(logContext) });
+  const { RedisClusterPubSub, RedisPubSub } = await import("../adapters/redis.ts");
+  const logger = getLogger(["shark", "redis"]).with(logContext);
+  return config.pubsub.redis.cluster === null
+    ? new RedisPubSub(config.pubsub, { logger })
+    : new RedisClusterPubSub(config.pubsub, { logger });
 }
 
 async function readTls(config: SharkConfig): Promise<{ cert: string; key: string } | undefined> {

@@ -1,0 +1,337 @@
+/**
+ * The Redis Cluster pub/sub adapter (SPEC section 14): one {@link RedisLink}
+ * per primary (its publisher runs the scripts and publishes of the slots it
+ * serves), topics mapped to slots by `keySlot` and slots to primaries by the
+ * slot map (`redis_slots.ts`).
+ *
+ * - `sharded: false`: classic SUBSCRIBE/PUBLISH, which the cluster copies to
+ *   every node; every topic is subscribed on one primary's link.
+ * - `sharded: true`: SSUBSCRIBE/SPUBLISH on the primary serving the topic's
+ *   slot, one SSUBSCRIBE per slot; history and presence SPUBLISH too.
+ *
+ * The slot map is read at start, again every `ping_interval`, on a `MOVED`
+ * reply, after a server-side unsubscribe and while a link is lost. A topic
+ * whose slot changed hands is subscribed on its new owner at once, then
+ * unsubscribed on the old one. A lost link is reported as a loss of the
+ * whole adapter (`health(false)`, SPEC section 5) until every primary of the
+ * map is connected again, each wanted topic subscribed on its slot's owner.
+ *
+ * @module
+ */
+import { getLogger, type Logger } from "@logtape/logtape";
+import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
+import { REAL_CLOCK } from "../src/clock.ts";
+import { redactUrl } from "../src/config/redact.ts";
+import { CONNECT_TIMEOUT_MS, errorText } from "./redis_client.ts";
+import { RedisHistory } from "./redis_history.ts";
+import { keySlot } from "./redis_keys.ts";
+import { RedisLink, type RedisLinkOwner } from "./redis_link.ts";
+import { RedisPresence } from "./redis_presence.ts";
+import { readSlotMap, type SlotMap } from "./redis_slots.ts";
+import type { RedisPubSubOptions, RedisPubSubSettings } from "./redis.ts";
+
+/** While a link is lost, the slot map is read again this often, for the promotion. */
+const LOST_REFRESH_MS = 250;
+
+/**
+ * Pub/sub through a Redis Cluster.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig, Shark } from "../mod.ts";
+ * import { RedisClusterPubSub } from "./redis_cluster.ts";
+ *
+ * const config = loadConfig({
+ *   pubsub: { adapter: "redis", redis: { cluster: ["redis://127.0.0.1:7000"], sharded: true } },
+ *   services: { books: { require_authentication: false } },
+ * });
+ * const shark = new Shark(config, { pubsub: new RedisClusterPubSub(config.pubsub) });
+ * ```
+ */
+export class RedisClusterPubSub implements PubSub {
+  /** `redis`, for logs and `/healthz`. */
+  readonly name = "redis";
+  /** Topic history, each topic's keys on the primary serving its slot. */
+  readonly history: RedisHistory;
+  /** Presence, each topic's keys on the primary serving its slot. */
+  readonly presence: RedisPresence;
+  readonly #options: RedisPubSubOptions;
+  readonly #seeds: readonly string[];
+  readonly #sharded: boolean;
+  readonly #log: Logger;
+  readonly #links = new Map<string, RedisLink>();
+  /** Wanted topics and the link each is subscribed on. */
+  readonly #placed = new Map<string, RedisLink | undefined>();
+  #map: SlotMap | undefined;
+  #listener: PubSubListener | undefined;
+  #healthy = false;
+  #lostReason = "not started";
+  #closed = false;
+  #refreshTimer: unknown;
+  #refreshing: Promise<void> | undefined;
+
+  /**
+   * @param options the `pubsub` section of a validated configuration with
+   *   `redis.cluster` set.
+   * @param settings what does not come from the configuration (the logger).
+   */
+  constructor(options: RedisPubSubOptions, settings: RedisPubSubSettings = {}) {
+    if (!options.redis.cluster) throw new Error("pubsub.redis.cluster is not set");
+    this.#options = options;
+    this.#seeds = options.redis.cluster;
+    this.#sharded = options.redis.sharded;
+    this.#log = settings.logger ?? getLogger(["shark", "redis"]);
+    const sharded = { sharded: this.#sharded };
+    const send = (args: readonly string[]) => this.#command(args);
+    this.history = new RedisHistory(send, options.channel_prefix, sharded);
+    this.presence = new RedisPresence(send, options.channel_prefix, undefined, sharded);
+  }
+
+  /** Whether every primary is connected with every wanted topic subscribed on its owner. */
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  /**
+   * Reads the slot map from the first seed that answers and connects to
+   * every primary; rejects naming the seeds when none answers.
+   */
+  async start(listener: PubSubListener): Promise<void> {
+    if (this.#closed) throw new Error("the redis adapter is closed");
+    this.#map = await readSlotMap(this.#seeds, CONNECT_TIMEOUT_MS, REAL_CLOCK);
+    this.#listener = listener;
+    try {
+      await Promise.all(this.#map.primaries.map((url) => this.#link(url).open()));
+    } catch (error) {
+      await this.close();
+      throw new Error(`cannot connect to the Redis Cluster: ${errorText(error)}`);
+    }
+    this.#log.info("redis cluster connected: {primaries} primaries, {mode}", {
+      primaries: this.#map.primaries.length,
+      mode: this.#sharded ? "sharded" : "classic",
+    });
+    this.#healthy = true;
+    this.#scheduleRefresh(this.#options.redis.ping_interval * 1000);
+  }
+
+  /** Subscribes `topic` on the primary serving its slot (sharded) or the subscribing primary. */
+  async subscribe(topic: string): Promise<void> {
+    if (!this.#healthy) throw this.#unavailable();
+    const link = this.#ownerLink(topic);
+    this.#placed.set(topic, link);
+    try {
+      await link.subscribe(topic);
+    } catch (error) {
+      if (this.#placed.get(topic) === link) {
+        this.#placed.delete(topic);
+        await link.unsubscribe(topic);
+      }
+      this.#refreshSoon();
+      throw new Error(`redis SUBSCRIBE ${topic} failed: ${errorText(error)}`);
+    }
+  }
+
+  /** Unsubscribes `topic`; never rejects. */
+  async unsubscribe(topic: string): Promise<void> {
+    const link = this.#placed.get(topic);
+    this.#placed.delete(topic);
+    await link?.unsubscribe(topic);
+  }
+
+  /** Publishes on the primary serving the topic's slot (SPUBLISH when sharded). */
+  async publish(topic: string, payload: string): Promise<void> {
+    if (!this.#healthy) throw this.#unavailable();
+    try {
+      await this.#slotLink(keySlot(this.#options.channel_prefix + topic)).publish(topic, payload);
+    } catch (error) {
+      this.#refreshOnMoved(error);
+      throw new Error(`redis PUBLISH ${topic} failed: ${errorText(error)}`);
+    }
+  }
+
+  /** Stops refreshing and closes every link. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#healthy = false;
+    this.#lostReason = "closed";
+    this.#listener = undefined;
+    REAL_CLOCK.clearTimeout(this.#refreshTimer);
+    this.#placed.clear();
+    await this.#refreshing;
+    await Promise.all([...this.#links.values()].map((link) => link.close()));
+    this.#links.clear();
+  }
+
+  /**
+   * A script or `SCRIPT LOAD`: a script runs on the primary serving its
+   * first key's slot; `SCRIPT` goes to every primary.
+   */
+  async #command(args: readonly string[]): Promise<unknown> {
+    if (!this.#healthy) throw this.#unavailable();
+    try {
+      if (args[0] === "SCRIPT") {
+        const replies = await Promise.all(
+          [...this.#links.values()].map((link) => link.command(args)),
+        );
+        return replies[0];
+      }
+      const key = args[0] === "EVALSHA" || args[0] === "EVAL" ? args[3] : args[1];
+      return await this.#slotLink(keySlot(key)).command(args);
+    } catch (error) {
+      this.#refreshOnMoved(error);
+      throw error;
+    }
+  }
+
+  #unavailable(): Error {
+    return new Error(`redis is unavailable: ${this.#lostReason}`);
+  }
+
+  #slotLink(slot: number): RedisLink {
+    const url = this.#map?.owners[slot];
+    const link = url === undefined ? undefined : this.#links.get(url);
+    if (!link) throw new Error(`no primary serves slot ${slot}`);
+    return link;
+  }
+
+  /** Where `topic` is subscribed: its slot's primary when sharded, else the first primary. */
+  #ownerLink(topic: string): RedisLink {
+    if (this.#sharded) return this.#slotLink(keySlot(this.#options.channel_prefix + topic));
+    const first = this.#map?.primaries[0];
+    const link = first === undefined ? undefined : this.#links.get(first);
+    if (!link) throw new Error("no primary to subscribe on");
+    return link;
+  }
+
+  #ownerOrNone(topic: string): RedisLink | undefined {
+    try {
+      return this.#ownerLink(topic);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #link(url: string): RedisLink {
+    let link = this.#links.get(url);
+    if (link) return link;
+    const owner: RedisLinkOwner = {
+      log: this.#log,
+      wanted: () => this.#wantedOn(link!),
+      message: (topic, payload) => this.#listener?.message(topic, payload),
+      lost: (_, reason) => this.#lost(link!, reason),
+      restored: () => this.#refreshSoon(),
+      moved: (_, topic) => this.#moved(link!, topic),
+    };
+    const redis = this.#options.redis;
+    link = new RedisLink({
+      label: "redis",
+      url,
+      prefix: this.#options.channel_prefix,
+      pingIntervalMs: redis.ping_interval * 1000,
+      pingTimeoutMs: redis.ping_timeout * 1000,
+      publishes: true,
+      sharded: this.#sharded,
+    }, owner);
+    this.#links.set(url, link);
+    return link;
+  }
+
+  *#wantedOn(link: RedisLink): Iterable<string> {
+    for (const [topic, placed] of this.#placed) if (placed === link) yield topic;
+  }
+
+  #lost(link: RedisLink, reason: string): void {
+    if (this.#closed) return;
+    this.#log.warn("redis cluster primary {url} lost ({reason})", { url: link.display, reason });
+    if (this.#healthy) {
+      this.#healthy = false;
+      this.#lostReason = `${link.display}: ${reason}`;
+      this.presence.renewNode();
+      this.#listener?.health(false, this.#lostReason);
+    }
+    this.#refreshSoon();
+  }
+
+  #moved(link: RedisLink, topic: string): void {
+    if (this.#placed.get(topic) !== link) return;
+    this.#log.info("{topic} unsubscribed by {url}: its slot moved", { topic, url: link.display });
+    this.#placed.set(topic, undefined);
+    this.#refreshSoon();
+  }
+
+  #refreshOnMoved(error: unknown): void {
+    const text = errorText(error);
+    if (text.startsWith("MOVED") || text.startsWith("CLUSTERDOWN")) this.#refreshSoon();
+  }
+
+  #scheduleRefresh(ms: number): void {
+    if (this.#closed) return;
+    REAL_CLOCK.clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = REAL_CLOCK.setTimeout(() => this.#refreshSoon(), ms);
+  }
+
+  /** Reads the slot map again (at most one read at a time) and follows it. */
+  #refreshSoon(): void {
+    if (this.#closed || this.#refreshing) return;
+    this.#refreshing = this.#refresh().catch((error) => {
+      this.#log.warn("redis cluster: reading the slot map failed: {error}", {
+        error: errorText(error),
+      });
+    }).finally(() => {
+      this.#refreshing = undefined;
+      const intervalMs = this.#options.redis.ping_interval * 1000;
+      this.#scheduleRefresh(this.#healthy ? intervalMs : Math.min(intervalMs, LOST_REFRESH_MS));
+    });
+  }
+
+  async #refresh(): Promise<void> {
+    const seeds = [...new Set([...(this.#map?.primaries ?? []), ...this.#seeds])];
+    const map = await readSlotMap(seeds, this.#options.redis.ping_timeout * 1000, REAL_CLOCK);
+    if (this.#closed) return;
+    this.#map = map;
+    for (const [url, link] of this.#links) {
+      if (map.primaries.includes(url)) continue;
+      this.#links.delete(url);
+      this.#log.info("redis cluster: {url} no longer serves slots", { url: redactUrl(url) });
+      await link.close();
+    }
+    const opening = map.primaries.filter((url) => !this.#links.has(url)).map((url) =>
+      this.#link(url).open().catch((error) => {
+        this.#links.delete(url);
+        throw error;
+      })
+    );
+    await Promise.all(opening);
+    await this.#follow();
+    const allUp = [...this.#links.values()].every((link) => link.up) &&
+      map.owners.every((owner) => owner !== undefined);
+    const placedRight = [...this.#placed].every(([topic, link]) =>
+      link !== undefined && link === this.#ownerOrNone(topic)
+    );
+    if (!this.#healthy && allUp && placedRight && !this.#closed) {
+      this.#healthy = true;
+      this.#log.info("redis cluster served again: {count} topics subscribed", {
+        count: this.#placed.size,
+      });
+      this.#listener?.health(true);
+    }
+  }
+
+  /** Subscribes every wanted topic on its owner where it is not, then leaves the old one. */
+  async #follow(): Promise<void> {
+    const moves = [...this.#placed].flatMap(([topic, placed]) => {
+      const owner = this.#ownerOrNone(topic);
+      return !owner || owner === placed || !owner.up ? [] : [{ topic, placed, owner }];
+    });
+    await Promise.all(moves.map(async ({ topic, placed, owner }) => {
+      this.#placed.set(topic, owner);
+      try {
+        await owner.subscribe(topic);
+      } catch (error) {
+        this.#placed.set(topic, undefined);
+        throw error;
+      }
+      if (placed && this.#links.get(placed.options.url) === placed) await placed.unsubscribe(topic);
+    }));
+  }
+}
