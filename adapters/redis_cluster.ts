@@ -12,9 +12,12 @@
  * The slot map is read at start, again every `ping_interval`, on a `MOVED`
  * reply, after a server-side unsubscribe and while a link is lost. A topic
  * whose slot changed hands is subscribed on its new owner at once, then
- * unsubscribed on the old one. A lost link is reported as a loss of the
- * whole adapter (`health(false)`, SPEC section 5) until every primary of the
- * map is connected again, each wanted topic subscribed on its slot's owner.
+ * unsubscribed on the old one, and reported `resubscribed` (history topics
+ * are caught up). A lost link is a lost shard (SPEC section 14): its topics
+ * are reported `lost`, the adapter is not `healthy` (`/healthz` 503) until
+ * every slot is served again, subscribes and publishes to its slots are
+ * refused, and the other shards go on. In classic mode the subscribing link
+ * holds every topic, and they move to another primary at once.
  *
  * @module
  */
@@ -116,8 +119,8 @@ export class RedisClusterPubSub implements PubSub {
 
   /** Subscribes `topic` on the primary serving its slot (sharded) or the subscribing primary. */
   async subscribe(topic: string): Promise<void> {
-    if (!this.#healthy) throw this.#unavailable();
     const link = this.#ownerLink(topic);
+    if (!link.up) throw this.#unavailable();
     this.#placed.set(topic, link);
     try {
       await link.subscribe(topic);
@@ -140,9 +143,12 @@ export class RedisClusterPubSub implements PubSub {
 
   /** Publishes on the primary serving the topic's slot (SPUBLISH when sharded). */
   async publish(topic: string, payload: string): Promise<void> {
-    if (!this.#healthy) throw this.#unavailable();
     try {
-      await this.#slotLink(keySlot(this.#options.channel_prefix + topic)).publish(topic, payload);
+      // A classic PUBLISH reaches every node from any node: the subscribing one is up.
+      const link = this.#sharded
+        ? this.#slotLink(keySlot(this.#options.channel_prefix + topic))
+        : this.#ownerLink(topic);
+      await link.publish(topic, payload);
     } catch (error) {
       this.#refreshOnMoved(error);
       throw new Error(`redis PUBLISH ${topic} failed: ${errorText(error)}`);
@@ -167,7 +173,6 @@ export class RedisClusterPubSub implements PubSub {
    * first key's slot; `SCRIPT` goes to every primary.
    */
   async #command(args: readonly string[]): Promise<unknown> {
-    if (!this.#healthy) throw this.#unavailable();
     try {
       if (args[0] === "SCRIPT") {
         const replies = await Promise.all(
@@ -194,11 +199,16 @@ export class RedisClusterPubSub implements PubSub {
     return link;
   }
 
-  /** Where `topic` is subscribed: its slot's primary when sharded, else the first primary. */
+  /**
+   * Where `topic` is subscribed: its slot's primary when sharded, else the
+   * primary holding every topic (the first that is up, staying on it while
+   * it is).
+   */
   #ownerLink(topic: string): RedisLink {
     if (this.#sharded) return this.#slotLink(keySlot(this.#options.channel_prefix + topic));
-    const first = this.#map?.primaries[0];
-    const link = first === undefined ? undefined : this.#links.get(first);
+    const links = (this.#map?.primaries ?? []).flatMap((url) => this.#links.get(url) ?? []);
+    const current = [...this.#placed.values()].find((link) => link?.up && links.includes(link));
+    const link = current ?? links.find((each) => each.up) ?? links[0];
     if (!link) throw new Error("no primary to subscribe on");
     return link;
   }
@@ -219,7 +229,10 @@ export class RedisClusterPubSub implements PubSub {
       wanted: () => this.#wantedOn(link!),
       message: (topic, payload) => this.#listener?.message(topic, payload),
       lost: (_, reason) => this.#lost(link!, reason),
-      restored: () => this.#refreshSoon(),
+      restored: () => {
+        this.#listener?.resubscribed?.([...this.#wantedOn(link!)]);
+        this.#refreshSoon();
+      },
       moved: (_, topic) => this.#moved(link!, topic),
     };
     const redis = this.#options.redis;
@@ -243,12 +256,10 @@ export class RedisClusterPubSub implements PubSub {
   #lost(link: RedisLink, reason: string): void {
     if (this.#closed) return;
     this.#log.warn("redis cluster primary {url} lost ({reason})", { url: link.display, reason });
-    if (this.#healthy) {
-      this.#healthy = false;
-      this.#lostReason = `${link.display}: ${reason}`;
-      this.presence.renewNode();
-      this.#listener?.health(false, this.#lostReason);
-    }
+    this.#healthy = false;
+    this.#lostReason = `${link.display}: ${reason}`;
+    const topics = [...this.#wantedOn(link)];
+    if (topics.length > 0) this.#listener?.lost?.(topics, this.#lostReason);
     this.#refreshSoon();
   }
 
@@ -260,8 +271,7 @@ export class RedisClusterPubSub implements PubSub {
   }
 
   #refreshOnMoved(error: unknown): void {
-    const text = errorText(error);
-    if (text.startsWith("MOVED") || text.startsWith("CLUSTERDOWN")) this.#refreshSoon();
+    if (/^(MOVED|CLUSTERDOWN)/.test(errorText(error))) this.#refreshSoon();
   }
 
   #scheduleRefresh(ms: number): void {
@@ -324,14 +334,17 @@ export class RedisClusterPubSub implements PubSub {
       return !owner || owner === placed || !owner.up ? [] : [{ topic, placed, owner }];
     });
     await Promise.all(moves.map(async ({ topic, placed, owner }) => {
+      if (!this.#placed.has(topic)) return;
       this.#placed.set(topic, owner);
       try {
         await owner.subscribe(topic);
       } catch (error) {
-        this.#placed.set(topic, undefined);
+        if (this.#placed.get(topic) === owner) this.#placed.set(topic, undefined);
         throw error;
       }
       if (placed && this.#links.get(placed.options.url) === placed) await placed.unsubscribe(topic);
+      if (this.#placed.get(topic) !== owner) return await owner.unsubscribe(topic);
+      this.#listener?.resubscribed?.([topic]);
     }));
   }
 }

@@ -31,6 +31,7 @@ import { CloseReason, CONTROL_TOPIC } from "./protocol.ts";
 import { Publisher } from "./delivery/publisher.ts";
 import type { PubSub } from "./pubsub/pubsub.ts";
 import { startPubSub } from "./pubsub/start.ts";
+import { type EngineState, PubSubLoss } from "./pubsub/loss.ts";
 import { ServiceClient } from "./callbacks/service_client.ts";
 import { type RequestInfo, Sessions } from "./session/sessions.ts";
 import type { UpgradeWebSocket } from "./socket.ts";
@@ -55,8 +56,6 @@ export interface EngineOptions {
    */
   readonly clock?: Clock;
 }
-
-type State = "starting" | "ready" | "degraded" | "failed" | "stopping";
 
 /**
  * A Shark engine. Starts its pub/sub adapter on construction; `started`
@@ -90,7 +89,8 @@ export class Engine {
   readonly #keeper: PresenceKeeper;
   readonly #serverApi: ServerApi;
   readonly #httpHost: HttpHost;
-  #state: State = "starting";
+  readonly #loss: PubSubLoss;
+  #state: EngineState = "starting";
   #stopped: Promise<void> | undefined;
   #metricsTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -147,6 +147,15 @@ export class Engine {
       publish: (envelopes: unknown) => this.publish(envelopes),
       serverApi: api,
     };
+    this.#loss = new PubSubLoss({
+      config: parsed,
+      hub,
+      sessions,
+      log,
+      adapter: pubsub.name,
+      state: () => this.#state,
+      setState: (state) => this.#setState(state),
+    });
     this.started = this.#start();
     this.started.catch(() => {});
   }
@@ -255,7 +264,9 @@ export class Engine {
           topic === CONTROL_TOPIC
             ? this.#serverApi.receive(payload)
             : this.#hub.receive(topic, payload),
-        health: (healthy, reason) => this.#pubsubHealth(healthy, reason),
+        health: (healthy, reason) => this.#loss.health(healthy, reason),
+        lost: (topics, reason) => this.#loss.lost(topics, reason),
+        resubscribed: (topics) => this.#loss.resubscribed(topics),
       });
     } catch (error) {
       this.#state = "failed";
@@ -278,40 +289,16 @@ export class Engine {
     }
   }
 
-  #setState(state: State): void {
+  #setState(state: EngineState): void {
     this.#state = state;
     this.metrics.ready = state === "ready" ? 1 : 0;
-  }
-
-  #pubsubHealth(healthy: boolean, reason?: string): void {
-    if (this.#state === "stopping" || this.#state === "failed" || this.#state === "starting") {
-      return;
-    }
-    if (healthy) {
-      if (this.#state === "degraded") {
-        this.#log.info("pub/sub {adapter} is back: accepting connections", {
-          adapter: this.pubsub.name,
-        });
-        this.#setState("ready");
-      }
-      return;
-    }
-    if (this.#state === "degraded") return;
-    this.#setState("degraded");
-    this.#log.error("pub/sub {adapter} lost ({reason}): closing {count} connections with 1012", {
-      adapter: this.pubsub.name,
-      reason: reason ?? "unknown",
-      count: this.#sessions.size,
-    });
-    // At once, not after the unsubscribe callbacks: a socket kept open while
-    // services that share the lost backend are slow would be a silent stall.
-    for (const session of this.#sessions) session.close(CloseReason.pubsubLost);
   }
 
   #health(): HealthReport {
     const ready = this.ready;
     return {
-      status: ready ? "ok" : "unavailable",
+      // A Redis Cluster with a shard lost stays ready (SPEC 14) but is not "ok".
+      status: ready && this.pubsub.healthy ? "ok" : "unavailable",
       state: this.#state,
       adapter: this.pubsub.name,
       pubsub: this.pubsub.healthy ? "ok" : "down",

@@ -16,7 +16,9 @@ import { SharkProcess } from "./helpers/process.ts";
 import { clusterAvailable, RedisCluster } from "./helpers/redis_cluster.ts";
 import { FAST_HTTP, TestShark } from "./helpers/shark.ts";
 import { tempFile } from "./helpers/temp.ts";
-import { waitUntil } from "./helpers/wait.ts";
+import { delay, waitUntil } from "./helpers/wait.ts";
+import { createClient } from "@redis/client";
+import { RedisHistory } from "../adapters/redis.ts";
 
 const ignore = !(await clusterAvailable());
 const SECRET = "publish-secret-for-tests";
@@ -65,12 +67,30 @@ async function healthStatus(port: number): Promise<number> {
   return response.status;
 }
 
+/** Publishes `data` with history straight on `url` (SPUBLISH), as a service would; resolves with its offset. */
+async function replicaHistory(url: string, topic: string, data: unknown): Promise<number> {
+  const client = await createClient({ url, RESP: 2 }).connect();
+  try {
+    const history = new RedisHistory((args) => client.sendCommand([...args]), PREFIX, {
+      sharded: true,
+    });
+    const { offset } = await history.publish(topic, envelope(topic, data), { size: 100, ttl: 60 });
+    return offset;
+  } finally {
+    client.destroy();
+  }
+}
+
 /** A topic `books.<n>` for each primary, by the slot its channel hashes to. */
-async function topicPerShard(cluster: RedisCluster, service: string): Promise<string[]> {
+async function topicPerShard(
+  cluster: RedisCluster,
+  service: string,
+  tag = "",
+): Promise<string[]> {
   const primaries = (await cluster.topology()).filter((node) => node.primary && !node.failed);
   const found = new Map<number, string>();
   for (let n = 0; found.size < primaries.length; n++) {
-    const topic = `${service}.${n}`;
+    const topic = `${service}.${tag}${n}`;
     const owner = await cluster.ownerOf(await cluster.keySlot(PREFIX + topic));
     if (!found.has(owner.port)) found.set(owner.port, topic);
   }
@@ -184,41 +204,167 @@ Deno.test({ name: "Redis Cluster (SPEC 14)", ignore }, async (t) => {
     );
   });
 
-  await t.step("CLUSTER FAILOVER on a replica: subscribed again, delivering", async () => {
-    await using shark = await startShark(clusterConfig(seeds, true));
-    const [topic] = await topicPerShard(cluster, "books");
-    const client = await shark.subscriber(topic);
-    const owner = await cluster.ownerOf(await cluster.keySlot(PREFIX + topic));
-    await cluster.failover(await cluster.replicaOf(owner));
-    await waitUntil(
-      async () => {
-        const status = await publish(shark.port, topic, "after failover");
-        return status === 200 && await client.next(500).then(() => true, () => false);
-      },
-      10_000,
-      "delivery after the manual failover",
-    );
-  });
-
   await t.step(
-    "SIGKILL of a primary: /healthz 503 within ping_interval + ping_timeout, 200 after the promotion, delivering again",
+    "CLUSTER FAILOVER on a replica: subscribed again at once, the history topic with no gap and no duplicate",
     async () => {
       await using shark = await startShark(clusterConfig(seeds, true));
-      const [topic] = await topicPerShard(cluster, "books");
-      await shark.subscriber(topic);
+      const [topic] = await topicPerShard(cluster, "feed", "failover");
+      const client = await shark.connect();
+      await client.subscribe(topic);
       const owner = await cluster.ownerOf(await cluster.keySlot(PREFIX + topic));
+      const replica = await cluster.replicaOf(owner);
+      const published: number[] = [];
+      let publishing = true;
+      const publisher = (async () => {
+        for (let n = 0; publishing; n++) {
+          if (await publish(shark.port, topic, n) === 200) published.push(n);
+          await delay(10);
+        }
+      })();
+      await delay(100);
+      await cluster.failover(replica);
+      await waitUntil(() => published.length >= 40, 10_000, "publishes after the failover");
+      publishing = false;
+      await publisher;
+      const messages = await client.take(published.length, 5000);
+      const offsets = messages.map((message) => message.offset);
+      assert.deepEqual(offsets, published.map((_, index) => index + 1));
+      assert.deepEqual(messages.map((message) => message.data), published);
+      await client.silence(200);
+    },
+  );
+
+  await t.step(
+    "SIGSTOP of a primary (SPEC 14): detected within ping_interval + ping_timeout; classic topics move to another node at once, sharded ones follow the promotion",
+    async () => {
+      await using classic = await startShark(clusterConfig(seeds, false));
+      await using sharded = await startShark(clusterConfig(seeds, true));
+      const classicPlain = await classic.subscriber("books.frozen");
+      const classicHistory = await classic.connect();
+      await classicHistory.subscribe("feed.frozen");
+      let holder = cluster.nodes[0];
+      for (const node of cluster.nodes) {
+        if (await node.numsub(PREFIX + "books.frozen") === 1) holder = node;
+      }
+      const shardTopics = await topicPerShard(cluster, "books", "frozen");
+      const owners = await Promise.all(
+        shardTopics.map(async (topic) =>
+          await cluster.ownerOf(await cluster.keySlot(PREFIX + topic))
+        ),
+      );
+      const shardedTopic = shardTopics[owners.findIndex((owner) => owner.port === holder.port)];
+      const shardedPlain = await sharded.subscriber(shardedTopic);
+
+      const frozenAt = performance.now();
+      cluster.freeze(holder);
+      try {
+        const [one, two] = await Promise.all([classicPlain.closed, shardedPlain.closed]);
+        const detectedMs = performance.now() - frozenAt;
+        assert.equal(one.code, 1012);
+        assert.equal(two.code, 1012);
+        assert.ok(
+          detectedMs < (PING.ping_interval + PING.ping_timeout) * 1000 + 300,
+          `${detectedMs}`,
+        );
+        assert.equal(classicHistory.socket.readyState, WebSocket.OPEN);
+        // Classic pub/sub is served by any node: subscribed again elsewhere before the promotion.
+        const again = await waitUntil(
+          async () => {
+            const client = await classic.connect();
+            const reply = await client.request({
+              event: "subscribe",
+              subscription: "books.frozen",
+            });
+            if (reply.status === "ok") return client;
+            await client.close();
+          },
+          3000,
+          "a classic subscribe served by another node",
+        );
+        const other = cluster.nodes.find((node) => node.running && node !== holder)!;
+        await other.publish(PREFIX + "books.frozen", envelope("books.frozen", "elsewhere"));
+        assert.equal((await again.next()).data, "elsewhere");
+        await waitUntil(
+          async () => (await healthStatus(sharded.port)) === 200,
+          15_000,
+          "promotion",
+        );
+        await waitUntil(
+          async () => (await healthStatus(classic.port)) === 200,
+          5000,
+          "classic 200",
+        );
+        const back = await sharded.subscriber(shardedTopic);
+        assert.equal(await publish(sharded.port, shardedTopic, "promoted"), 200);
+        assert.equal((await back.next()).data, "promoted");
+      } finally {
+        cluster.thaw(holder);
+      }
+      await cluster.waitHealthy();
+    },
+  );
+
+  await t.step(
+    "SIGKILL of a primary (SPEC 14): detected within ping_interval + ping_timeout; its plain topics closed with 1012, its history topic caught up, other shards untouched",
+    async () => {
+      await using shark = await startShark(clusterConfig(seeds, true));
+      const books = await topicPerShard(cluster, "books", "kill");
+      const feeds = await topicPerShard(cluster, "feed", "kill");
+      const slotOf = async (topic: string) => await cluster.keySlot(PREFIX + topic);
+      const owner = await cluster.ownerOf(await slotOf(books[0]));
+      const feed = (await Promise.all(
+        feeds.map(async (topic) =>
+          (await cluster.ownerOf(await slotOf(topic))).port === owner.port
+        ),
+      )).indexOf(true);
+      const lostTopic = books[0];
+      const historyTopic = feeds[feed];
+      const healthyTopic = books[1];
+      const plain = await shark.subscriber(lostTopic);
+      const other = await shark.subscriber(healthyTopic);
+      const history = await shark.connect();
+      const reply = await history.subscribe(historyTopic);
+      for (let n = 1; n <= 2; n++) assert.equal(await publish(shark.port, historyTopic, n), 200);
+      assert.deepEqual((await history.take(2)).map((message) => message.offset), [1, 2]);
+      assert.equal((await owner.cli("WAIT", "1", "2000")).stdout, "1");
+      const replica = await cluster.replicaOf(owner);
+
       const killedAt = performance.now();
       await cluster.kill(owner);
-      await waitUntil(async () => (await healthStatus(shark.port)) === 503, 2000, "/healthz 503");
+      const closed = await plain.closed;
       const detectedMs = performance.now() - killedAt;
+      assert.equal(closed.code, 1012);
       assert.ok(
         detectedMs < (PING.ping_interval + PING.ping_timeout) * 1000 + 300,
         `${detectedMs}`,
       );
+      assert.equal(await healthStatus(shark.port), 503);
+      assert.equal(await publish(shark.port, lostTopic, "unserved"), 503);
+      const late = await shark.connect();
+      const refused = await late.request({ event: "subscribe", subscription: lostTopic });
+      assert.equal(refused.error, "Service unavailable.");
+      assert.equal(await publish(shark.port, healthyTopic, "during"), 200);
+      assert.equal((await other.next()).data, "during");
+
+      // Published on the promoted replica before Shark subscribes again: caught up from the history.
+      await waitUntil(
+        async () => (await replica.cli("ROLE")).stdout.startsWith("master"),
+        15_000,
+        "promotion",
+      );
+      const direct = await replicaHistory(replica.url(), historyTopic, 3);
+      assert.equal(direct, 3);
       await waitUntil(async () => (await healthStatus(shark.port)) === 200, 15_000, "/healthz 200");
-      const client = await shark.subscriber(topic);
-      assert.equal(await publish(shark.port, topic, "after promotion"), 200);
-      assert.equal((await client.next()).data, "after promotion");
+      assert.equal(await publish(shark.port, historyTopic, 4), 200);
+      const after = await history.take(2);
+      assert.deepEqual(after.map((message) => message.offset), [3, 4]);
+      assert.deepEqual(after.map((message) => message.data), [3, 4]);
+      assert.equal(after[0].epoch, reply.epoch);
+      await history.silence(200);
+      assert.equal(other.socket.readyState, WebSocket.OPEN);
+      const back = await shark.subscriber(lostTopic);
+      assert.equal(await publish(shark.port, lostTopic, "served"), 200);
+      assert.equal((await back.next()).data, "served");
     },
   );
 });

@@ -11,6 +11,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { type Clock, isoTime, REAL_CLOCK } from "../clock.ts";
+import { LogSampler } from "./log_sampler.ts";
 import {
   Delivery,
   type DeliveryMetadata,
@@ -26,33 +27,6 @@ import type { Subscription } from "./subscription.ts";
 import { PRESENCE_PREFIX } from "../presence/presence_payload.ts";
 import { type PresenceNotice, presenceNotice } from "../presence/presence_notice.ts";
 
-/** Invalid and dropped envelopes are logged at most once per this period (all are counted). */
-const DROP_LOG_PERIOD_MS = 10_000;
-
-/** Lets a log line through at most once per {@link DROP_LOG_PERIOD_MS}, counting the others. */
-class LogSampler {
-  readonly #clock: Clock;
-  #loggedAt = -Infinity;
-  #suppressed = 0;
-
-  constructor(clock: Clock) {
-    this.#clock = clock;
-  }
-
-  /** The occurrences held back since the last one logged; `undefined`: hold this one back too. */
-  take(): number | undefined {
-    const now = this.#clock.now();
-    if (now - this.#loggedAt < DROP_LOG_PERIOD_MS) {
-      this.#suppressed++;
-      return undefined;
-    }
-    const suppressed = this.#suppressed;
-    this.#loggedAt = now;
-    this.#suppressed = 0;
-    return suppressed;
-  }
-}
-
 /** The topic could not be subscribed on the pub/sub backend. */
 export class PubSubUnavailable extends Error {
   override readonly name = "PubSubUnavailable";
@@ -67,6 +41,14 @@ interface Topic {
   readonly positioned: boolean;
   /** Whether the topic's service sends `join` and `leave`. */
   readonly joinLeave: boolean;
+  /**
+   * The position of the last positioned envelope fanned out: where a
+   * catch-up reads from, and up to which an envelope of its epoch was
+   * already delivered.
+   */
+  last?: Position;
+  /** The position a subscribe reply first read: where a catch-up reads from before any fan-out. */
+  read?: Position;
 }
 
 /** A topic's history as a subscribe reply and a recovery need it. */
@@ -177,13 +159,36 @@ export class Hub {
     }
     try {
       if (!from) {
-        return { position: await history.position(name, service.history), replay: undefined };
+        const position = await history.position(name, service.history);
+        topic.read ??= position;
+        return { position, replay: undefined };
       }
       const recovery = await history.recover(name, from, service.history);
+      topic.read ??= recovery.position;
       return { position: recovery.position, replay: this.#replay(topic, name, recovery.payloads) };
     } catch (error) {
       throw new PubSubUnavailable(`cannot read the history of ${name}: ${error}`);
     }
+  }
+
+  /**
+   * Delivers the envelopes of a history topic published after the last one
+   * this node delivered (SPEC section 14: after its shard was lost or its
+   * slot moved), each once, in order. Resolves `false` when they cannot all
+   * be read (another epoch, offsets missing): the topic's sessions must then
+   * get fresh state.
+   */
+  async catchUp(name: string): Promise<boolean> {
+    const topic = this.#topics.get(name);
+    const history = this.#pubsub.history;
+    const options = [...(topic?.subscribers ?? [])][0]?.service.history;
+    const from = topic?.last ?? topic?.read;
+    if (!history || !options || !from) return true;
+    const recovery = await history.recover(name, from, options);
+    if (!recovery.payloads) return false;
+    const receivedAt = this.#clock.wallTime();
+    for (const payload of recovery.payloads) this.#fanOut({ topic: name, payload, receivedAt }, 0);
+    return true;
   }
 
   /** Removes a subscription; the last one of a topic unsubscribes it on the adapter. */
@@ -238,6 +243,13 @@ export class Hub {
     }
     const delivery = this.#delivery(topic, inbound, behind);
     if (!delivery) return 1;
+    const position = delivery.position;
+    if (position) {
+      // A caught-up envelope may arrive live too: each is delivered once.
+      const last = topic.last;
+      if (last && last.epoch === position.epoch && position.offset <= last.offset) return 1;
+      topic.last = position;
+    }
     for (const subscription of topic.subscribers) {
       try {
         subscription.offer(delivery);

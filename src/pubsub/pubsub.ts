@@ -20,6 +20,18 @@ export interface PubSubListener {
    * every subscribed topic is subscribed again (`healthy: true`).
    */
   health(healthy: boolean, reason?: string): void;
+  /**
+   * Part of the backend was lost (a Redis Cluster shard, SPEC section 14):
+   * payloads of `topics` may be missed from now on, while the other topics
+   * are served. Adapters with one backend never call it.
+   */
+  lost?(topics: readonly string[], reason: string): void;
+  /**
+   * `topics` were subscribed again (their shard is back, their slot moved):
+   * payloads published meanwhile may have been missed, and history topics
+   * should be caught up from their history.
+   */
+  resubscribed?(topics: readonly string[]): void;
 }
 
 /**
