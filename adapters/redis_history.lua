@@ -7,7 +7,10 @@
 --                               positioned envelope
 -- KEYS[2]  "{CHANNEL}:meta"     a hash: "epoch" and "offset" (the last one assigned)
 --   CHANNEL is the pub/sub channel, <channel_prefix><subscription>; the braces make
---   it the hash tag, so both keys of a topic share one Redis Cluster slot.
+--   it the hash tag, so both keys of a topic share the channel's Redis Cluster slot.
+--   A channel with a hash tag of its own keeps it: "CHANNEL:history", "CHANNEL:meta"
+--   (adapters/redis_keys.ts: slotKey; a channel with a "}" and no hash tag gets
+--   ":" and four filler letters after the suffix).
 -- ARGV[1]  operation: "publish", "position" or "recover"
 -- ARGV[2]  CHANNEL
 -- ARGV[3]  size: envelopes kept (1-10000)
@@ -30,7 +33,21 @@ local history, meta = KEYS[1], KEYS[2]
 local operation, channel = ARGV[1], ARGV[2]
 local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 
-if history ~= "{" .. tostring(channel) .. "}:history" or meta ~= "{" .. tostring(channel) .. "}:meta" then
+-- Whether CHANNEL has a hash tag: a non-empty part between its first "{" and the next "}".
+local function has_tag(name)
+  local open = string.find(name, "{", 1, true)
+  local close = open and string.find(name, "}", open + 1, true)
+  return close ~= nil and close > open + 1
+end
+-- Whether key is CHANNEL's key with this suffix, in the form slotKey gives it.
+local function of_channel(key, suffix)
+  local name = tostring(channel)
+  local plain = name .. suffix
+  if has_tag(name) then return key == plain end
+  if not string.find(name, "}", 1, true) then return key == "{" .. name .. "}" .. suffix end
+  return string.sub(key, 1, #plain + 1) == plain .. ":" and #key == #plain + 5
+end
+if not of_channel(history, ":history") or not of_channel(meta, ":meta") then
   return redis.error_reply("shark history: KEYS must be {CHANNEL}:history and {CHANNEL}:meta for ARGV[2] CHANNEL")
 end
 if not size or size < 1 or size > 10000 or size % 1 ~= 0 then

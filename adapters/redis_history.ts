@@ -9,13 +9,15 @@
  * Keys, for the channel `<channel_prefix><subscription>`:
  * `{CHANNEL}:history` (a stream capped at `size`, one entry per offset) and
  * `{CHANNEL}:meta` (a hash of `epoch` and `offset`); the braces make the
- * channel their hash tag, so both keys of a topic live in one Redis Cluster
- * slot.
+ * channel their hash tag, so both keys of a topic live in the channel's
+ * Redis Cluster slot (SPEC section 14). A channel with a hash tag of its own
+ * keeps it (`CHANNEL:history`), as `slotKey` of `redis_keys.ts` says.
  *
  * @module
  */
 import type { History, HistoryOptions, Position, Recovery } from "../src/pubsub/history.ts";
 import { type RedisCommand, RedisScript } from "./redis_script.ts";
+import { slotKey } from "./redis_keys.ts";
 
 export type { RedisCommand } from "./redis_script.ts";
 
@@ -23,8 +25,9 @@ export type { RedisCommand } from "./redis_script.ts";
 const SCRIPT = new RedisScript(new URL("./redis_history.lua", import.meta.url));
 
 /**
- * The two keys of a channel's history, `{CHANNEL}:history` and
- * `{CHANNEL}:meta`, as the script expects them.
+ * The two keys of a channel's history, in the channel's slot:
+ * `{CHANNEL}:history` and `{CHANNEL}:meta` (`CHANNEL:history` and
+ * `CHANNEL:meta` for a channel with a hash tag), as the script expects them.
  *
  * @example
  * ```ts
@@ -32,7 +35,7 @@ const SCRIPT = new RedisScript(new URL("./redis_history.lua", import.meta.url));
  * ```
  */
 export function historyKeys(channel: string): [string, string] {
-  return [`{${channel}}:history`, `{${channel}}:meta`];
+  return [slotKey(channel, ":history"), slotKey(channel, ":meta")];
 }
 
 function positionFrom(reply: unknown): Position {

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
 import { RedisPubSub } from "../adapters/redis.ts";
 import { historyKeys, RedisHistory } from "../adapters/redis_history.ts";
+import { keySlot } from "../adapters/redis_keys.ts";
 import { loadConfig, type SharkConfigInput } from "../mod.ts";
 import type { HistoryOptions } from "../src/pubsub/history.ts";
 import { TestClient } from "./helpers/client.ts";
@@ -474,4 +475,33 @@ test("a plain PUBLISH to a history service is delivered without a position and n
       offset: 1,
       epoch: reply.epoch,
     });
+  }));
+
+test("every key of a topic's history hashes to its channel's slot, a channel with a hash tag or a stray } included, and the script accepts them", () =>
+  withRedis(1, "", async (redis, [history], clients) => {
+    for (const topic of ["books.b1", "chat.{room}.1", "chat.a}b"]) {
+      const keys = historyKeys(topic);
+      for (const key of keys) assert.equal(keySlot(key), keySlot(topic), key);
+      const received = await listen(redis, topic, clients);
+      const position = await history.publish(topic, envelope(topic, 1), OPTIONS);
+      assert.equal(position.offset, 1);
+      await waitUntil(() => received.length === 1, 2000, `${topic} published`);
+      assert.equal((await redis.cli("EXISTS", ...keys)).stdout, "2");
+    }
+    assert.deepEqual(historyKeys("chat.{room}.1"), ["chat.{room}.1:history", "chat.{room}.1:meta"]);
+  }));
+
+test("sharded: the script SPUBLISHes the positioned envelope (SPEC 14), and a plain subscriber gets nothing", () =>
+  withRedis(1, "", async (redis, _, clients) => {
+    const history = new RedisHistory((args) => clients[0].sendCommand([...args]), "", {
+      sharded: true,
+    });
+    const plain = await listen(redis, "books.b1", clients);
+    const subscriber = await connect(redis);
+    clients.push(subscriber);
+    const sharded: string[] = [];
+    await subscriber.sSubscribe("books.b1", (payload) => sharded.push(payload));
+    await history.publish("books.b1", envelope("books.b1", 1), OPTIONS);
+    await waitUntil(() => sharded.length === 1, 2000, "SPUBLISHed");
+    assert.deepEqual(plain, []);
   }));
