@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { createClient } from "@redis/client";
+import { createClient, ErrorReply } from "@redis/client";
+import { PublishOutcomeUnknown } from "../src/pubsub/pubsub.ts";
 import type { Clock } from "../src/clock.ts";
 
 /**
@@ -54,4 +55,13 @@ export function withTimeout<T>(
     timer = clock.setTimeout(() => reject(new Error(message)), ms);
   });
   return Promise.race([promise, expired]).finally(() => clock.clearTimeout(timer));
+}
+
+/**
+ * Rethrows the failure of a command that was sent: a Redis error reply says
+ * it did not run; anything else (the connection lost first) leaves it unknown.
+ */
+export function outcome(error: unknown): never {
+  if (error instanceof ErrorReply) throw error;
+  throw new PublishOutcomeUnknown(errorText(error));
 }

@@ -22,10 +22,10 @@
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import type { PubSub, PubSubListener } from "../src/pubsub/pubsub.ts";
+import { PublishOutcomeUnknown, type PubSub, type PubSubListener } from "../src/pubsub/pubsub.ts";
 import { REAL_CLOCK } from "../src/clock.ts";
 import { redactUrl } from "../src/config/redact.ts";
-import { CONNECT_TIMEOUT_MS, errorText } from "./redis_client.ts";
+import { CONNECT_TIMEOUT_MS, errorText, outcome } from "./redis_client.ts";
 import { RedisHistory } from "./redis_history.ts";
 import { keySlot } from "./redis_keys.ts";
 import { RedisLink, type RedisLinkOwner } from "./redis_link.ts";
@@ -120,7 +120,7 @@ export class RedisClusterPubSub implements PubSub {
   /** Subscribes `topic` on the primary serving its slot (sharded) or the subscribing primary. */
   async subscribe(topic: string): Promise<void> {
     const link = this.#ownerLink(topic);
-    if (!link.up) throw this.#unavailable();
+    if (!link.up) throw new Error(`redis is unavailable: ${this.#lostReason}`);
     this.#placed.set(topic, link);
     try {
       await link.subscribe(topic);
@@ -148,10 +148,14 @@ export class RedisClusterPubSub implements PubSub {
       const link = this.#sharded
         ? this.#slotLink(keySlot(this.#options.channel_prefix + topic))
         : this.#ownerLink(topic);
-      await link.publish(topic, payload);
+      if (!link.up) throw new Error(`${link.display} is down`);
+      await link.publish(topic, payload).catch(outcome);
     } catch (error) {
       this.#refreshOnMoved(error);
-      throw new Error(`redis PUBLISH ${topic} failed: ${errorText(error)}`);
+      const message = `redis PUBLISH ${topic} failed: ${errorText(error)}`;
+      throw error instanceof PublishOutcomeUnknown
+        ? new PublishOutcomeUnknown(message)
+        : new Error(message);
     }
   }
 
@@ -175,21 +179,16 @@ export class RedisClusterPubSub implements PubSub {
   async #command(args: readonly string[]): Promise<unknown> {
     try {
       if (args[0] === "SCRIPT") {
-        const replies = await Promise.all(
-          [...this.#links.values()].map((link) => link.command(args)),
-        );
-        return replies[0];
+        return (await Promise.all([...this.#links.values()].map((link) => link.command(args))))[0];
       }
       const key = args[0] === "EVALSHA" || args[0] === "EVAL" ? args[3] : args[1];
-      return await this.#slotLink(keySlot(key)).command(args);
+      const link = this.#slotLink(keySlot(key));
+      if (!link.up) throw new Error(`${link.display} is down`);
+      return await link.command(args).catch(outcome);
     } catch (error) {
       this.#refreshOnMoved(error);
       throw error;
     }
-  }
-
-  #unavailable(): Error {
-    return new Error(`redis is unavailable: ${this.#lostReason}`);
   }
 
   #slotLink(slot: number): RedisLink {

@@ -131,6 +131,9 @@ export const HttpErrorText = {
   notJson: "Body is not JSON.",
   nothingToPublish: "No envelope to publish.",
   pubsubUnavailable: "Pub/sub unavailable.",
+  /** `POST /publish` (504): sent, but the connection was lost before the reply (SPEC section 14). */
+  publishOutcomeUnknown:
+    "Pub/sub did not answer: the envelopes may or may not have been published.",
   /** `server.max_connections_per_address` (429). */
   tooManyFromAddress: "Too many connections from this address.",
   /** `server.max_memory_bytes` (503). */

@@ -257,6 +257,8 @@ Deno.test({ name: "Redis Cluster (SPEC 14)", ignore }, async (t) => {
 
       const frozenAt = performance.now();
       cluster.freeze(holder);
+      // Sent before the loss is detected: its outcome is unknown.
+      const unknown = publish(sharded.port, shardedTopic, "frozen");
       try {
         const [one, two] = await Promise.all([classicPlain.closed, shardedPlain.closed]);
         const detectedMs = performance.now() - frozenAt;
@@ -267,6 +269,8 @@ Deno.test({ name: "Redis Cluster (SPEC 14)", ignore }, async (t) => {
           `${detectedMs}`,
         );
         assert.equal(classicHistory.socket.readyState, WebSocket.OPEN);
+        assert.equal(await unknown, 504);
+        assert.equal(await publish(sharded.port, shardedTopic, "unserved"), 503);
         // Classic pub/sub is served by any node: subscribed again elsewhere before the promotion.
         const again = await waitUntil(
           async () => {

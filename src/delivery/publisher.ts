@@ -18,7 +18,7 @@ import { InvalidEnvelope, parseEnvelope } from "./envelope.ts";
 import { FanoutQueueFull } from "./fanout_queue.ts";
 import type { Hub } from "./hub.ts";
 import type { Metrics } from "../metrics/metrics.ts";
-import type { PubSub } from "../pubsub/pubsub.ts";
+import { PublishOutcomeUnknown, type PubSub } from "../pubsub/pubsub.ts";
 import { serviceOf } from "./subscription_name.ts";
 
 /** An envelope ready for the adapter. */
@@ -80,9 +80,12 @@ export class Publisher {
     if (failed < 0) return published;
     const { reason } = results[failed] as PromiseRejectedResult;
     const why = reason instanceof Error ? reason.message : String(reason);
-    throw new Error(
-      `${published} of ${list.length} envelopes published; envelope ${failed}: ${why}`,
+    const unknown = results.some((result) =>
+      result.status === "rejected" && result.reason instanceof PublishOutcomeUnknown
     );
+    const message =
+      `${published} of ${list.length} envelopes published; envelope ${failed}: ${why}`;
+    throw unknown ? new PublishOutcomeUnknown(message) : new Error(message);
   }
 
   /** One envelope: through the topic's history when its service keeps one. */

@@ -8,6 +8,7 @@
 import type { Logger } from "@logtape/logtape";
 import { InvalidEnvelope } from "../delivery/envelope.ts";
 import { FanoutQueueFull } from "../delivery/fanout_queue.ts";
+import { PublishOutcomeUnknown } from "../pubsub/pubsub.ts";
 import { HttpErrorText, MAX_PUBLISH_BYTES } from "../protocol.ts";
 import { BodyTooLarge, readLimited } from "./read_limited.ts";
 import { errorResponse, json, refusal } from "./respond.ts";
@@ -88,6 +89,9 @@ async function publishRequest(request: Request, host: HttpHost): Promise<Respons
       return errorResponse(503, HttpErrorText.queueFull, { "retry-after": "1" });
     }
     host.log.error("publish failed: {error}", { error: String(error) });
+    if (error instanceof PublishOutcomeUnknown) {
+      return errorResponse(504, HttpErrorText.publishOutcomeUnknown);
+    }
     return errorResponse(503, HttpErrorText.pubsubUnavailable);
   }
 }

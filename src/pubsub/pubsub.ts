@@ -8,6 +8,16 @@
 import type { History } from "./history.ts";
 import type { PresenceStore } from "../presence/store.ts";
 
+/**
+ * A publish was sent but its outcome is unknown (the connection was lost
+ * before the reply): it may or may not have gone out. `POST /publish`
+ * answers 504 for it, where 503 always means nothing was published (SPEC
+ * section 14).
+ */
+export class PublishOutcomeUnknown extends Error {
+  override readonly name = "PublishOutcomeUnknown";
+}
+
 /** What an adapter reports to the engine that started it. */
 export interface PubSubListener {
   /**
