@@ -29,6 +29,7 @@ export type Scenario = typeof SCENARIOS[number];
  */
 export const STANDALONE: Readonly<Record<string, string>> = {
   presence: "bench/presence.ts",
+  cluster: "bench/cluster.ts",
 };
 
 /** One line per scenario, logged when it starts. */
