@@ -16,6 +16,8 @@
  * 6. SIGTERM while `--clients` subscribed clients receive published
  *    messages: every client is closed with 1001, every `on_unsubscribe`
  *    arrives, and Shark exits 0.
+ * 7. Redis Cluster (`_cluster_faults.ts`): a manual failover (nothing may be
+ *    closed), a primary frozen, a primary killed; skipped with `--no-cluster`.
  *
  * A pub/sub fault must be noticed within `ping_interval + ping_timeout`; a
  * service fault within the `http` retry budget. Exit code 0 when every fault
@@ -25,6 +27,7 @@
  */
 import type { RedisServer } from "../tests/helpers/redis_server.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
+import { clusterFaults } from "./_cluster_faults.ts";
 import { DelayProxy, FaultyService, jsonReply, type Reply } from "./_faulty_service.ts";
 import {
   becomes,
@@ -45,7 +48,7 @@ const HTTP = { timeout: 1, tries: 2, wait: 0.1 };
 const HTTP_BUDGET_S = HTTP.timeout * HTTP.tries + HTTP.wait * (HTTP.tries - 1);
 
 /** One fault's outcome. */
-interface Outcome {
+export interface Outcome {
   readonly fault: string;
   /** Whether Shark noticed (for a fault it must not notice: whether it did not). */
   readonly detected: boolean;
@@ -279,6 +282,7 @@ async function main(directory: string): Promise<number> {
     clients: { type: "string", default: "500" },
     "ping-interval": { type: "string", default: "0.5" },
     "ping-timeout": { type: "string", default: "1" },
+    cluster: { type: "boolean", default: true, negatable: true },
   });
   const clients = Number(values.clients);
   const pingInterval = Number(values["ping-interval"]);
@@ -361,6 +365,13 @@ async function main(directory: string): Promise<number> {
   proxy.close();
   service.down();
   await redis.stop();
+  if (values.cluster) {
+    log("fault: redis cluster (manual failover, primary frozen, primary killed)");
+    for (const outcome of await clusterFaults(directory, pingInterval, pingTimeout)) {
+      log(`  ${JSON.stringify(outcome)}`);
+      outcomes.push(outcome);
+    }
+  }
   let passed = true;
   for (const outcome of outcomes) {
     const underTimeout = outcome.fault.includes("under_ping_timeout");

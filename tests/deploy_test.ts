@@ -459,3 +459,40 @@ Deno.test("the Grafana dashboard queries only metrics a real Shark exposes, and 
     assert.equal(panel.datasource.uid, "${datasource}", `panel ${panel.id} uses the chosen source`);
   }
 });
+
+Deno.test("compose.cluster.yaml: a Redis Cluster of six nodes joined by redis-init, two Shark nodes on its seeds in sharded mode with a valid configuration", async () => {
+  const compose = parseYaml(await read("deploy/compose.cluster.yaml"), { merge: true });
+  const services = compose.services as Record<string, Record<string, unknown>>;
+  const redisNodes = Object.keys(services).filter((name) => /^redis-\d$/.test(name));
+  assert.equal(redisNodes.length, 6);
+  for (const name of redisNodes) {
+    assert.ok((services[name].command as string[]).includes("--cluster-enabled"), name);
+  }
+  assert.match(
+    (services["redis-init"].entrypoint as string[]).join(" "),
+    /--cluster create .*--cluster-replicas 1 --cluster-yes/,
+  );
+  const config = loadConfig(
+    JSON.parse(await read("deploy/shark.cluster.json")),
+    () => "a secret of 16 characters or more",
+  );
+  assert.equal(config.pubsub.redis.sharded, true);
+  for (const seed of config.pubsub.redis.cluster ?? []) {
+    assert.ok(services[new URL(seed).hostname], `the seed ${seed} is a service`);
+  }
+  const image = await imageCommand();
+  const nodes = Object.entries(services).filter(([, service]) => service.build);
+  assert.equal(nodes.length, 2);
+  for (const [name, node] of nodes) {
+    const { permissions, args } = splitCommand(node.command as string[]);
+    assert.deepEqual(permissions, image.permissions, name);
+    const local = args.map((arg) =>
+      arg === "/etc/shark/shark.json" ? "deploy/shark.cluster.json" : arg
+    );
+    const env = { SHARK_PUBLISH_SECRET: "a secret of 16 characters or more" };
+    assert.match(await check(permissions, local, env), /configuration is valid/);
+    assert.deepEqual(node.depends_on, {
+      "redis-init": { condition: "service_completed_successfully" },
+    });
+  }
+});
