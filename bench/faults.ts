@@ -282,7 +282,7 @@ async function main(directory: string): Promise<number> {
     clients: { type: "string", default: "500" },
     "ping-interval": { type: "string", default: "0.5" },
     "ping-timeout": { type: "string", default: "1" },
-    cluster: { type: "boolean", default: true, negatable: true },
+    "no-cluster": { type: "boolean", default: false },
   });
   const clients = Number(values.clients);
   const pingInterval = Number(values["ping-interval"]);
@@ -365,7 +365,7 @@ async function main(directory: string): Promise<number> {
   proxy.close();
   service.down();
   await redis.stop();
-  if (values.cluster) {
+  if (!values["no-cluster"]) {
     log("fault: redis cluster (manual failover, primary frozen, primary killed)");
     for (const outcome of await clusterFaults(directory, pingInterval, pingTimeout)) {
       log(`  ${JSON.stringify(outcome)}`);
