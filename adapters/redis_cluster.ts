@@ -103,24 +103,30 @@ export class RedisClusterPubSub implements PubSub {
     if (this.#closed) throw new Error("the redis adapter is closed");
     this.#map = await readSlotMap(this.#seeds, CONNECT_TIMEOUT_MS, REAL_CLOCK);
     this.#listener = listener;
-    try {
-      await Promise.all(this.#map.primaries.map((url) => this.#link(url).open()));
-    } catch (error) {
+    const urls = this.#map.primaries;
+    const opened = await Promise.allSettled(urls.map((url) => this.#link(url).open()));
+    const failed = opened.flatMap((result, index) => result.status === "rejected" ? [index] : []);
+    if (failed.length === urls.length) {
+      const reason = (opened[0] as PromiseRejectedResult).reason;
       await this.close();
-      throw new Error(`cannot connect to the Redis Cluster: ${errorText(error)}`);
+      throw new Error(`cannot connect to the Redis Cluster: ${errorText(reason)}`);
     }
-    this.#log.info("redis cluster connected: {primaries} primaries, {mode}", {
-      primaries: this.#map.primaries.length,
+    // A primary that does not answer yet is a lost shard: the map is read again until it is served.
+    for (const index of failed) this.#links.delete(urls[index]);
+    this.#log.info("redis cluster connected: {up} of {primaries} primaries, {mode}", {
+      up: urls.length - failed.length,
+      primaries: urls.length,
       mode: this.#sharded ? "sharded" : "classic",
     });
-    this.#healthy = true;
-    this.#scheduleRefresh(this.#options.redis.ping_interval * 1000);
+    this.#healthy = failed.length === 0;
+    this.#lostReason = `${failed.length} primaries do not answer`;
+    this.#scheduleRefresh(this.#healthy ? this.#options.redis.ping_interval * 1000 : 0);
   }
 
   /** Subscribes `topic` on the primary serving its slot (sharded) or the subscribing primary. */
   async subscribe(topic: string): Promise<void> {
     const link = this.#ownerLink(topic);
-    if (!link.up) throw new Error(`redis is unavailable: ${this.#lostReason}`);
+    if (!link?.up) throw new Error(`redis is unavailable: ${this.#lostReason}`);
     this.#placed.set(topic, link);
     try {
       await link.subscribe(topic);
@@ -145,10 +151,8 @@ export class RedisClusterPubSub implements PubSub {
   async publish(topic: string, payload: string): Promise<void> {
     try {
       // A classic PUBLISH reaches every node from any node: the subscribing one is up.
-      const link = this.#sharded
-        ? this.#slotLink(keySlot(this.#options.channel_prefix + topic))
-        : this.#ownerLink(topic);
-      if (!link.up) throw new Error(`${link.display} is down`);
+      const link = this.#ownerLink(topic);
+      if (!link?.up) throw new Error(`the primary of ${topic} is down`);
       await link.publish(topic, payload).catch(outcome);
     } catch (error) {
       this.#refreshOnMoved(error);
@@ -183,7 +187,7 @@ export class RedisClusterPubSub implements PubSub {
       }
       const key = args[0] === "EVALSHA" || args[0] === "EVAL" ? args[3] : args[1];
       const link = this.#slotLink(keySlot(key));
-      if (!link.up) throw new Error(`${link.display} is down`);
+      if (!link?.up) throw new Error(`the primary of slot ${keySlot(key)} is down`);
       return await link.command(args).catch(outcome);
     } catch (error) {
       this.#refreshOnMoved(error);
@@ -191,11 +195,9 @@ export class RedisClusterPubSub implements PubSub {
     }
   }
 
-  #slotLink(slot: number): RedisLink {
+  #slotLink(slot: number): RedisLink | undefined {
     const url = this.#map?.owners[slot];
-    const link = url === undefined ? undefined : this.#links.get(url);
-    if (!link) throw new Error(`no primary serves slot ${slot}`);
-    return link;
+    return url === undefined ? undefined : this.#links.get(url);
   }
 
   /**
@@ -203,21 +205,11 @@ export class RedisClusterPubSub implements PubSub {
    * primary holding every topic (the first that is up, staying on it while
    * it is).
    */
-  #ownerLink(topic: string): RedisLink {
+  #ownerLink(topic: string): RedisLink | undefined {
     if (this.#sharded) return this.#slotLink(keySlot(this.#options.channel_prefix + topic));
     const links = (this.#map?.primaries ?? []).flatMap((url) => this.#links.get(url) ?? []);
     const current = [...this.#placed.values()].find((link) => link?.up && links.includes(link));
-    const link = current ?? links.find((each) => each.up) ?? links[0];
-    if (!link) throw new Error("no primary to subscribe on");
-    return link;
-  }
-
-  #ownerOrNone(topic: string): RedisLink | undefined {
-    try {
-      return this.#ownerLink(topic);
-    } catch {
-      return undefined;
-    }
+    return current ?? links.find((each) => each.up) ?? links[0];
   }
 
   #link(url: string): RedisLink {
@@ -315,7 +307,7 @@ export class RedisClusterPubSub implements PubSub {
     const allUp = [...this.#links.values()].every((link) => link.up) &&
       map.owners.every((owner) => owner !== undefined);
     const placedRight = [...this.#placed].every(([topic, link]) =>
-      link !== undefined && link === this.#ownerOrNone(topic)
+      link !== undefined && link === this.#ownerLink(topic)
     );
     if (!this.#healthy && allUp && placedRight && !this.#closed) {
       this.#healthy = true;
@@ -329,7 +321,7 @@ export class RedisClusterPubSub implements PubSub {
   /** Subscribes every wanted topic on its owner where it is not, then leaves the old one. */
   async #follow(): Promise<void> {
     const moves = [...this.#placed].flatMap(([topic, placed]) => {
-      const owner = this.#ownerOrNone(topic);
+      const owner = this.#ownerLink(topic);
       return !owner || owner === placed || !owner.up ? [] : [{ topic, placed, owner }];
     });
     await Promise.all(moves.map(async ({ topic, placed, owner }) => {

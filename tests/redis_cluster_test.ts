@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { RedisClusterPubSub } from "../adapters/redis.ts";
 import { loadConfig, type SharkConfigInput } from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
-import { SharkProcess } from "./helpers/process.ts";
+import { runMain, SharkProcess } from "./helpers/process.ts";
 import { clusterAvailable, RedisCluster } from "./helpers/redis_cluster.ts";
 import { FAST_HTTP, TestShark } from "./helpers/shark.ts";
 import { tempFile } from "./helpers/temp.ts";
@@ -101,13 +101,21 @@ Deno.test({ name: "Redis Cluster (SPEC 14)", ignore }, async (t) => {
   await using cluster = await RedisCluster.start();
   const seeds = cluster.urls().slice(0, 2);
 
-  await t.step("no seed answering: the start fails naming the seeds", async () => {
-    const config = clusterConfig(["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"], false);
-    await assert.rejects(
-      () => startShark(config),
-      /no seed of pubsub\.redis\.cluster answers.*127\.0\.0\.1:1\b.*127\.0\.0\.1:2\b/,
-    );
-  });
+  await t.step(
+    "Shark starts when any seed answers; with none, the CLI exits non-zero naming the seeds",
+    async () => {
+      const dead = ["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"];
+      await using shark = await startShark(clusterConfig([dead[0], seeds[0]], false));
+      assert.equal(await healthStatus(shark.port), 200);
+      await using config = await tempFile({ ...clusterConfig(dead, false), server: { port: 0 } });
+      const { code, stderr } = await runMain(["--config", config.path]);
+      assert.notEqual(code, 0);
+      assert.match(
+        stderr,
+        /no seed of pubsub\.redis\.cluster answers.*127\.0\.0\.1:1\b.*127\.0\.0\.1:2\b/,
+      );
+    },
+  );
 
   await t.step(
     "classic: a plain PUBLISH sent to a node that does not own the slot reaches the client",
