@@ -32,6 +32,7 @@ function clusterConfig(seeds: string[], sharded: boolean): SharkConfigInput {
     services: {
       books: { require_authentication: false },
       feed: { require_authentication: false, history: { size: 100, ttl: 60 } },
+      room: { require_authentication: false, presence: { join_leave: true, ttl: 60 } },
     },
     pubsub: {
       adapter: "redis",
@@ -182,6 +183,22 @@ Deno.test({ name: "Redis Cluster (SPEC 14)", ignore }, async (t) => {
     assert.equal(recovered.recovered, true);
     assert.deepEqual((await late.take(2)).map((message) => message.data), [2, 3]);
   });
+
+  await t.step(
+    "presence on the cluster, sharded: a join travels by SPUBLISH to the other node",
+    async () => {
+      await using one = await startShark(clusterConfig(seeds, true));
+      await using two = await startShark(clusterConfig(seeds, true));
+      const first = await one.subscriber("room.{lobby}");
+      const second = await two.connect();
+      const { client } = await second.subscribe("room.{lobby}");
+      const joined = await first.next();
+      assert.equal(joined.event, "join");
+      assert.equal((joined.member as { client: string }).client, client);
+      const reply = await first.request({ event: "presence", subscription: "room.{lobby}" });
+      assert.equal(reply.clients, 2);
+    },
+  );
 
   await t.step("a slot migrated while subscribed keeps delivering (sharded)", async () => {
     await using shark = await startShark(clusterConfig(seeds, true));
