@@ -260,6 +260,34 @@ Deno.test({ name: "Redis Cluster (SPEC 14)", ignore }, async (t) => {
   );
 
   await t.step(
+    "a dropped subscriber connection: the reconnect sends one SSUBSCRIBE per slot (no CROSSSLOT), history topics caught up",
+    async () => {
+      await using shark = await startShark(clusterConfig(seeds, true));
+      const byOwner = new Map<number, string[]>();
+      for (let n = 0; ![...byOwner.values()].some((topics) => topics.length === 3); n++) {
+        const topic = `feed.reconnect${n}`;
+        const owner = await cluster.ownerOf(await cluster.keySlot(PREFIX + topic));
+        byOwner.set(owner.port, [...byOwner.get(owner.port) ?? [], topic]);
+      }
+      const [port, topics] = [...byOwner].find(([, topics]) => topics.length === 3)!;
+      const client = await shark.connect();
+      for (const topic of topics) await client.subscribe(topic);
+      const killed = await cluster.node(port).cli("CLIENT", "KILL", "TYPE", "pubsub");
+      assert.ok(Number(killed.stdout) >= 1, killed.stdout);
+      await waitUntil(async () => (await healthStatus(shark.port)) === 200, 5000, "/healthz 200");
+      for (const topic of topics) {
+        await waitUntil(
+          async () => (await publish(shark.port, topic, topic)) === 200,
+          5000,
+          `publish to ${topic}`,
+        );
+      }
+      const received = (await client.take(3)).map((message) => message.data);
+      assert.deepEqual(received.toSorted(), topics.toSorted());
+    },
+  );
+
+  await t.step(
     "SIGSTOP of a primary (SPEC 14): detected within ping_interval + ping_timeout; classic topics move to another node at once, sharded ones follow the promotion",
     async () => {
       await using classic = await startShark(clusterConfig(seeds, false));
