@@ -507,3 +507,23 @@ test("adapter: a stalled Shark event loop (a long burst, a GC) is not mistaken f
   assert.deepEqual(health, [], "no loss reported");
   assert.equal(pubsub.healthy, true);
 });
+
+test("sharded with url (SPEC 14): the single Redis's SSUBSCRIBE/SPUBLISH; a plain PUBLISH is not delivered, /publish is", async () => {
+  await using redis = await RedisServer.start();
+  const config = redisConfig(redis.url(), {
+    pubsub: { adapter: "redis", redis: { url: redis.url(), sharded: true, ...PING } },
+  });
+  await using shark = await startShark(config);
+  const client = await shark.subscriber("books.book_1");
+  assert.equal(await redis.publish("books.book_1", envelope("books.book_1", "plain")), 0);
+  const spublished = await redis.cli(
+    "SPUBLISH",
+    "books.book_1",
+    envelope("books.book_1", "sharded"),
+  );
+  assert.equal(spublished.stdout, "1");
+  assert.equal((await client.next()).data, "sharded");
+  assert.equal(await shark.publish({ subscription: "books.book_1", data: "api" }), 1);
+  assert.equal((await client.next()).data, "api");
+  await client.silence(100);
+});
