@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { freePort } from "./loopback.ts";
 import { RedisServer } from "./redis_server.ts";
 import { tempDir, type TempPath } from "./temp.ts";
 import { redisAvailable } from "./redis_server.ts";
@@ -68,25 +69,7 @@ export class RedisCluster {
       for (let index = 0; index < count; index++) {
         const nodeDir = `${dir.path}/${index}`;
         await Deno.mkdir(nodeDir);
-        nodes.push(
-          await RedisServer.start({
-            spawn: options.spawn,
-            args: [
-              "--cluster-enabled",
-              "yes",
-              "--cluster-config-file",
-              `${nodeDir}/nodes.conf`,
-              "--cluster-node-timeout",
-              String(options.nodeTimeoutMs ?? 1000),
-              // A replica fails over however long ago it last heard its primary.
-              "--cluster-replica-validity-factor",
-              "0",
-              "--dir",
-              nodeDir,
-              ...(options.args ?? []),
-            ],
-          }),
-        );
+        nodes.push(await startNode(nodeDir, options));
       }
       const created = await nodes[0].cli(
         "--cluster",
@@ -258,6 +241,43 @@ export class RedisCluster {
     }
     await Promise.all(this.nodes.map((node) => node.stop({ kill: true })));
     await this.#dir[Symbol.asyncDispose]();
+  }
+}
+
+/** How many times a node is started on fresh ports before the cluster gives up. */
+const NODE_START_TRIES = 3;
+
+/**
+ * One cluster node in `nodeDir`. A free port may be taken by the time the
+ * server binds it (by another test's process): such a start is tried again
+ * on fresh ports.
+ */
+async function startNode(nodeDir: string, options: RedisClusterOptions): Promise<RedisServer> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await RedisServer.start({
+        spawn: options.spawn,
+        args: [
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          `${nodeDir}/nodes.conf`,
+          // The bus port defaults to port + 10000, past 65535 for a high free port.
+          "--cluster-port",
+          String(freePort()),
+          "--cluster-node-timeout",
+          String(options.nodeTimeoutMs ?? 1000),
+          // A replica fails over however long ago it last heard its primary.
+          "--cluster-replica-validity-factor",
+          "0",
+          "--dir",
+          nodeDir,
+          ...(options.args ?? []),
+        ],
+      });
+    } catch (error) {
+      if (attempt >= NODE_START_TRIES) throw error;
+    }
   }
 }
 
