@@ -11,6 +11,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Admission, type MemoryUsage } from "./http/admission.ts";
 import { Callbacks } from "./callbacks/callbacks.ts";
+import type { CallbackHttp } from "./callbacks/callback_http.ts";
 import { type Clock, delay, REAL_CLOCK } from "./clock.ts";
 import {
   type EnvLookup,
@@ -29,7 +30,7 @@ import { Publisher } from "./delivery/publisher.ts";
 import type { PubSub } from "./pubsub/pubsub.ts";
 import { ServiceClient } from "./callbacks/service_client.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session/session.ts";
-import type { UpgradeWebSocket } from "./socket.ts";
+import { idleTimeoutOf, type UpgradeWebSocket } from "./socket.ts";
 
 /** What an {@link Engine} is built from besides its configuration. */
 export interface EngineOptions {
@@ -48,6 +49,8 @@ export interface EngineOptions {
    * deadlines, fan-out slices, message timestamps); defaults to the runtime's.
    */
   readonly clock?: Clock;
+  /** Carries the service callbacks (closed at shutdown); defaults to `fetch`. */
+  readonly callbackHttp?: CallbackHttp;
 }
 
 /** Connection details of a request, for logs. */
@@ -103,9 +106,9 @@ export class Engine {
     this.config = loadConfig(config, options.env);
     this.pubsub = options.pubsub;
     this.#upgrade = options.upgradeWebSocket;
-    this.#log = options.logger ?? getLogger(["shark"]);
+    const log = this.#log = options.logger ?? getLogger(["shark"]);
     const clock = this.#clock = options.clock ?? REAL_CLOCK;
-    this.#client = new ServiceClient(this.config.http, this.metrics, this.#log);
+    this.#client = new ServiceClient(this.config.http, this.metrics, log, options.callbackHttp);
     this.#hub = new Hub(this.pubsub, this.metrics, this.#log, {
       metadata: this.config.delivery.metadata,
       maxQueueBytes: this.config.server.max_fanout_queue_bytes,
@@ -278,13 +281,9 @@ export class Engine {
     if (refused) return refused;
     const remote = logged && remoteAddr ? `${address}:${remoteAddr.port}` : undefined;
     const origin = logged ? request.headers.get("origin") : undefined;
-    const { interval, timeout } = this.config.ws_ping;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
-      // ±10% per connection: clients that connected together are not all
-      // pinged in the same instant, which would stall a fan-out running then.
-      const idleTimeout = interval > 0 ? (interval + timeout) * (0.9 + 0.2 * Math.random()) : 0;
-      upgraded = this.#upgrade(request, { idleTimeout });
+      upgraded = this.#upgrade(request, { idleTimeout: idleTimeoutOf(this.config.ws_ping) });
     } catch (error) {
       return errorResponse(400, `${HttpErrorText.badUpgrade}: ${error}`);
     }
