@@ -4,7 +4,7 @@
  * deadlines of the tries in flight, on a fake clock.
  */
 import assert from "node:assert/strict";
-import { DEADLINE_SLACK_MS, Deadlines } from "../cli/callbacks/deadlines.ts";
+import { DEADLINE_SLACK_MS, Deadlines } from "../cli/deadlines.ts";
 import { ResponseError, ResponseParser } from "../cli/callbacks/response_parser.ts";
 import { FakeClock } from "./helpers/clock.ts";
 

@@ -19,7 +19,7 @@ import { timeoutError } from "../../src/callbacks/callback_http.ts";
 import { FetchCallbackHttp } from "../../src/callbacks/fetch_http.ts";
 import { type Clock, REAL_CLOCK } from "../../src/clock.ts";
 import { CallbackConnection, type Endpoint, StaleConnection } from "./connection.ts";
-import { Deadlines } from "./deadlines.ts";
+import { Deadlines } from "../deadlines.ts";
 import type { ResponseParser } from "./response_parser.ts";
 
 /** An idle connection is closed after this long (`fetch`'s pool keeps one 90 s). */

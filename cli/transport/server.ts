@@ -12,6 +12,8 @@
 import net from "node:net";
 import tls from "node:tls";
 import { WebSocketConnection } from "./connection.ts";
+import { Deadlines } from "../deadlines.ts";
+import { REAL_CLOCK } from "../../src/clock.ts";
 import type { TransportFailure } from "./failure.ts";
 import { TransportScheduler } from "./scheduler.ts";
 import {
@@ -132,6 +134,8 @@ export class TransportServer {
   readonly #handshakes = new Set<net.Socket>();
   /** TCP connections whose TLS handshake is not done yet, by client address. */
   readonly #tlsPending = new Map<string, net.Socket>();
+  /** The handshake timeouts, on one timer. */
+  readonly #deadlines = new Deadlines(REAL_CLOCK);
   #closing = false;
   #drained: (() => void) | undefined;
 
@@ -206,6 +210,7 @@ export class TransportServer {
     for (const conn of this.#handshakes) conn.destroy();
     for (const raw of this.#tlsPending.values()) raw.destroy();
     this.#handshakes.clear();
+    this.#deadlines.clear();
     if (this.#sockets.size > 0) await new Promise<void>((resolve) => this.#drained = resolve);
     await this.finished;
   }
@@ -237,11 +242,11 @@ export class TransportServer {
   async #serve(conn: net.Socket): Promise<void> {
     this.#handshakes.add(conn);
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const deadline = this.#deadlines.add(this.#options.handshakeTimeout * 1000, () => {
       timedOut = true;
       this.#options.onDrop?.("handshake_timeout");
       this.#forget(conn, true);
-    }, this.#options.handshakeTimeout * 1000);
+    });
     let received: Uint8Array;
     let end: number;
     try {
@@ -250,7 +255,7 @@ export class TransportServer {
       if (!timedOut) this.#forget(conn, true);
       return;
     } finally {
-      clearTimeout(timer);
+      this.#deadlines.settle(deadline);
     }
     if (end < 0) {
       this.#options.onDrop?.("bad_request");
@@ -288,7 +293,12 @@ export class TransportServer {
     upgrades.set(request, pending);
     let response: Response;
     try {
-      response = await this.#handler(request, { remoteAddr: remoteAddr(conn) });
+      // Looked up only when the engine reads it (a log line, a per-address limit).
+      response = await this.#handler(request, {
+        get remoteAddr() {
+          return remoteAddr(conn);
+        },
+      });
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });
     }

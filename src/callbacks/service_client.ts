@@ -136,6 +136,7 @@ export class ServiceClient {
   /** Aborts every request and wait in progress; later posts fail at once. */
   close(): void {
     this.#stop.abort();
+    for (const slots of this.#slots.values()) slots.close();
     this.#client.close();
   }
 
@@ -155,8 +156,9 @@ export class ServiceClient {
     const started = performance.now();
     const tries = this.#http.tries;
     let wait = this.#http.wait;
-    /** Stops the waits: the client closing, or the caller no longer needing the reply. */
+    /** Stops the waits between tries: the client closing, or the caller no longer needing the reply. */
     let cancel: AbortSignal | undefined = this.#stop.signal.aborted ? this.#stop.signal : undefined;
+    let cancelled = false;
     for (let attempt = 1; attempt <= tries && !cancel?.aborted; attempt++) {
       if (attempt > 1) {
         cancel ??= this.#cancelOf(source);
@@ -165,7 +167,11 @@ export class ServiceClient {
       }
       wait = this.#http.wait;
       const slots = target.slots;
-      if (!slots.tryTake() && !(await slots.wait(cancel ??= this.#cancelOf(source)))) break;
+      // The slots send their waiters away themselves when the client closes.
+      if (!slots.tryTake() && !(await slots.wait(source.signal))) {
+        cancelled = true;
+        break;
+      }
       let outcome: ServiceReply | number | TryFailure;
       try {
         outcome = await this.#try(target, text);
@@ -203,7 +209,7 @@ export class ServiceClient {
         });
       }
     }
-    const outcome = cancel?.aborted ? "cancelled" : "unavailable";
+    const outcome = cancelled || cancel?.aborted ? "cancelled" : "unavailable";
     this.#metrics.callback(callback, outcome, (performance.now() - started) / 1000);
     return UNAVAILABLE;
   }

@@ -1,12 +1,13 @@
 /**
- * The timeouts of the callback tries in flight, on one timer: a try adds its
- * deadline and marks it done when it settles, instead of setting and
- * clearing a timer of its own (about a third of what a try over a kept-alive
- * connection cost otherwise).
+ * Many timeouts of the same length on one timer (the callback tries in
+ * flight, the handshakes of the transport): each adds its deadline and marks
+ * it done when it settles, instead of setting and clearing a timer of its
+ * own (~14 µs through the runtime's `setTimeout` and `clearTimeout`, about a
+ * third of a callback try over a kept-alive connection).
  *
  * @module
  */
-import type { Clock } from "../../src/clock.ts";
+import type { Clock } from "../src/clock.ts";
 
 /**
  * How late a deadline may be noticed: the timer is not re-armed sooner than
