@@ -19,6 +19,7 @@ import {
 } from "./_raw_ws.ts";
 import { cpuMs, machineTicks, peakRssKiB, rssKiB, rssOfKiB, treePids } from "./_proc.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
+import type { Pair } from "./_bystander.ts";
 
 /** What one load generator run does; `bench/run.ts` builds it. */
 export interface LoadSpec {
@@ -824,8 +825,6 @@ const STORM_ROOMS = 100;
 const BYSTANDER_INTERVAL_MS = 10;
 /** How long the bystander is measured without a storm first. */
 const QUIET_MS = 2000;
-/** Latencies the bystander's recorder keeps (more than a storm's publishes). */
-const BYSTANDER_CAPACITY = 100_000;
 
 /** One client of the storm, and the position its room's reply gave. */
 interface StormClient {
@@ -900,25 +899,56 @@ async function forEach<T>(
   return { done, failures, firstError };
 }
 
-/** Publishes to the bystander's topic every {@link BYSTANDER_INTERVAL_MS} until stopped. */
-function bystanderPublisher(redis: RespConnection, topic: string): () => void {
-  let index = 0;
-  const timer = setInterval(() => {
-    redis.send(encodeCommand(["PUBLISH", topic, envelope(topic, index++)]), 1).then(
-      checkReceivers,
-    );
-  }, BYSTANDER_INTERVAL_MS);
-  return () => clearInterval(timer);
-}
-
-/** p50, p99 and max of what `recorder` measured. */
-function latencies(recorder: Recorder, prefix: string): Result {
-  const sorted = recorder.sorted();
+/**
+ * The bystander, in a process of its own (`_bystander.ts`): `window()`
+ * gives the latencies of the messages it was published between two epoch
+ * times, once `stop()` has collected them.
+ */
+async function startBystander(spec: LoadSpec) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./_bystander.ts", import.meta.url).pathname,
+      JSON.stringify({
+        port: spec.port,
+        redisPort: spec.redisPort,
+        topic: "bench.bystander",
+        intervalMs: BYSTANDER_INTERVAL_MS,
+      }),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
+  let text = "";
+  while (!text.includes("\n")) {
+    const next = await lines.next();
+    if (next.done) throw new Error("the bystander exited before it was ready");
+    text += next.value;
+  }
+  if (!text.startsWith("ready")) throw new Error(`bystander: ${text}`);
+  let pairs: Pair[] = [];
   return {
-    [`${prefix}_messages`]: recorder.count,
-    [`${prefix}_p50_ms`]: round1(percentile(sorted, 0.5)),
-    [`${prefix}_p99_ms`]: round1(percentile(sorted, 0.99)),
-    [`${prefix}_max_ms`]: round1(sorted.at(-1) ?? null),
+    async stop(): Promise<void> {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("stop\n"));
+      await writer.close();
+      for await (const chunk of lines) text += chunk;
+      await child.status;
+      pairs = JSON.parse(text.slice(text.indexOf("\n") + 1));
+    },
+    window(prefix: string, from: number, to: number): Result {
+      const sorted = Float64Array.from(
+        pairs.filter(([sentAt]) => sentAt >= from && sentAt <= to).map(([sent, got]) => got - sent),
+      ).sort();
+      return {
+        [`${prefix}_messages`]: sorted.length,
+        [`${prefix}_p50_ms`]: round1(percentile(sorted, 0.5)),
+        [`${prefix}_p99_ms`]: round1(percentile(sorted, 0.99)),
+        [`${prefix}_max_ms`]: round1(sorted.at(-1) ?? null),
+      };
+    },
   };
 }
 
@@ -972,20 +1002,12 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   log(`storm connect: ${JSON.stringify(results.at(-1))}`);
   await closeAll([...plain.done.values()]);
 
-  const bystander = new Recorder();
-  const watcher = await connectClient(spec.client, {
-    port: spec.port,
-    sink: bystander,
-    timeoutMs: CONNECT_TIMEOUT_MS,
-  });
-  watcher.send(JSON.stringify({ event: "subscribe", subscription: "bench.bystander" }));
-  expectOk(await watcher.reply(REPLY_TIMEOUT_MS));
   let clients = await forEach(count, 500, (index) => stormClient(spec, index, recorder, undefined));
-  bystander.start(BYSTANDER_CAPACITY);
-  let stop = bystanderPublisher(redis, "bench.bystander");
+  const bystander = await startBystander(spec);
+  const quiet = [epochNow(), 0];
   await sleep(QUIET_MS);
-  stop();
-  const quiet = latencies(bystander, "bystander_quiet");
+  quiet[1] = epochNow();
+  const windows: [Result, number, number][] = [];
 
   for (const variant of history ? ["resubscribe", "recover"] : ["resubscribe"]) {
     const recover = variant === "recover";
@@ -997,8 +1019,6 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
     const expected = recover ? before.size * MISSED : 0;
     const caughtUp = stormSink.start(expected);
     const callbacksBefore = await callbackCalls(spec);
-    bystander.start(BYSTANDER_CAPACITY);
-    stop = bystanderPublisher(redis, "bench.bystander");
     const meter = new Meter(spec);
     await meter.start();
     const started = epochNow();
@@ -1011,7 +1031,6 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
     if (expected > 0) await Promise.race([caughtUp, sleep(ROUND_TIMEOUT_MS)]);
     const backAt = Math.max(subscribedAt, expected > 0 ? stormSink.last : 0);
     const cpu = await meter.stop();
-    stop();
     const callbacks = (await callbackCalls(spec)) - callbacksBefore;
     const seconds = (backAt - started) / 1000;
     results.push({
@@ -1028,14 +1047,17 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
       callbacks_per_s: Math.round(callbacks / ((subscribedAt - started) / 1000)),
       server_cpu_ms: Math.round(cpu.serverCpuMs),
       server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / count),
-      ...latencies(bystander, "bystander"),
-      ...quiet,
       ...cpu.shares,
       peak_rss_mib: Math.round(cpu.peakRssKiB / 1024),
     });
+    windows.push([results.at(-1)!, started, backAt]);
     log(`storm ${variant}: ${JSON.stringify(results.at(-1))}`);
   }
-  watcher.close();
+  await bystander.stop();
+  for (const [result, from, to] of windows) {
+    Object.assign(result, bystander.window("bystander", from, to));
+    Object.assign(result, bystander.window("bystander_quiet", quiet[0], quiet[1]));
+  }
   await closeAll([...clients.done.values()].map(({ client }) => client));
   redis.close();
   return results;

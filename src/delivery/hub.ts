@@ -18,6 +18,7 @@ import {
   parseEnvelope,
 } from "./envelope.ts";
 import { FanoutQueue, type Inbound } from "./fanout_queue.ts";
+import { SharedReads } from "./shared_reads.ts";
 import { type Position, positionOf } from "../pubsub/history.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { PubSub } from "../pubsub/pubsub.ts";
@@ -104,6 +105,7 @@ export class Hub {
   readonly #clock: Clock;
   readonly #invalidLog: LogSampler;
   readonly #fullLog: LogSampler;
+  readonly #reads = new SharedReads<HistoryRead>();
 
   constructor(pubsub: PubSub, metrics: Metrics, log: Logger, options: HubOptions) {
     this.#pubsub = pubsub;
@@ -169,12 +171,22 @@ export class Hub {
     if (!topic || !history || !service.history) {
       throw new Error(`${name} has no history to read`);
     }
+    const options = service.history;
     try {
+      // Shared with the subscriptions asking the same (shared_reads.ts says why that is safe).
       if (!from) {
-        return { position: await history.position(name, service.history), replay: undefined };
+        return await this.#reads.read(JSON.stringify([name]), async () => ({
+          position: await history.position(name, options),
+          replay: undefined,
+        }));
       }
-      const recovery = await history.recover(name, from, service.history);
-      return { position: recovery.position, replay: this.#replay(topic, name, recovery.payloads) };
+      return await this.#reads.read(JSON.stringify([name, from.offset, from.epoch]), async () => {
+        const recovery = await history.recover(name, from, options);
+        return {
+          position: recovery.position,
+          replay: this.#replay(topic, name, recovery.payloads),
+        };
+      });
     } catch (error) {
       throw new PubSubUnavailable(`cannot read the history of ${name}: ${error}`);
     }
