@@ -17,7 +17,15 @@ import {
   epochNow,
   type MessageSink,
 } from "./_raw_ws.ts";
-import { cpuMs, machineTicks, peakRssKiB, rssKiB, rssOfKiB, treePids } from "./_proc.ts";
+import {
+  cpuMs,
+  listenOverflows,
+  machineTicks,
+  peakRssKiB,
+  rssKiB,
+  rssOfKiB,
+  treePids,
+} from "./_proc.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
 import type { Pair } from "./_bystander.ts";
 
@@ -977,6 +985,7 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   const base = { scenario: "storm", server: spec.server, clients: count };
 
   const connect = new Meter(spec);
+  let overflows = listenOverflows();
   await connect.start();
   const plain = await forEach(count, count, async (index) => {
     const client = await connectClient(spec.client, {
@@ -996,6 +1005,7 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
     connected: plain.done.size,
     failures: plain.failures,
     conns_per_s: Math.round(plain.done.size / (connected.wallMs / 1000)),
+    listen_overflows: listenOverflows() - overflows,
     server_cpu_us_per_op: round1(connected.serverCpuMs * 1000 / plain.done.size),
     ...connected.shares,
   });
@@ -1020,6 +1030,7 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
     const caughtUp = stormSink.start(expected);
     const callbacksBefore = await callbackCalls(spec);
     const meter = new Meter(spec);
+    overflows = listenOverflows();
     await meter.start();
     const started = epochNow();
     clients = await forEach(
@@ -1045,6 +1056,7 @@ async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
       caught_up_s: round1(seconds),
       subscribed_s: round1((subscribedAt - started) / 1000),
       callbacks_per_s: Math.round(callbacks / ((subscribedAt - started) / 1000)),
+      listen_overflows: listenOverflows() - overflows,
       server_cpu_ms: Math.round(cpu.serverCpuMs),
       server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / count),
       ...cpu.shares,
