@@ -8,9 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { SharedReads } from "../src/delivery/shared_reads.ts";
-import { NEXT_TURN, Pacer } from "../src/session/pacer.ts";
 import { MemoryPubSub } from "../mod.ts";
-import { FakeClock } from "./helpers/clock.ts";
 import { range } from "./helpers/range.ts";
 import { TestShark } from "./helpers/shark.ts";
 
@@ -67,49 +65,6 @@ Deno.test("shared reads: other keys read apart; a failed read fails its own requ
   assert.equal(await b, "b");
 });
 
-Deno.test("pacer: tasks run at once while the budget lasts, then wait for a turn, in order, none dropped", async () => {
-  // Every clock reading moves time 1 ms: a task whose start and end are read "takes" 1 ms.
-  const clock = new FakeClock({ perReading: 1 });
-  const turns: (() => void)[] = [];
-  const pacer = new Pacer({ clock, budgetMs: 5, turn: (task) => turns.push(task) });
-  const ran: number[] = [];
-  const results = range(0, 11).map((n) =>
-    pacer.run(() => {
-      ran.push(n);
-      return Promise.resolve(n);
-    })
-  );
-  assert.ok(ran.length >= 2 && ran.length < 12, `ran at once: ${ran}`);
-  const atOnce = ran.length;
-  assert.equal(pacer.waiting, 12 - atOnce);
-  assert.equal(turns.length, 1, "one turn asked for");
-  turns.shift()!();
-  assert.ok(ran.length > atOnce && ran.length < 12, `after one turn: ${ran}`);
-  while (turns.length > 0) turns.shift()!();
-  assert.deepEqual(ran, range(0, 11));
-  assert.deepEqual(await Promise.all(results), range(0, 11));
-  assert.equal(pacer.waiting, 0);
-});
-
-Deno.test("pacer: an idle loop forgets the budget spent; a task that throws rejects its own promise only", async () => {
-  const clock = new FakeClock({ perReading: 1 });
-  const turns: (() => void)[] = [];
-  const pacer = new Pacer({ clock, budgetMs: 5, turn: (task) => turns.push(task) });
-  for (let n = 0; n < 3; n++) await pacer.run(() => Promise.resolve(n));
-  clock.tick(10);
-  let ran = false;
-  await pacer.run(() => Promise.resolve(ran = true));
-  assert.ok(ran);
-  assert.equal(turns.length, 0, "no turn needed after idle time");
-  await assert.rejects(
-    pacer.run(() => {
-      throw new Error("boom");
-    }),
-    /boom/,
-  );
-  assert.equal(await pacer.run(() => Promise.resolve("next")), "next");
-});
-
 Deno.test("a storm of clients recovering one topic from one position shares history reads, and each gets every offset once, in order", async () => {
   const pubsub = new MemoryPubSub();
   const history = pubsub.history;
@@ -140,11 +95,4 @@ Deno.test("a storm of clients recovering one topic from one position shares hist
     assert.deepEqual(messages.map((message) => message.offset), range(1, 11));
   }
   assert.ok(reads < clients.length, `${reads} reads for ${clients.length} clients`);
-});
-
-Deno.test("pacer: a turn costs microseconds, not a timer's millisecond: 200 turns in a row take well under 200 ms", async () => {
-  const started = performance.now();
-  for (let n = 0; n < 200; n++) await new Promise<void>((resolve) => NEXT_TURN(resolve));
-  const took = performance.now() - started;
-  assert.ok(took < 100, `200 turns took ${took.toFixed(1)} ms`);
 });

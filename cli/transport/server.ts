@@ -14,7 +14,6 @@ import tls from "node:tls";
 import type { WebSocketConnection } from "./connection.ts";
 import { Deadlines } from "../deadlines.ts";
 import { REAL_CLOCK } from "../../src/clock.ts";
-import { Pacer } from "../../src/session/pacer.ts";
 import type { TransportFailure } from "./failure.ts";
 import { TransportScheduler } from "./scheduler.ts";
 import {
@@ -106,7 +105,6 @@ export class TransportServer {
   readonly #tlsPending = new Map<string, net.Socket>();
   /** The handshake timeouts, on one timer. */
   readonly #deadlines = new Deadlines(REAL_CLOCK);
-  readonly #pacer = new Pacer();
   #closing = false;
   #drained: (() => void) | undefined;
 
@@ -233,12 +231,6 @@ export class TransportServer {
     } finally {
       this.#deadlines.settle(deadline);
     }
-    // Parsed and answered in its turn (src/session/pacer.ts): a storm's heads arrive together.
-    await this.#pacer.run(() => this.#answer(conn, received, end));
-  }
-
-  async #answer(conn: net.Socket, received: Uint8Array, end: number): Promise<void> {
-    if (conn.destroyed) return this.#forget(conn, false);
     if (end < 0) {
       this.#options.onDrop?.("bad_request");
       await this.#refuse(conn, { status: 431, message: "Request head too large." });

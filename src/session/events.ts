@@ -12,7 +12,6 @@ import type { SharkConfig } from "../config/config.ts";
 import { type Position, recoverPosition } from "../pubsub/history.ts";
 import { type HistoryRead, type Hub, PubSubUnavailable } from "../delivery/hub.ts";
 import type { Lifecycle } from "./lifecycle.ts";
-import { Pacer } from "./pacer.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import {
   ClientEvent,
@@ -82,12 +81,9 @@ export class EventHandler {
   readonly #deps: EventDependencies;
   readonly #authentication: Authentication;
   readonly #subscriptionContext: SubscriptionContext;
-  readonly #pacer: Pacer;
 
   constructor(dependencies: EventDependencies) {
     this.#deps = dependencies;
-    // Turns of the real event loop: a test's clock, which moves only when told, would hold events.
-    this.#pacer = new Pacer();
     this.#subscriptionContext = {
       metrics: dependencies.metrics,
       maxKeys: dependencies.config.delivery.max_keys_per_subscription,
@@ -105,12 +101,8 @@ export class EventHandler {
     this.#authentication.close();
   }
 
-  /** Handles one frame of a session in its turn (`pacer.ts`); never rejects. */
-  handle(session: Session, frame: ClientFrame): Promise<void> {
-    return this.#pacer.run(() => this.#handle(session, frame));
-  }
-
-  async #handle(session: Session, frame: ClientFrame): Promise<void> {
+  /** Handles one frame of a session; never rejects. */
+  async handle(session: Session, frame: ClientFrame): Promise<void> {
     const request = this.#parse(session, frame);
     if (!request) return;
     const event = request.event as string;
@@ -274,17 +266,10 @@ export class EventHandler {
       else await lifecycle.end(session, subscription);
       throw this.#unavailable(session, error);
     }
-    // The reply and the replay wait their turn: a storm's thousands would hold the loop.
-    const replied = await this.#pacer.run(async () => {
-      if (session.closed) return false;
-      if (history) context.position = this.#positionReply(history, from);
-      this.#reply(session, context, "ok", before.data);
-      subscription.release(
-        history?.replay && { deliveries: history.replay, upTo: history.position },
-      );
-      return true;
-    });
-    if (!replied) return lifecycle.end(session, subscription);
+    if (session.closed) return lifecycle.end(session, subscription);
+    if (history) context.position = this.#positionReply(history, from);
+    this.#reply(session, context, "ok", before.data);
+    subscription.release(history?.replay && { deliveries: history.replay, upTo: history.position });
     await callbacks.call(subscription, "on_subscribe");
   }
 
