@@ -30,6 +30,7 @@ import { MemoryPubSub } from "./adapters/memory.ts";
 import { type EnvLookup, loadConfig, type SharkConfigInput } from "./src/config/config.ts";
 import type { MemoryUsage } from "./src/http/admission.ts";
 import type { Clock } from "./src/clock.ts";
+import type { CallbackHttp } from "./src/callbacks/callback_http.ts";
 import { Engine } from "./src/engine.ts";
 import type { UpgradeWebSocket } from "./src/socket.ts";
 import type { PubSub } from "./src/pubsub/pubsub.ts";
@@ -56,6 +57,12 @@ export {
 } from "./src/config/config.ts";
 export type { MemoryUsage } from "./src/http/admission.ts";
 export type { Clock } from "./src/clock.ts";
+export type {
+  CallbackAnswer,
+  CallbackHttp,
+  CallbackRequest,
+} from "./src/callbacks/callback_http.ts";
+export { FetchCallbackHttp } from "./src/callbacks/fetch_http.ts";
 export { Engine, type EngineOptions, type RequestInfo } from "./src/engine.ts";
 export {
   type DisconnectOptions,
@@ -116,6 +123,8 @@ export interface SharkOptions {
   readonly memoryUsage?: MemoryUsage;
   /** The time the rules read and the timers they set; defaults to the runtime's. */
   readonly clock?: Clock;
+  /** Carries the service callbacks; defaults to `fetch`. */
+  readonly callbackHttp?: CallbackHttp;
 }
 
 /**
@@ -164,6 +173,7 @@ export class Shark extends Engine {
       logger: options.logger,
       memoryUsage: options.memoryUsage ?? (() => Deno.memoryUsage().rss),
       clock: options.clock,
+      callbackHttp: options.callbackHttp,
     });
   }
 }

@@ -41,6 +41,18 @@ export function machineTicks(): { busy: number; steal: number; total: number } {
 }
 
 /**
+ * Connections the kernel refused machine-wide so far because a listening
+ * socket's accept queue was full (`TcpExt ListenOverflows`): each one is a
+ * SYN that its client sends again a second later.
+ */
+export function listenOverflows(): number {
+  const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n");
+  const names = lines.find((line) => line.startsWith("TcpExt:"))!.split(/\s+/);
+  const values = lines.filter((line) => line.startsWith("TcpExt:"))[1].split(/\s+/);
+  return Number(values[names.indexOf("ListenOverflows")]);
+}
+
+/**
  * The share of one core that the whole machine was busy, sampled over
  * `ms`: a check that nothing else runs before a measurement starts.
  */

@@ -19,6 +19,13 @@ function figure(result: Result): string {
         `${number(result.connect_s)} s to connect+subscribe`;
     case "subrate":
       return `${number(result.per_s)} auth+subscribe/s`;
+    case "storm":
+      return result.variant === "connect"
+        ? `${number(result.conns_per_s)} conn+subscribe/s`
+        : `${number(result.caught_up_s)} s until all ${number(result.back)} back` +
+          (result.replayed ? ` and ${number(result.replayed)} replayed` : "") +
+          `, ${number(result.callbacks_per_s)} callbacks/s` +
+          (result.complete === false ? " (INCOMPLETE)" : "");
     case "recovery":
       return `${number(result.caught_up_s)} s to catch up, ${number(result.recovered)} recovered` +
         (result.complete === false ? " (INCOMPLETE)" : "");
@@ -32,6 +39,10 @@ function figure(result: Result): string {
 }
 
 function latency(result: Result): string {
+  if (typeof result.bystander_p99_ms === "number") {
+    return `bystander p50 ${result.bystander_p50_ms} / p99 ${result.bystander_p99_ms} / max ` +
+      `${result.bystander_max_ms} ms (quiet p99 ${result.bystander_quiet_p99_ms})`;
+  }
   const parts = [];
   if (typeof result.first_ms === "number") parts.push(`first ${result.first_ms}`);
   if (typeof result.p50_ms === "number") parts.push(`p50 ${result.p50_ms}`);
@@ -143,7 +154,15 @@ export function ratios(results: Result[]): Ratio[] {
     ratio("fanout first delivery", "fanout", "burst", "first_ms", "report", () => true),
     ratio("topics msg/s", "topics", "burst", "msgs_per_s", ">= 0.8", (v) => v >= 0.8),
     ratio("idle RSS/conn", "idle", "idle", "rss_kib_per_conn", "<= 1.0", (v) => v <= 1),
-    ratio("subrate /s", "subrate", subrateVariant, "per_s", ">= 0.8", (v) => v >= 0.8),
+    ratio("subrate /s", "subrate", subrateVariant, "per_s", ">= 1.3", (v) => v >= 1.3),
+    ratio(
+      "subrate server CPU/pair",
+      "subrate",
+      subrateVariant,
+      "server_cpu_us_per_op",
+      "<= 0.7",
+      (v) => v <= 0.7,
+    ),
     ratio(
       "parallel msg/s (2 workers / 1)",
       "parallel",
@@ -168,6 +187,37 @@ export function ratios(results: Result[]): Ratio[] {
       ])
     ),
     ...scaleRatios(results),
+    ratio("storm connect conn/s", "storm", "connect", "conns_per_s", "report", () => true),
+    ratio(
+      "storm resubscribe time until back",
+      "storm",
+      "resubscribe",
+      "caught_up_s",
+      "report",
+      () => true,
+    ),
+    ratio(
+      "storm resubscribe server CPU/client",
+      "storm",
+      "resubscribe",
+      "server_cpu_us_per_op",
+      "report",
+      () => true,
+    ),
+    ratio(
+      "storm resubscribe bystander p99",
+      "storm",
+      "resubscribe",
+      "bystander_p99_ms",
+      "report",
+      () => true,
+    ),
+    ...variantRatios("storm", "recover", "resubscribe", [["time until caught up", "caught_up_s"]])
+      .map((ratio) => ({
+        ...ratio,
+        target: "<= 2",
+        pass: ratio.value === null ? null : ratio.value <= 2,
+      })),
     ratio(
       "parallel CPU/msg (2 workers / 1)",
       "parallel",

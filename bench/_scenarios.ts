@@ -20,6 +20,7 @@ export const SCENARIOS = [
   "history",
   "recovery",
   "scale",
+  "storm",
 ] as const;
 export type Scenario = typeof SCENARIOS[number];
 
@@ -38,12 +39,15 @@ export const DESCRIPTIONS: Record<Scenario, string> = {
   fanout: "5,000 subscribers on one topic; 200 publishes through Redis at once, then paced",
   topics: "5,000 connections each on its own topic; 20,000 publishes spread over the topics",
   idle: "as many subscribed idle connections as the fd limit allows",
-  subrate: "2,000 clients doing auth + subscribe (authorizer, before_subscribe), 200 at a time",
+  subrate:
+    "2,000 clients doing auth + subscribe (authorizer, before_subscribe), 200 at a time; median of 3 rounds after a warm-up",
   parallel: "broadcast_channel adapter: --workers 2 vs one isolate, fanout burst via POST /publish",
   history:
     "history service: bursts through the history script vs plain PUBLISH, to 5,000 subscribers of one topic, then of 5,000 topics",
   recovery:
     "5,000 clients reconnect at once: resubscribe, or recover 50 missed envelopes (one topic; own topics)",
+  storm:
+    "5,000 clients, each with auth + its own topic (3 callbacks) + a room of a history service: a connect phase, then all disconnect at once and come back (resubscribe; Shark also recovers 50 missed envelopes per room) while a bystander gets a message every 10 ms",
   scale:
     "fanout burst on N isolates (--workers N) pinned to the first N cores, N = 1, 2, 4, 8 up to the cores there are; the raw baseline on one; generator shards and Redis on the other cores",
 };
@@ -185,6 +189,16 @@ export async function targets(scenario: Scenario, context: Context): Promise<Tar
     { server: "baseline", cpus: SERVER_CPUS, command: baseline(context), spec },
     { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
   ];
+  // The baseline makes the same callbacks as Shark: the ceiling for auth + subscribe.
+  const withCallbacks = (spec: Partial<LoadSpec>): Target[] => [
+    {
+      server: "baseline",
+      cpus: SERVER_CPUS,
+      command: baseline(context, `--callbacks=http://127.0.0.1:${context.callbackPort}`),
+      spec,
+    },
+    { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
+  ];
   const fanout = { connections: 5000, publishes: 200, rounds: 3, concurrency: 256 };
   switch (scenario) {
     case "clients":
@@ -204,15 +218,8 @@ export async function targets(scenario: Scenario, context: Context): Promise<Tar
       return both({ connections: 5000, publishes: 20_000, rounds: 5, concurrency: 256 });
     case "idle":
       return both({ connections: context.fdLimit - FD_MARGIN, concurrency: 256, rounds: 1 });
-    case "subrate": {
-      // The baseline makes the same three callbacks as Shark: the ceiling for auth + subscribe.
-      const spec = { connections: 2000, concurrency: 200, rounds: 1 };
-      const callbacks = `--callbacks=http://127.0.0.1:${context.callbackPort}`;
-      return [
-        { server: "baseline", cpus: SERVER_CPUS, command: baseline(context, callbacks), spec },
-        { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
-      ];
-    }
+    case "subrate":
+      return withCallbacks({ connections: 2000, concurrency: 200, rounds: 3 });
     case "history":
       return [{ server: "shark", cpus: SERVER_CPUS, command: shark(context), spec: fanout }];
     case "recovery": {
@@ -233,6 +240,8 @@ export async function targets(scenario: Scenario, context: Context): Promise<Tar
         },
       ];
     }
+    case "storm":
+      return withCallbacks({ connections: 5000, concurrency: 5000, rounds: 1 });
     case "scale":
       return await scaleTargets(context);
   }

@@ -104,7 +104,8 @@ function session(socket: WebSocket): void {
         return;
       case "subscribe": {
         const topic = String(request.subscription);
-        if (values.callbacks) {
+        // As in Shark's bench config, only the `secure` service has callbacks.
+        if (values.callbacks && topic.startsWith("secure.")) {
           await callback("/authorize", { subscription: topic, user_id: userId });
           await callback("/before_subscribe", { subscription: topic, user_id: userId });
         }

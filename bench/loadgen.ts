@@ -10,14 +10,37 @@
  *
  * @module
  */
-import { type BenchClient, type ClientKind, connectClient, epochNow } from "./_raw_ws.ts";
-import { cpuMs, machineTicks, peakRssKiB, rssKiB, rssOfKiB, treePids } from "./_proc.ts";
+import {
+  type BenchClient,
+  type ClientKind,
+  connectClient,
+  epochNow,
+  type MessageSink,
+} from "./_raw_ws.ts";
+import {
+  cpuMs,
+  listenOverflows,
+  machineTicks,
+  peakRssKiB,
+  rssKiB,
+  rssOfKiB,
+  treePids,
+} from "./_proc.ts";
 import { encodeCommand, RespConnection } from "./_resp.ts";
+import type { Pair } from "./_bystander.ts";
 
 /** What one load generator run does; `bench/run.ts` builds it. */
 export interface LoadSpec {
   /** The workload. */
-  readonly scenario: "fanout" | "topics" | "idle" | "subrate" | "parallel" | "history" | "recovery";
+  readonly scenario:
+    | "fanout"
+    | "topics"
+    | "idle"
+    | "subrate"
+    | "parallel"
+    | "history"
+    | "recovery"
+    | "storm";
   /** Which server this is, copied into every result. */
   readonly server: string;
   /** The server's port on 127.0.0.1. */
@@ -28,6 +51,8 @@ export interface LoadSpec {
   readonly helperPids: readonly number[];
   /** Redis port for publishing (all scenarios but `parallel`). */
   readonly redisPort?: number;
+  /** The callback service's port, whose `/stats` count the callbacks (`storm`). */
+  readonly callbackPort?: number;
   /** Bearer secret of `POST /publish` (`parallel`). */
   readonly publishSecret?: string;
   /** Client implementation; `raw` unless checking the other. */
@@ -617,32 +642,49 @@ async function idle(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   return [result];
 }
 
+/** Clients of the `subrate` warm-up round, not measured: JIT and pools of both sides. */
+const SUBRATE_WARM_UP = 400;
+
+/**
+ * `spec.connections` clients doing `auth` + `subscribe` (three callbacks),
+ * `spec.concurrency` at a time, in `spec.rounds` rounds after a warm-up; the
+ * median round is reported (a round lasts 1–2 s: one alone is noisy).
+ */
 async function subrate(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
-  const latencies: number[] = [];
-  const { clients, failures, firstError, cpu } = await connectMeasured(
-    spec,
-    recorder,
-    (index) => `secure.s${index}`,
-    { auth: true, latencies },
-  );
-  const sorted = Float64Array.from(latencies).sort();
-  const completed = latencies.length;
-  const result: Result = {
-    scenario: "subrate",
-    server: spec.server,
-    variant: `c${spec.concurrency}`,
-    clients: spec.connections,
-    completed,
-    failures,
-    first_error: firstError ?? null,
-    per_s: Math.round(completed / (cpu.wallMs / 1000)),
-    p50_ms: round1(percentile(sorted, 0.5)),
-    p99_ms: round1(percentile(sorted, 0.99)),
-    server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / completed),
-    ...cpu.shares,
-  };
-  await closeAll(clients);
-  return [result];
+  const warmUp = await connectMany(spec, recorder, SUBRATE_WARM_UP, (index) => `secure.w${index}`, {
+    auth: true,
+  });
+  await closeAll(warmUp.clients);
+  const rounds: Result[] = [];
+  for (let round = 0; round < spec.rounds; round++) {
+    await sleep(300);
+    const latencies: number[] = [];
+    const { clients, failures, firstError, cpu } = await connectMeasured(
+      spec,
+      recorder,
+      (index) => `secure.r${round}.s${index}`,
+      { auth: true, latencies },
+    );
+    const sorted = Float64Array.from(latencies).sort();
+    const completed = latencies.length;
+    rounds.push({
+      scenario: "subrate",
+      server: spec.server,
+      variant: `c${spec.concurrency}`,
+      clients: spec.connections,
+      completed,
+      failures,
+      first_error: firstError ?? null,
+      per_s: Math.round(completed / (cpu.wallMs / 1000)),
+      p50_ms: round1(percentile(sorted, 0.5)),
+      p99_ms: round1(percentile(sorted, 0.99)),
+      server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / completed),
+      ...cpu.shares,
+    });
+    log(`subrate round ${round + 1}: ${JSON.stringify(rounds.at(-1))}`);
+    await closeAll(clients);
+  }
+  return [medianOf(rounds)];
 }
 
 /**
@@ -785,7 +827,262 @@ async function recovery(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
   return results;
 }
 
-const SCENARIOS = { fanout, topics, idle, subrate, parallel: fanout, history, recovery };
+/** Rooms of the `storm`: each client's history subscription is `hist.room<index % STORM_ROOMS>`. */
+const STORM_ROOMS = 100;
+/** The bystander's publishes during a storm: one every this many milliseconds. */
+const BYSTANDER_INTERVAL_MS = 10;
+/** How long the bystander is measured without a storm first. */
+const QUIET_MS = 2000;
+
+/** One client of the storm, and the position its room's reply gave. */
+interface StormClient {
+  readonly client: BenchClient;
+  readonly position: { offset: number; epoch: string } | undefined;
+}
+
+/**
+ * One storm client: connect, `auth` (a ticket callback), subscribe its own
+ * `secure.u<index>` (authorizer and before_subscribe) and its room (recovering
+ * from `from` when given).
+ */
+async function stormClient(
+  spec: LoadSpec,
+  index: number,
+  sink: MessageSink,
+  from: StormClient["position"],
+): Promise<StormClient> {
+  const client = await connectClient(spec.client, {
+    port: spec.port,
+    localAddress: LOCAL_ADDRESSES[index % LOCAL_ADDRESSES.length],
+    sink,
+    timeoutMs: CONNECT_TIMEOUT_MS,
+  });
+  try {
+    client.send(JSON.stringify({ event: "auth", method: "ticket", ticket: `u${index}` }));
+    expectOk(await client.reply(REPLY_TIMEOUT_MS));
+    client.send(JSON.stringify({ event: "subscribe", subscription: `secure.u${index}` }));
+    const room = `hist.room${index % STORM_ROOMS}`;
+    client.send(JSON.stringify({
+      event: "subscribe",
+      subscription: room,
+      ...(from ? { recover: from } : {}),
+    }));
+    expectOk(await client.reply(REPLY_TIMEOUT_MS));
+    const reply = JSON.parse(await client.reply(REPLY_TIMEOUT_MS));
+    if (reply.status !== "ok") throw new Error(`not ok: ${JSON.stringify(reply).slice(0, 200)}`);
+    if (from && !reply.recovered) throw new Error(`not recovered: ${JSON.stringify(reply)}`);
+    const position = typeof reply.epoch === "string"
+      ? { offset: reply.offset, epoch: reply.epoch }
+      : undefined;
+    return { client, position };
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+}
+
+/** Runs `task` for indices 0..count-1, `concurrency` at a time; counts the failures. */
+async function forEach<T>(
+  count: number,
+  concurrency: number,
+  task: (index: number) => Promise<T>,
+): Promise<{ done: Map<number, T>; failures: number; firstError?: string }> {
+  const done = new Map<number, T>();
+  let failures = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const index = next++;
+      try {
+        done.set(index, await task(index));
+      } catch (error) {
+        failures++;
+        firstError ??= error instanceof Error ? error.message : String(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  if (failures > 0) log(`${failures} of ${count} failed, first: ${firstError}`);
+  return { done, failures, firstError };
+}
+
+/**
+ * The bystander, in a process of its own (`_bystander.ts`): `window()`
+ * gives the latencies of the messages it was published between two epoch
+ * times, once `stop()` has collected them.
+ */
+async function startBystander(spec: LoadSpec) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./_bystander.ts", import.meta.url).pathname,
+      JSON.stringify({
+        port: spec.port,
+        redisPort: spec.redisPort,
+        topic: "bench.bystander",
+        intervalMs: BYSTANDER_INTERVAL_MS,
+      }),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
+  let text = "";
+  while (!text.includes("\n")) {
+    const next = await lines.next();
+    if (next.done) throw new Error("the bystander exited before it was ready");
+    text += next.value;
+  }
+  if (!text.startsWith("ready")) throw new Error(`bystander: ${text}`);
+  let pairs: Pair[] = [];
+  return {
+    async stop(): Promise<void> {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("stop\n"));
+      await writer.close();
+      for await (const chunk of lines) text += chunk;
+      await child.status;
+      pairs = JSON.parse(text.slice(text.indexOf("\n") + 1));
+    },
+    window(prefix: string, from: number, to: number): Result {
+      const sorted = Float64Array.from(
+        pairs.filter(([sentAt]) => sentAt >= from && sentAt <= to).map(([sent, got]) => got - sent),
+      ).sort();
+      return {
+        [`${prefix}_messages`]: sorted.length,
+        [`${prefix}_p50_ms`]: round1(percentile(sorted, 0.5)),
+        [`${prefix}_p99_ms`]: round1(percentile(sorted, 0.99)),
+        [`${prefix}_max_ms`]: round1(sorted.at(-1) ?? null),
+      };
+    },
+  };
+}
+
+/**
+ * A reconnect storm. First a connect phase (`connect`: every client opens a
+ * WebSocket and subscribes one plain topic, all at once). Then every client
+ * connects with `auth`, its own `secure.u<i>` (three callbacks in all) and a
+ * room of a history service; a bystander subscribed to `bench.bystander`
+ * gets a publish every {@link BYSTANDER_INTERVAL_MS}. Each storm: every
+ * client disconnects at once, {@link MISSED} envelopes are published to every
+ * room, and all come back at once: `resubscribe` (the room without
+ * `recover`, as a SocketShark client does) and, on Shark, `recover` (from
+ * the position of the last reply). Measured from the first reconnect until
+ * every client is subscribed and, recovering, has its missed envelopes: the
+ * time, the server's CPU per client, callbacks per second and the
+ * bystander's delivery latency during the storm (and before it, quiet).
+ */
+async function storm(spec: LoadSpec, recorder: Recorder): Promise<Result[]> {
+  const redis = await RespConnection.connect(spec.redisPort!);
+  // The raw baseline keeps no history: it reconnects without recovering.
+  const history = spec.server.startsWith("shark");
+  const script = history ? await scriptPublish(redis) : plainPublish;
+  const rooms = Array.from({ length: STORM_ROOMS }, (_, index) => `hist.room${index}`);
+  const count = spec.connections;
+  const results: Result[] = [];
+  const base = { scenario: "storm", server: spec.server, clients: count };
+
+  const connect = new Meter(spec);
+  let overflows = listenOverflows();
+  await connect.start();
+  const plain = await forEach(count, count, async (index) => {
+    const client = await connectClient(spec.client, {
+      port: spec.port,
+      localAddress: LOCAL_ADDRESSES[index % LOCAL_ADDRESSES.length],
+      sink: recorder,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+    });
+    client.send(JSON.stringify({ event: "subscribe", subscription: `bench.c${index % 100}` }));
+    expectOk(await client.reply(REPLY_TIMEOUT_MS));
+    return client;
+  });
+  const connected = await connect.stop();
+  results.push({
+    ...base,
+    variant: "connect",
+    connected: plain.done.size,
+    failures: plain.failures,
+    conns_per_s: Math.round(plain.done.size / (connected.wallMs / 1000)),
+    listen_overflows: listenOverflows() - overflows,
+    server_cpu_us_per_op: round1(connected.serverCpuMs * 1000 / plain.done.size),
+    ...connected.shares,
+  });
+  log(`storm connect: ${JSON.stringify(results.at(-1))}`);
+  await closeAll([...plain.done.values()]);
+
+  let clients = await forEach(count, 500, (index) => stormClient(spec, index, recorder, undefined));
+  const bystander = await startBystander(spec);
+  const quiet = [epochNow(), 0];
+  await sleep(QUIET_MS);
+  quiet[1] = epochNow();
+  const windows: [Result, number, number][] = [];
+
+  for (const variant of history ? ["resubscribe", "recover"] : ["resubscribe"]) {
+    const recover = variant === "recover";
+    const before = new Map([...clients.done].map(([index, { position }]) => [index, position]));
+    await closeAll([...clients.done.values()].map(({ client }) => client));
+    if (history) await publishRedis(redis, rooms, rooms.length * MISSED, script);
+    await sleep(1000);
+    const stormSink = new Recorder();
+    const expected = recover ? before.size * MISSED : 0;
+    const caughtUp = stormSink.start(expected);
+    const callbacksBefore = await callbackCalls(spec);
+    const meter = new Meter(spec);
+    overflows = listenOverflows();
+    await meter.start();
+    const started = epochNow();
+    clients = await forEach(
+      count,
+      count,
+      (index) => stormClient(spec, index, stormSink, recover ? before.get(index) : undefined),
+    );
+    const subscribedAt = epochNow();
+    if (expected > 0) await Promise.race([caughtUp, sleep(ROUND_TIMEOUT_MS)]);
+    const backAt = Math.max(subscribedAt, expected > 0 ? stormSink.last : 0);
+    const cpu = await meter.stop();
+    const callbacks = (await callbackCalls(spec)) - callbacksBefore;
+    const seconds = (backAt - started) / 1000;
+    results.push({
+      ...base,
+      variant,
+      back: clients.done.size,
+      failures: clients.failures,
+      first_error: clients.firstError ?? null,
+      missed_per_client: recover ? MISSED : 0,
+      replayed: stormSink.count,
+      complete: stormSink.count >= expected && clients.done.size === count,
+      caught_up_s: round1(seconds),
+      subscribed_s: round1((subscribedAt - started) / 1000),
+      callbacks_per_s: Math.round(callbacks / ((subscribedAt - started) / 1000)),
+      listen_overflows: listenOverflows() - overflows,
+      server_cpu_ms: Math.round(cpu.serverCpuMs),
+      server_cpu_us_per_op: round1(cpu.serverCpuMs * 1000 / count),
+      ...cpu.shares,
+      peak_rss_mib: Math.round(cpu.peakRssKiB / 1024),
+    });
+    windows.push([results.at(-1)!, started, backAt]);
+    log(`storm ${variant}: ${JSON.stringify(results.at(-1))}`);
+  }
+  await bystander.stop();
+  for (const [result, from, to] of windows) {
+    Object.assign(result, bystander.window("bystander", from, to));
+    Object.assign(result, bystander.window("bystander_quiet", quiet[0], quiet[1]));
+  }
+  await closeAll([...clients.done.values()].map(({ client }) => client));
+  redis.close();
+  return results;
+}
+
+/** The callbacks the callback service has answered so far (0 without one). */
+async function callbackCalls(spec: LoadSpec): Promise<number> {
+  if (!spec.callbackPort) return 0;
+  const stats = await fetch(`http://127.0.0.1:${spec.callbackPort}/stats`).then((r) => r.json());
+  return Object.values(stats as Record<string, number>).reduce((sum, calls) => sum + calls, 0);
+}
+
+const SCENARIOS = { fanout, topics, idle, subrate, parallel: fanout, history, recovery, storm };
 
 if (import.meta.main) {
   const spec: LoadSpec = JSON.parse(Deno.args[0]);

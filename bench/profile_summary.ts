@@ -4,8 +4,10 @@
  * the runtime's own code, so that a profile of the fan-out reads in a glance.
  *
  * Usage: `deno run -R bench/profile_summary.ts PROFILE.cpuprofile [--top 25] [--filter TEXT]
- * [--inclusive "#drain,send,get bufferedAmount"]` (inclusive: time in those
- * functions and everything they called, by function name).
+ * [--inclusive "#drain,send,get bufferedAmount"] [--from parseHead] [--areas]` (inclusive: time
+ * in those functions and everything they called, by function name; from: samples before the
+ * first one with that function on its stack are left out, e.g. the start-up before the first
+ * connection; areas: self time by file, runtime extension or npm package).
  *
  * @module
  */
@@ -65,10 +67,14 @@ function label(node: ProfileNode): string {
 }
 
 /**
- * Self time per function, summed over every call site, sorted by time.
- * Time is attributed from the sample deltas, so uneven sampling is weighed right.
+ * Self time per function (or per what `keyOf` names a frame by), summed over
+ * every call site, sorted by time. Time is attributed from the sample
+ * deltas, so uneven sampling is weighed right.
  */
-export function selfTimes(profile: CpuProfile): SelfTime[] {
+export function selfTimes(
+  profile: CpuProfile,
+  keyOf: (node: ProfileNode) => string = label,
+): SelfTime[] {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const micros = new Map<string, number>();
   let total = 0;
@@ -77,7 +83,7 @@ export function selfTimes(profile: CpuProfile): SelfTime[] {
     const delta = profile.timeDeltas[index + 1] ?? 0;
     const node = byId.get(profile.samples[index]);
     if (!node || delta <= 0) continue;
-    const name = label(node);
+    const name = keyOf(node);
     micros.set(name, (micros.get(name) ?? 0) + delta);
     total += delta;
   }
@@ -93,15 +99,58 @@ export function selfTimes(profile: CpuProfile): SelfTime[] {
 }
 
 /**
+ * The profile from the first sample with a function named `name` on its
+ * stack on (the profile itself when none has one): the start-up before the
+ * first connection would otherwise weigh in every share.
+ */
+export function startingAt(profile: CpuProfile, name: string): CpuProfile {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parents = parentsOf(profile);
+  const first = profile.samples.findIndex((sample) => {
+    for (let id: number | undefined = sample; id !== undefined; id = parents.get(id)) {
+      if (byId.get(id)?.callFrame.functionName === name) return true;
+    }
+    return false;
+  });
+  if (first <= 0) return profile;
+  return {
+    ...profile,
+    samples: profile.samples.slice(first),
+    timeDeltas: [0, ...profile.timeDeltas.slice(first + 1)],
+  };
+}
+
+/** Where a frame's code lives: its file, the runtime extension or the npm package. */
+function areaOf(node: ProfileNode): string {
+  const url = node.callFrame.url;
+  if (url === "") return node.callFrame.functionName.startsWith("op_") ? "(ops)" : label(node);
+  const ext = /^ext:([^/]+)\//.exec(url);
+  if (ext) return `ext:${ext[1]}`;
+  const npm = /node_modules\/\.deno\/([^/]+?)@\d/.exec(url);
+  if (npm) return `npm:${npm[1].replace("+", "/")}`;
+  return label(node).replace(/^.*\((.*):\d+\)$/, "$1");
+}
+
+/** Self time per area ({@link areaOf}), sorted by time (idle left out). */
+export function areaTimes(profile: CpuProfile): SelfTime[] {
+  return selfTimes(profile, areaOf).filter((time) => time.name !== IDLE);
+}
+
+function parentsOf(profile: CpuProfile): Map<number, number> {
+  const parents = new Map<number, number>();
+  for (const node of profile.nodes) {
+    for (const child of node.children ?? []) parents.set(child, node.id);
+  }
+  return parents;
+}
+
+/**
  * Inclusive time of each function named in `names` (its own time and its
  * callees'), in microseconds; recursion is counted once per sample.
  */
 export function inclusiveTimes(profile: CpuProfile, names: readonly string[]): Map<string, number> {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const parents = new Map<number, number>();
-  for (const node of profile.nodes) {
-    for (const child of node.children ?? []) parents.set(child, node.id);
-  }
+  const parents = parentsOf(profile);
   const wanted = new Set(names);
   const times = new Map<string, number>(names.map((name) => [name, 0]));
   for (let index = 0; index < profile.samples.length; index++) {
@@ -130,16 +179,19 @@ if (import.meta.main) {
       top: { type: "string", default: "25" },
       filter: { type: "string" },
       inclusive: { type: "string" },
+      from: { type: "string" },
+      areas: { type: "boolean", default: false },
     },
   });
   if (positionals.length !== 1) {
     console.error("usage: profile_summary.ts PROFILE.cpuprofile [--top N] [--filter TEXT]");
     Deno.exit(2);
   }
-  const profile: CpuProfile = JSON.parse(await Deno.readTextFile(positionals[0]));
+  const whole: CpuProfile = JSON.parse(await Deno.readTextFile(positionals[0]));
+  const profile = values.from ? startingAt(whole, values.from) : whole;
   const times = selfTimes(profile);
   const shown = values.filter ? times.filter((time) => time.name.includes(values.filter!)) : times;
-  const seconds = (profile.endTime - profile.startTime) / 1e6;
+  const seconds = profile.timeDeltas.reduce((sum, delta) => sum + delta, 0) / 1e6;
   console.log(`profile: ${seconds.toFixed(1)} s, ${profile.samples.length} samples\n`);
   console.log("| self % of all | self % of busy | self ms | function |");
   console.log("|---:|---:|---:|---|");
@@ -150,6 +202,14 @@ if (import.meta.main) {
         (time.micros / 1000).toFixed(0)
       } | ${time.name} |`,
     );
+  }
+  if (values.areas) {
+    console.log("\n| self % of busy | self ms | area |\n|---:|---:|---|");
+    for (const area of areaTimes(profile).slice(0, Number(values.top))) {
+      console.log(
+        `| ${area.busyPercent.toFixed(1)} | ${(area.micros / 1000).toFixed(0)} | ${area.name} |`,
+      );
+    }
   }
   if (values.inclusive) {
     const names = values.inclusive.split(",").map((name) => name.trim());

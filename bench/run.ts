@@ -11,7 +11,7 @@
  *
  * ```sh
  * deno task bench                      # every scenario, 5–7 minutes (bounded waits: under 10)
- * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel history recovery scale
+ * deno task bench fanout topics        # some of them: clients fanout topics idle subrate parallel history recovery scale storm
  * deno task bench presence             # two Shark nodes on Redis: presence against none (run only when named)
  * deno task bench fanout --profile bench/results/profiles   # Shark under --cpu-prof, top self time printed
  * deno task bench fanout --shark-config '{"ws_ping":{"interval":0,"timeout":0}}'   # top-level config keys replaced
@@ -159,6 +159,7 @@ async function runScenario(
         port: server.port,
         serverPid: server.child.pid,
         helperPids: [helpers.redis.pid!, helpers.callbacks.pid],
+        callbackPort: helpers.callbackPort,
         redisPort: scenario === "parallel" ? undefined : context.redisPort,
         client: "raw",
         connections: 0,

@@ -11,6 +11,7 @@ import { logFormatter } from "./log_format.ts";
 import { TransportServer, upgradeWebSocket } from "./transport/server.ts";
 import { TransportScheduler } from "./transport/scheduler.ts";
 import { transportMetrics } from "./transport_metrics.ts";
+import { callbackHttpFor } from "./callbacks/net_http.ts";
 
 /** A start-up problem reported on one line, with the exit code it gets. */
 export class StartupError extends Error {
@@ -114,6 +115,7 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
     pubsub,
     logger: log,
     upgradeWebSocket: config.server.transport === "shark" ? upgradeWebSocket : undefined,
+    callbackHttp: callbackHttpFor((name) => Deno.env.get(name)),
   });
   try {
     await shark.started;

@@ -12,6 +12,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { MemoryUsage } from "./http/admission.ts";
 import { Callbacks } from "./callbacks/callbacks.ts";
+import type { CallbackHttp } from "./callbacks/callback_http.ts";
 import { type Clock, delay, REAL_CLOCK } from "./clock.ts";
 import {
   type EnvLookup,
@@ -55,6 +56,8 @@ export interface EngineOptions {
    * deadlines, fan-out slices, message timestamps, presence refreshes); defaults to the runtime's.
    */
   readonly clock?: Clock;
+  /** Carries the service callbacks (closed at shutdown); defaults to `fetch`. */
+  readonly callbackHttp?: CallbackHttp;
 }
 
 /**
@@ -100,7 +103,7 @@ export class Engine {
     const pubsub = this.pubsub = options.pubsub;
     const log = this.#log = options.logger ?? getLogger(["shark"]);
     const clock = this.#clock = options.clock ?? REAL_CLOCK;
-    this.#client = new ServiceClient(parsed.http, metrics, log);
+    this.#client = new ServiceClient(parsed.http, metrics, log, options.callbackHttp);
     const hub = this.#hub = new Hub(pubsub, metrics, log, {
       metadata: parsed.delivery.metadata,
       maxQueueBytes: parsed.server.max_fanout_queue_bytes,

@@ -73,3 +73,18 @@ export type UpgradeWebSocket = (
   request: Request,
   options: { idleTimeout: number },
 ) => { socket: Socket; response: Response };
+
+/**
+ * The `idleTimeout` of one upgrade for `ws_ping`: its interval plus timeout,
+ * ±10% per connection, so that clients that connected together are not all
+ * pinged in the same instant, which would stall a fan-out running then.
+ *
+ * @example
+ * ```ts
+ * idleTimeoutOf({ interval: 25, timeout: 5 }); // between 27 and 33
+ * ```
+ */
+export function idleTimeoutOf(wsPing: { interval: number; timeout: number }): number {
+  const { interval, timeout } = wsPing;
+  return interval > 0 ? (interval + timeout) * (0.9 + 0.2 * Math.random()) : 0;
+}

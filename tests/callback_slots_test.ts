@@ -89,3 +89,15 @@ Deno.test("slots: a long line is served in order and every slot comes back", asy
   for (let i = 0; i < 3; i++) assert.ok(slots.tryTake());
   assert.equal(slots.tryTake(), false);
 });
+
+Deno.test("slots: closing sends every waiter away at once, and every later one; a wait may have no signal", async () => {
+  const metrics = new Metrics();
+  const slots = new Slots(1, metrics);
+  assert.equal(slots.tryTake(), true);
+  const waits = [slots.wait(), slots.wait(new AbortController().signal), slots.wait()];
+  assert.equal(metrics.callbacksQueued, 3);
+  slots.close();
+  assert.deepEqual(await Promise.all(waits), [false, false, false]);
+  assert.equal(metrics.callbacksQueued, 0);
+  assert.equal(await slots.wait(), false, "a closed line takes nobody");
+});

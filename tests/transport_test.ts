@@ -5,7 +5,12 @@
  * `websockets`, Chromium) and with raw bytes for what no well-behaved client sends.
  */
 import assert from "node:assert/strict";
-import { type DropReason, TransportServer, upgradeWebSocket } from "../cli/transport/server.ts";
+import {
+  type DropReason,
+  LISTEN_BACKLOG,
+  TransportServer,
+  upgradeWebSocket,
+} from "../cli/transport/server.ts";
 import { buildFrame, Opcode } from "../cli/transport/frame.ts";
 import { readerFailure, type TransportFailure } from "../cli/transport/failure.ts";
 import { FrameReader, type FrameSink } from "../cli/transport/frame_reader.ts";
@@ -175,6 +180,24 @@ class Raw implements AsyncDisposable {
     this.#ended = true;
   }
 }
+
+const noSs = !(await toolAvailable("ss", { args: ["-V"], skips: "the listen backlog test" }));
+
+Deno.test(
+  "the listener asks the kernel to queue 4096 connections not yet accepted, not the runtime's 511: a reconnect storm waits, it is not dropped",
+  {
+    ignore: noSs,
+  },
+  async () => {
+    await using echo = await echoServer();
+    const { stdout } = await new Deno.Command("ss", { args: ["-ltnH", `sport = :${echo.port}`] })
+      .output();
+    // State, Recv-Q (waiting to be accepted), Send-Q (the backlog of a listening socket), ...
+    const [, , backlog] = new TextDecoder().decode(stdout).trim().split(/\s+/);
+    const somaxconn = Number(await Deno.readTextFile("/proc/sys/net/core/somaxconn"));
+    assert.equal(Number(backlog), Math.min(LISTEN_BACKLOG, somaxconn));
+  },
+);
 
 Deno.test("the 101 answer carries Sec-WebSocket-Accept of RFC 6455's example key", async () => {
   await using echo = await echoServer();

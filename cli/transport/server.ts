@@ -11,7 +11,9 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { WebSocketConnection } from "./connection.ts";
+import type { WebSocketConnection } from "./connection.ts";
+import { Deadlines } from "../deadlines.ts";
+import { REAL_CLOCK } from "../../src/clock.ts";
 import type { TransportFailure } from "./failure.ts";
 import { TransportScheduler } from "./scheduler.ts";
 import {
@@ -27,8 +29,19 @@ import {
 } from "./handshake.ts";
 import { type Handler, PlainHttp } from "./plain_http.ts";
 import { MAX_HEAD_BYTES, readHead } from "./read_head.ts";
+import { type PendingUpgrade, upgrades } from "./upgrade.ts";
 
 export type { Handler } from "./plain_http.ts";
+export { upgradeWebSocket } from "./upgrade.ts";
+
+/**
+ * Connections the kernel may hold for the server before it accepts them
+ * (capped by `net.core.somaxconn`). The runtime's default, 511, overflows
+ * when thousands of clients reconnect at once: each dropped SYN is sent
+ * again only after a second (`deno task bench storm`: 5,000 clients, connect
+ * phase 1,102 conn/s with 511).
+ */
+export const LISTEN_BACKLOG = 4096;
 
 /** Why the server dropped a connection before it became a WebSocket or got an answer. */
 export type DropReason = "handshake_timeout" | "bad_request";
@@ -62,48 +75,6 @@ export interface TransportOptions {
 /** The options a server runs with: its scheduler chosen. */
 type ServerOptions = TransportOptions & { readonly scheduler: TransportScheduler };
 
-interface PendingUpgrade {
-  readonly conn: net.Socket;
-  readonly options: ServerOptions;
-  readonly key: string;
-  readonly leftover: Uint8Array;
-  accepted?: { readonly socket: WebSocketConnection; readonly response: Response };
-}
-
-/** Upgrade requests of every server in this isolate, while their handler runs. */
-const upgrades = new WeakMap<Request, PendingUpgrade>();
-
-/**
- * `Deno.upgradeWebSocket` for the requests of a {@link TransportServer}
- * (any of this isolate's): the socket opens once the handler returns
- * `response`. Throws a `TypeError` for any other request.
- *
- * @example
- * ```ts
- * const shark = new Shark(config, { upgradeWebSocket });
- * await TransportServer.listen(options, (request, info) => shark.handle(request, info));
- * ```
- */
-export function upgradeWebSocket(
-  request: Request,
-  options: { idleTimeout?: number } = {},
-): { socket: WebSocketConnection; response: Response } {
-  const pending = upgrades.get(request);
-  if (!pending || pending.accepted) {
-    throw new TypeError("not a WebSocket upgrade request of this transport");
-  }
-  const socket = new WebSocketConnection(pending.conn, {
-    maxMessageBytes: pending.options.maxMessageBytes,
-    idleTimeout: options.idleTimeout ?? 120,
-    onFail: pending.options.onFail,
-    scheduler: pending.options.scheduler,
-  });
-  // A placeholder: a Response cannot have status 101; the server writes the real answer.
-  const response = new Response(null, { status: 200 });
-  pending.accepted = { socket, response };
-  return { socket, response };
-}
-
 /**
  * A listening transport.
  *
@@ -132,6 +103,8 @@ export class TransportServer {
   readonly #handshakes = new Set<net.Socket>();
   /** TCP connections whose TLS handshake is not done yet, by client address. */
   readonly #tlsPending = new Map<string, net.Socket>();
+  /** The handshake timeouts, on one timer. */
+  readonly #deadlines = new Deadlines(REAL_CLOCK);
   #closing = false;
   #drained: (() => void) | undefined;
 
@@ -173,7 +146,12 @@ export class TransportServer {
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
       listener.listen(
-        { host: options.hostname, port: options.port, reusePort: options.reusePort },
+        {
+          host: options.hostname,
+          port: options.port,
+          reusePort: options.reusePort,
+          backlog: LISTEN_BACKLOG,
+        },
         () => {
           listener.off("error", reject);
           resolve();
@@ -206,6 +184,7 @@ export class TransportServer {
     for (const conn of this.#handshakes) conn.destroy();
     for (const raw of this.#tlsPending.values()) raw.destroy();
     this.#handshakes.clear();
+    this.#deadlines.clear();
     if (this.#sockets.size > 0) await new Promise<void>((resolve) => this.#drained = resolve);
     await this.finished;
   }
@@ -237,11 +216,11 @@ export class TransportServer {
   async #serve(conn: net.Socket): Promise<void> {
     this.#handshakes.add(conn);
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const deadline = this.#deadlines.add(this.#options.handshakeTimeout * 1000, () => {
       timedOut = true;
       this.#options.onDrop?.("handshake_timeout");
       this.#forget(conn, true);
-    }, this.#options.handshakeTimeout * 1000);
+    });
     let received: Uint8Array;
     let end: number;
     try {
@@ -250,7 +229,7 @@ export class TransportServer {
       if (!timedOut) this.#forget(conn, true);
       return;
     } finally {
-      clearTimeout(timer);
+      this.#deadlines.settle(deadline);
     }
     if (end < 0) {
       this.#options.onDrop?.("bad_request");
@@ -288,7 +267,12 @@ export class TransportServer {
     upgrades.set(request, pending);
     let response: Response;
     try {
-      response = await this.#handler(request, { remoteAddr: remoteAddr(conn) });
+      // Looked up only when the engine reads it (a log line, a per-address limit).
+      response = await this.#handler(request, {
+        get remoteAddr() {
+          return remoteAddr(conn);
+        },
+      });
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });
     }

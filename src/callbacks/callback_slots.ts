@@ -15,8 +15,10 @@
  *   session makes one after the other reach the service in that order;
  * - **the common path costs a comparison**: a free slot is taken
  *   synchronously, with no promise;
- * - a wait whose signal aborts (its session closed, Shark shutting down)
- *   leaves the line at once.
+ * - a wait whose signal aborts (its session closed) leaves the line at once,
+ *   and so does every wait when the slots are closed (Shark shutting down);
+ *   a wait listens to its caller's signal alone, so that a line of thousands
+ *   (a reconnect storm) composes no signals.
  *
  * @module
  */
@@ -25,7 +27,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 /** One callback waiting for a slot. */
 interface Waiter {
   readonly grant: (granted: boolean) => void;
-  readonly signal: AbortSignal;
+  readonly signal: AbortSignal | undefined;
   readonly onAbort: () => void;
 }
 
@@ -55,6 +57,7 @@ export class Slots {
   /** Places cut off the front of the line so far: a waiter at place `p` is at `#line[p - #cut]`. */
   #cut = 0;
   #waiting = 0;
+  #closed = false;
   readonly #metrics: Metrics;
 
   /** @param limit slots, at least 1. */
@@ -72,10 +75,11 @@ export class Slots {
 
   /**
    * Waits in line for a slot: resolves `true` once one is handed over (the
-   * caller then holds it), `false` when `signal` aborted first.
+   * caller then holds it), `false` when `signal` aborted or the slots were
+   * closed first.
    */
-  wait(signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(false);
+  wait(signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted || this.#closed) return Promise.resolve(false);
     if (this.tryTake()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const place = this.#cut + this.#line.length;
@@ -92,8 +96,24 @@ export class Slots {
       this.#line.push(waiter);
       this.#waiting++;
       this.#metrics.callbacksQueued++;
-      signal.addEventListener("abort", waiter.onAbort, { once: true });
+      signal?.addEventListener("abort", waiter.onAbort, { once: true });
     });
+  }
+
+  /** Sends every waiter away with `false`, now and from now on (shutdown). */
+  close(): void {
+    this.#closed = true;
+    const waiters = this.#line.slice(this.#head);
+    this.#cut += this.#line.length;
+    this.#line = [];
+    this.#head = 0;
+    for (const waiter of waiters) {
+      if (!waiter) continue;
+      this.#waiting--;
+      this.#metrics.callbacksQueued--;
+      waiter.signal?.removeEventListener("abort", waiter.onAbort);
+      waiter.grant(false);
+    }
   }
 
   /** Gives a slot back: to the first waiter in line, else to the free ones. */
@@ -103,7 +123,7 @@ export class Slots {
       this.#line[this.#head++] = undefined;
       if (!waiter) continue;
       this.#left();
-      waiter.signal.removeEventListener("abort", waiter.onAbort);
+      waiter.signal?.removeEventListener("abort", waiter.onAbort);
       waiter.grant(true);
       return;
     }

@@ -1,20 +1,21 @@
 /**
- * The HTTP client for service callbacks (SPEC section 2): JSON POSTs over
- * `fetch` with a timeout per try, retries, 429 handling, at most
- * `http.max_concurrent` tries in flight per origin (`callback_slots.ts`) and
- * credentials kept out of logs.
+ * The service callbacks' tries (SPEC section 2): JSON POSTs through a
+ * {@link CallbackHttp} (`fetch` unless one is injected) with a timeout per
+ * try, retries, 429 handling, at most `http.max_concurrent` tries in flight
+ * per origin (`callback_slots.ts`) and credentials kept out of logs.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import { Slots } from "./callback_slots.ts";
+import type { CallbackAnswer, CallbackHttp } from "./callback_http.ts";
+import { FetchCallbackHttp } from "./fetch_http.ts";
 import type { SharkConfig } from "../config/config.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { ErrorText } from "../protocol.ts";
 import { redactUrl, redactUrls } from "../config/redact.ts";
 import { delay } from "../clock.ts";
 import { isObject } from "../json.ts";
-import { readLimited } from "../http/read_limited.ts";
 
 /** Whose callback it is. */
 export interface Caller {
@@ -56,7 +57,7 @@ interface Target {
   readonly url: string;
   /** The URL as it may appear in logs. */
   readonly shown: string;
-  readonly headers: HeadersInit;
+  readonly headers: Readonly<Record<string, string>>;
   /** The `http.max_concurrent` slots of the URL's origin. */
   readonly slots: Slots;
 }
@@ -78,9 +79,9 @@ function problemOf(error: unknown): string {
  * the POST into a bodyless GET, and any of them could carry the URL's
  * credentials to another origin.
  */
-function redirection(response: Response): string {
-  if (response.status < 300 || response.status > 399) return "";
-  const location = URL.parse(response.headers.get("location") ?? "", response.url);
+function redirection(answer: CallbackAnswer, url: string): string {
+  if (answer.status < 300 || answer.status > 399) return "";
+  const location = URL.parse(answer.header("location") ?? "", url);
   return `, a redirect to ${location?.origin ?? "nowhere"} (not followed)`;
 }
 
@@ -100,11 +101,12 @@ function targetOf(text: string, slots: Slots): Target {
 
 /**
  * Posts callbacks to services. One instance is shared by every session, so
- * `fetch` keeps connections to each service alive and reuses them.
+ * its {@link CallbackHttp} keeps connections to each service alive and
+ * reuses them.
  *
  * @example
  * ```ts
- * const client = new ServiceClient(config.http, metrics, logger);
+ * const client = new ServiceClient(config.http, metrics, logger, new FetchCallbackHttp());
  * const reply = await client.post("authorizer", "http://127.0.0.1:8000/auth", { subscription: "books.1" });
  * ```
  */
@@ -115,20 +117,27 @@ export class ServiceClient {
   readonly #targets = new Map<string, Target>();
   /** The slots of each origin called so far. */
   readonly #slots = new Map<string, Slots>();
-  /** Requests in flight, aborted by {@link close}. */
-  readonly #inFlight = new Set<AbortController>();
+  readonly #client: CallbackHttp;
   readonly #stop = new AbortController();
 
-  constructor(http: SharkConfig["http"], metrics: Metrics, log: Logger) {
+  /** @param client carries the tries (default `fetch`); closed by {@link close}. */
+  constructor(
+    http: SharkConfig["http"],
+    metrics: Metrics,
+    log: Logger,
+    client: CallbackHttp = new FetchCallbackHttp(),
+  ) {
     this.#http = http;
     this.#metrics = metrics;
     this.#log = log;
+    this.#client = client;
   }
 
   /** Aborts every request and wait in progress; later posts fail at once. */
   close(): void {
     this.#stop.abort();
-    for (const controller of this.#inFlight) controller.abort();
+    for (const slots of this.#slots.values()) slots.close();
+    this.#client.close();
   }
 
   /**
@@ -147,8 +156,9 @@ export class ServiceClient {
     const started = performance.now();
     const tries = this.#http.tries;
     let wait = this.#http.wait;
-    /** Stops the waits: the client closing, or the caller no longer needing the reply. */
+    /** Stops the waits between tries: the client closing, or the caller no longer needing the reply. */
     let cancel: AbortSignal | undefined = this.#stop.signal.aborted ? this.#stop.signal : undefined;
+    let cancelled = false;
     for (let attempt = 1; attempt <= tries && !cancel?.aborted; attempt++) {
       if (attempt > 1) {
         cancel ??= this.#cancelOf(source);
@@ -157,7 +167,11 @@ export class ServiceClient {
       }
       wait = this.#http.wait;
       const slots = target.slots;
-      if (!slots.tryTake() && !(await slots.wait(cancel ??= this.#cancelOf(source)))) break;
+      // The slots send their waiters away themselves when the client closes.
+      if (!slots.tryTake() && !(await slots.wait(source.signal))) {
+        cancelled = true;
+        break;
+      }
       let outcome: ServiceReply | number | TryFailure;
       try {
         outcome = await this.#try(target, text);
@@ -195,7 +209,7 @@ export class ServiceClient {
         });
       }
     }
-    const outcome = cancel?.aborted ? "cancelled" : "unavailable";
+    const outcome = cancelled || cancel?.aborted ? "cancelled" : "unavailable";
     this.#metrics.callback(callback, outcome, (performance.now() - started) / 1000);
     return UNAVAILABLE;
   }
@@ -215,47 +229,36 @@ export class ServiceClient {
     return slots;
   }
 
-  /**
-   * One try: the reply, the seconds to wait after a 429, or what went wrong.
-   * One controller and one timer per try: cheaper than composing
-   * `AbortSignal.timeout` with a shared stop signal on every callback.
-   */
+  /** One try: the reply, the seconds to wait after a 429, or what went wrong. */
   async #try(target: Target, body: string): Promise<ServiceReply | number | TryFailure> {
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new DOMException("the try timed out", "TimeoutError")),
-      this.#http.timeout * 1000,
-    );
-    this.#inFlight.add(controller);
+    let answer: CallbackAnswer;
     try {
-      const response = await fetch(target.url, {
-        method: "POST",
+      answer = await this.#client.post({
+        url: target.url,
         headers: target.headers,
         body,
-        signal: controller.signal,
-        redirect: "manual",
+        timeoutMs: this.#http.timeout * 1000,
+        maxBytes: MAX_SERVICE_REPLY_BYTES,
       });
-      if (response.status === 429) {
-        await response.body?.cancel();
-        return this.#rateLimitWait(response.headers);
-      }
-      if (!response.ok) {
-        await response.body?.cancel();
-        return new TryFailure(`HTTP status ${response.status}${redirection(response)}`);
-      }
-      const reply: unknown = JSON.parse(await readLimited(response, MAX_SERVICE_REPLY_BYTES));
-      return isObject(reply) ? reply : new TryFailure("the reply is not a JSON object");
     } catch (error) {
       return new TryFailure(redactUrls(problemOf(error)));
-    } finally {
-      clearTimeout(timer);
-      this.#inFlight.delete(controller);
     }
+    if (answer.status === 429) return this.#rateLimitWait(answer);
+    if (answer.status < 200 || answer.status > 299) {
+      return new TryFailure(`HTTP status ${answer.status}${redirection(answer, target.url)}`);
+    }
+    let reply: unknown;
+    try {
+      reply = JSON.parse(answer.body);
+    } catch (error) {
+      return new TryFailure(redactUrls(problemOf(error)));
+    }
+    return isObject(reply) ? reply : new TryFailure("the reply is not a JSON object");
   }
 
-  #rateLimitWait(headers: Headers): number {
+  #rateLimitWait(answer: CallbackAnswer): number {
     for (const name of this.#http.rate_limit_reset_header_names) {
-      const value = headers.get(name);
+      const value = answer.header(name);
       if (value === null) continue;
       const seconds = Number(value.trim());
       if (value.trim() !== "" && seconds >= 0 && seconds <= MAX_RATE_LIMIT_WAIT) return seconds;

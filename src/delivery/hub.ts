@@ -20,6 +20,7 @@ import {
   parseEnvelope,
 } from "./envelope.ts";
 import { FanoutQueue, type Inbound } from "./fanout_queue.ts";
+import { SharedReads } from "./shared_reads.ts";
 import { type Position, positionOf } from "../pubsub/history.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { PubSub } from "../pubsub/pubsub.ts";
@@ -91,6 +92,7 @@ export class Hub {
   readonly #clock: Clock;
   readonly #invalidLog: LogSampler;
   readonly #fullLog: LogSampler;
+  readonly #reads = new SharedReads<HistoryRead>();
 
   constructor(pubsub: PubSub, metrics: Metrics, log: Logger, options: HubOptions) {
     this.#pubsub = pubsub;
@@ -157,15 +159,29 @@ export class Hub {
     if (!topic || !history || !service.history) {
       throw new Error(`${name} has no history to read`);
     }
+    const options = service.history;
     try {
+      // Shared with the subscriptions asking the same (shared_reads.ts says why that is safe).
       if (!from) {
-        const position = await history.position(name, service.history);
-        topic.read ??= position;
-        return { position, replay: undefined };
+        const read = await this.#reads.read(JSON.stringify([name]), async () => ({
+          position: await history.position(name, options),
+          replay: undefined,
+        }));
+        topic.read ??= read.position;
+        return read;
       }
-      const recovery = await history.recover(name, from, service.history);
-      topic.read ??= recovery.position;
-      return { position: recovery.position, replay: this.#replay(topic, name, recovery.payloads) };
+      const read = await this.#reads.read(
+        JSON.stringify([name, from.offset, from.epoch]),
+        async () => {
+          const recovery = await history.recover(name, from, options);
+          return {
+            position: recovery.position,
+            replay: this.#replay(topic, name, recovery.payloads),
+          };
+        },
+      );
+      topic.read ??= read.position;
+      return read;
     } catch (error) {
       throw new PubSubUnavailable(`cannot read the history of ${name}: ${error}`);
     }

@@ -17,7 +17,7 @@ import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type CloseReason, HttpErrorText } from "../protocol.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
-import type { UpgradeWebSocket } from "../socket.ts";
+import { idleTimeoutOf, type UpgradeWebSocket } from "../socket.ts";
 
 /** Connection details of a request, for logs. */
 export interface RequestInfo {
@@ -108,13 +108,9 @@ export class Sessions implements Iterable<Session> {
     if (refused) return refused;
     const remote = logged && remoteAddr ? `${address}:${remoteAddr.port}` : undefined;
     const origin = logged ? request.headers.get("origin") : undefined;
-    const { interval, timeout } = this.#config.ws_ping;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
-      // ±10% per connection: clients that connected together are not all
-      // pinged in the same instant, which would stall a fan-out running then.
-      const idleTimeout = interval > 0 ? (interval + timeout) * (0.9 + 0.2 * Math.random()) : 0;
-      upgraded = this.#upgrade(request, { idleTimeout });
+      upgraded = this.#upgrade(request, { idleTimeout: idleTimeoutOf(this.#config.ws_ping) });
     } catch (error) {
       return errorResponse(400, `${HttpErrorText.badUpgrade}: ${error}`);
     }

@@ -12,10 +12,13 @@ export function freePort(): number {
   return listener.addr.port;
 }
 
-/** Whether a GET of `url` answers with a 2xx status (`false` while nothing listens there). */
-export async function answersOk(url: string): Promise<boolean> {
+/**
+ * Whether a GET of `url` answers with a 2xx status within `timeoutMs`
+ * (`false` while nothing listens there, or nothing answers).
+ */
+export async function answersOk(url: string, timeoutMs = 5000): Promise<boolean> {
   try {
-    const response = await fetch(url);
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
     await response.body?.cancel();
     return response.ok;
   } catch {

@@ -8,6 +8,7 @@
 import { Shark, type SharkConfigInput, type SharkOptions } from "../../mod.ts";
 import { listen, type Listening } from "../../cli/serve.ts";
 import { upgradeWebSocket } from "../../cli/transport/server.ts";
+import { callbackHttpFor } from "../../cli/callbacks/net_http.ts";
 import { TestClient } from "./client.ts";
 import { TRANSPORT } from "./process.ts";
 
@@ -43,6 +44,7 @@ export class TestShark {
     const server = { transport: TRANSPORT, ...config.server };
     const shark = new Shark({ http: FAST_HTTP, ...config, server }, {
       upgradeWebSocket: server.transport === "shark" ? upgradeWebSocket : undefined,
+      callbackHttp: callbackHttpFor((name) => Deno.env.get(name)),
       ...sharkOptions,
     });
     await shark.started;
