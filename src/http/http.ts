@@ -9,9 +9,8 @@ import type { Logger } from "@logtape/logtape";
 import { InvalidEnvelope } from "../delivery/envelope.ts";
 import { FanoutQueueFull } from "../delivery/fanout_queue.ts";
 import { PublishOutcomeUnknown } from "../pubsub/pubsub.ts";
-import { HttpErrorText, MAX_PUBLISH_BYTES } from "../protocol.ts";
-import { BodyTooLarge, readLimited } from "./read_limited.ts";
-import { errorResponse, json, refusal } from "./respond.ts";
+import { HttpErrorText } from "../protocol.ts";
+import { authorizedBody, errorResponse, json } from "./respond.ts";
 import { SERVER_API_PATHS, type ServerApiHost, serverApiRequest } from "./server_api.ts";
 
 export { errorResponse } from "./respond.ts";
@@ -68,15 +67,9 @@ export function serveHttp(request: Request, host: HttpHost): Response | Promise<
 }
 
 async function publishRequest(request: Request, host: HttpHost): Promise<Response> {
-  const refused = refusal(request, host.publishSecret);
-  if (refused) return refused;
-  let body: unknown;
-  try {
-    body = JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES));
-  } catch (error) {
-    if (error instanceof BodyTooLarge) return errorResponse(413, HttpErrorText.bodyTooLarge);
-    return errorResponse(400, HttpErrorText.notJson);
-  }
+  const read = await authorizedBody(request, host.publishSecret);
+  if (read instanceof Response) return read;
+  const body = read.body;
   if (Array.isArray(body) && body.length === 0) {
     return errorResponse(400, HttpErrorText.nothingToPublish);
   }

@@ -7,7 +7,8 @@
  */
 import { constantTimeEqual } from "../auth/constant_time.ts";
 import type { JsonObject } from "../json.ts";
-import { HttpErrorText } from "../protocol.ts";
+import { HttpErrorText, MAX_PUBLISH_BYTES } from "../protocol.ts";
+import { BodyTooLarge, readLimited } from "./read_limited.ts";
 
 /** A JSON answer. */
 export function json(status: number, body: JsonObject, headers?: HeadersInit): Response {
@@ -46,4 +47,23 @@ export function refusal(request: Request, secret: string | null): Promise<Respon
 
 function unauthorized(): Response {
   return errorResponse(401, HttpErrorText.badSecret, { "www-authenticate": "Bearer" });
+}
+
+/**
+ * The JSON body of a `POST` authorized by `publish_api.secret` (at most
+ * {@link MAX_PUBLISH_BYTES}), or the answer refusing it: 404/401 as
+ * {@link refusal} says, 413 when too large, 400 when not JSON.
+ */
+export async function authorizedBody(
+  request: Request,
+  secret: string | null,
+): Promise<{ readonly body: unknown } | Response> {
+  const refused = refusal(request, secret);
+  if (refused) return refused;
+  try {
+    return { body: JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES)) };
+  } catch (error) {
+    if (error instanceof BodyTooLarge) return errorResponse(413, HttpErrorText.bodyTooLarge);
+    return errorResponse(400, HttpErrorText.notJson);
+  }
 }

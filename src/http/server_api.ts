@@ -8,9 +8,8 @@
 import type { Logger } from "@logtape/logtape";
 import { ServerApiError } from "../control/command.ts";
 import type { PresenceSummary } from "../presence/member.ts";
-import { HttpErrorText, MAX_PUBLISH_BYTES } from "../protocol.ts";
-import { BodyTooLarge, readLimited } from "./read_limited.ts";
-import { errorResponse, json, refusal } from "./respond.ts";
+import { HttpErrorText } from "../protocol.ts";
+import { authorizedBody, errorResponse, json } from "./respond.ts";
 
 /** The paths of the server API. */
 export const SERVER_API_PATHS: ReadonlySet<string> = new Set([
@@ -35,15 +34,9 @@ export async function serverApiRequest(
   path: string,
   host: { readonly publishSecret: string | null; readonly log: Logger; serverApi: ServerApiHost },
 ): Promise<Response> {
-  const refused = refusal(request, host.publishSecret);
-  if (refused) return refused;
-  let body: unknown;
-  try {
-    body = JSON.parse(await readLimited(request, MAX_PUBLISH_BYTES));
-  } catch (error) {
-    if (error instanceof BodyTooLarge) return errorResponse(413, HttpErrorText.bodyTooLarge);
-    return errorResponse(400, HttpErrorText.notJson);
-  }
+  const read = await authorizedBody(request, host.publishSecret);
+  if (read instanceof Response) return read;
+  const body = read.body;
   const api = host.serverApi;
   try {
     if (path === "/presence") return json(200, { status: "ok", ...await api.presence(body) });
