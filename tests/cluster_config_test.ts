@@ -4,17 +4,8 @@
  * `pubsub.redis.sharded`.
  */
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig } from "../mod.ts";
-
-function problems(config: unknown): readonly string[] {
-  try {
-    loadConfig(config);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError);
-    return error.problems;
-  }
-  assert.fail("the configuration was accepted");
-}
+import { loadConfig } from "../mod.ts";
+import { problems } from "./helpers/config.ts";
 
 Deno.test("cluster defaults to null and sharded to false", () => {
   const { redis } = loadConfig({}).pubsub;

@@ -4,21 +4,12 @@
  * `--check`, `--help`, `--version`, the shipped schema and example.
  */
 import assert from "node:assert/strict";
-import { ConfigError, configJsonSchema, loadConfig } from "../mod.ts";
+import { configJsonSchema, loadConfig } from "../mod.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { TestClient } from "./helpers/client.ts";
 import { ROOT, runMain, SharkProcess } from "./helpers/process.ts";
 import { tempFile } from "./helpers/temp.ts";
-
-function problems(config: unknown, env: Record<string, string> = {}): readonly string[] {
-  try {
-    loadConfig(config, (name) => env[name]);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError);
-    return error.problems;
-  }
-  assert.fail("the configuration was accepted");
-}
+import { problems } from "./helpers/config.ts";
 
 Deno.test("defaults are the ones SPEC section 6 lists", () => {
   const config = loadConfig({});

@@ -8,12 +8,13 @@
  * difference. The same against Redis: `redis_history_test.ts`.
  */
 import assert from "node:assert/strict";
-import { BroadcastChannelPubSub, ConfigError, loadConfig, Shark } from "../mod.ts";
+import { BroadcastChannelPubSub, loadConfig, Shark } from "../mod.ts";
 import type { TestClient } from "./helpers/client.ts";
 import { runMain } from "./helpers/process.ts";
 import { range } from "./helpers/range.ts";
 import { TestService } from "./helpers/service.ts";
 import { TestShark } from "./helpers/shark.ts";
+import { problems } from "./helpers/config.ts";
 
 const HISTORY = { size: 100, ttl: 60 };
 const NO_METADATA = { delivery: { metadata: false } } as const;
@@ -47,16 +48,6 @@ async function offsets(client: TestClient, count: number, epoch: unknown): Promi
     assert.equal(message.epoch, epoch);
   }
   return messages.map((message) => message.offset as number);
-}
-
-function problems(config: unknown): readonly string[] {
-  try {
-    loadConfig(config);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError);
-    return error.problems;
-  }
-  assert.fail("the configuration was accepted");
 }
 
 Deno.test("config: history defaults to null; size 1–10000 and ttl > 0, anything else names the key", () => {

@@ -5,18 +5,9 @@
  * `broadcast_channel` adapter, at load and at start.
  */
 import assert from "node:assert/strict";
-import { BroadcastChannelPubSub, ConfigError, loadConfig, Shark } from "../mod.ts";
+import { BroadcastChannelPubSub, loadConfig, Shark } from "../mod.ts";
 import { runMain } from "./helpers/process.ts";
-
-function problems(config: unknown): readonly string[] {
-  try {
-    loadConfig(config);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError);
-    return error.problems;
-  }
-  assert.fail("the configuration was accepted");
-}
+import { problems } from "./helpers/config.ts";
 
 const TICKET = { validation_url: "http://auth/", auth_fields: ["user_id", "session_id", "name"] };
 
