@@ -8,6 +8,7 @@
  */
 import { freePort } from "../tests/helpers/loopback.ts";
 import { BENCH_HISTORY, type LoadSpec } from "./loadgen.ts";
+import { findBun } from "./_bun.ts";
 
 /** The scenarios, in the order `deno task bench` runs them. */
 export const SCENARIOS = [
@@ -40,14 +41,14 @@ export const DESCRIPTIONS: Record<Scenario, string> = {
   topics: "5,000 connections each on its own topic; 20,000 publishes spread over the topics",
   idle: "as many subscribed idle connections as the fd limit allows",
   subrate:
-    "2,000 clients doing auth + subscribe (authorizer, before_subscribe), 200 at a time; median of 3 rounds after a warm-up",
+    "2,000 clients doing auth + subscribe (authorizer, before_subscribe), 200 at a time; median of 3 rounds after a warm-up; raw Deno and raw Bun make the same callbacks",
   parallel: "broadcast_channel adapter: --workers 2 vs one isolate, fanout burst via POST /publish",
   history:
     "history service: bursts through the history script vs plain PUBLISH, to 5,000 subscribers of one topic, then of 5,000 topics",
   recovery:
     "5,000 clients reconnect at once: resubscribe, or recover 50 missed envelopes (one topic; own topics)",
   storm:
-    "5,000 clients, each with auth + its own topic (3 callbacks) + a room of a history service: a connect phase, then all disconnect at once and come back (resubscribe; Shark also recovers 50 missed envelopes per room) while a bystander gets a message every 10 ms",
+    "5,000 clients, each with auth + its own topic (3 callbacks) + a room of a history service: a connect phase, then all disconnect at once and come back (resubscribe; Shark also recovers 50 missed envelopes per room) while a bystander gets a message every 10 ms; against raw Deno and raw Bun",
   scale:
     "fanout burst on N isolates (--workers N) pinned to the first N cores, N = 1, 2, 4, 8 up to the cores there are; the raw baseline on one; generator shards and Redis on the other cores",
 };
@@ -142,6 +143,19 @@ function baseline(context: Context, ...flags: string[]): (port: number) => strin
     );
 }
 
+/** The raw Bun baseline (`baseline_bun.ts`), with the same callbacks as Shark. */
+function bunBaseline(context: Context, bun: string): (port: number) => string[] {
+  return (port) => [
+    bun,
+    "bench/baseline_bun.ts",
+    "--port",
+    String(port),
+    "--redis-url",
+    `redis://127.0.0.1:${context.redisPort}`,
+    `--callbacks=http://127.0.0.1:${context.callbackPort}`,
+  ];
+}
+
 /**
  * `scale`: N isolates on CPUs 0..N-1; the load generator (in shards, one per
  * remaining core) and Redis on the others, or on every core when none is left.
@@ -189,7 +203,8 @@ export async function targets(scenario: Scenario, context: Context): Promise<Tar
     { server: "baseline", cpus: SERVER_CPUS, command: baseline(context), spec },
     { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
   ];
-  // The baseline makes the same callbacks as Shark: the ceiling for auth + subscribe.
+  // The baselines make the same callbacks as Shark: the ceilings for auth + subscribe.
+  const bun = scenario === "subrate" || scenario === "storm" ? await findBun() : undefined;
   const withCallbacks = (spec: Partial<LoadSpec>): Target[] => [
     {
       server: "baseline",
@@ -197,6 +212,9 @@ export async function targets(scenario: Scenario, context: Context): Promise<Tar
       command: baseline(context, `--callbacks=http://127.0.0.1:${context.callbackPort}`),
       spec,
     },
+    ...(bun
+      ? [{ server: "bun", cpus: SERVER_CPUS, command: bunBaseline(context, bun), spec }]
+      : []),
     { server: "shark", cpus: SERVER_CPUS, command: shark(context), spec },
   ];
   const fanout = { connections: 5000, publishes: 200, rounds: 3, concurrency: 256 };

@@ -1,7 +1,9 @@
 /**
  * The benchmark suite: `deno task bench` runs every scenario, `deno task
  * bench fanout topics` runs those. For each scenario it starts the server
- * under test (Shark's `main.ts`, then the reference `baseline_raw.ts`)
+ * under test (Shark's `main.ts`, the reference `baseline_raw.ts`, and for
+ * `subrate` and `storm` also raw Bun, `baseline_bun.ts`, with the `bun` on
+ * PATH or the one `npx -y bun@1.4.5` brings, skipped loudly without one)
  * pinned to CPU 0, and the load generator, Redis and the callback service
  * pinned to CPU 1, so that server figures are one core's. It prints a table
  * and one JSON line per result, writes them to `bench/results/`, and stops
