@@ -190,7 +190,6 @@ export async function listen(shark: Shark, options: ListenOptions): Promise<List
     onDrop: (reason) => shark.metrics.rejected(reason),
     onFail: (failure) => shark.metrics.closed(failure),
     scheduler,
-    pacer: shark.pacer,
   }, handler);
 }
 

@@ -14,7 +14,6 @@ import type { MemoryUsage } from "./http/admission.ts";
 import { Callbacks } from "./callbacks/callbacks.ts";
 import type { CallbackHttp } from "./callbacks/callback_http.ts";
 import { type Clock, delay, REAL_CLOCK } from "./clock.ts";
-import { Pacer } from "./session/pacer.ts";
 import {
   type EnvLookup,
   loadConfig,
@@ -79,12 +78,6 @@ export class Engine {
   readonly config: SharkConfig;
   /** The engine's counters, also served by the Prometheus listener. */
   readonly metrics: Metrics = new Metrics();
-  /**
-   * Runs the work of clients coming and going in slices, so that deliveries
-   * keep flowing during a reconnect storm (`src/session/pacer.ts`); a
-   * transport takes a turn before each handshake.
-   */
-  readonly pacer: Pacer = new Pacer();
   /** The pub/sub adapter. */
   readonly pubsub: PubSub;
   /** Settles when the adapter is connected; rejects when it cannot be. */
@@ -110,13 +103,7 @@ export class Engine {
     const pubsub = this.pubsub = options.pubsub;
     const log = this.#log = options.logger ?? getLogger(["shark"]);
     const clock = this.#clock = options.clock ?? REAL_CLOCK;
-    this.#client = new ServiceClient(
-      parsed.http,
-      metrics,
-      log,
-      options.callbackHttp,
-      this.pacer,
-    );
+    this.#client = new ServiceClient(parsed.http, metrics, log, options.callbackHttp);
     const hub = this.#hub = new Hub(pubsub, metrics, log, {
       metadata: parsed.delivery.metadata,
       maxQueueBytes: parsed.server.max_fanout_queue_bytes,
@@ -136,7 +123,6 @@ export class Engine {
       metrics,
       presence,
       clock,
-      pacer: this.pacer,
     });
     const sessions = this.#sessions = new Sessions({
       config: parsed,
@@ -345,7 +331,6 @@ export class Engine {
       this.#log.warn("shutdown timeout: unsubscribe callbacks still running were abandoned");
     }
     this.#client.close();
-    this.pacer.close();
     this.#hub.close();
     await this.pubsub.close();
     this.#log.info("shutdown complete");

@@ -70,12 +70,6 @@ export interface TransportOptions {
    * own, whose writer the start-up self-check chooses.
    */
   readonly scheduler?: TransportScheduler;
-  /**
-   * Where each handshake waits its turn once its head is read (the engine's
-   * `pacer`), so that a storm of handshakes runs in slices between which
-   * deliveries are written.
-   */
-  readonly pacer?: { turn(): Promise<void> };
 }
 
 /** The options a server runs with: its scheduler chosen. */
@@ -236,11 +230,6 @@ export class TransportServer {
       return;
     } finally {
       this.#deadlines.settle(deadline);
-    }
-    if (this.#options.pacer) {
-      await this.#options.pacer.turn();
-      // Gone while it waited: nothing to answer.
-      if (conn.destroyed) return this.#forget(conn, false);
     }
     if (end < 0) {
       this.#options.onDrop?.("bad_request");

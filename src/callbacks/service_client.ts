@@ -16,7 +16,6 @@ import { ErrorText } from "../protocol.ts";
 import { redactUrl, redactUrls } from "../config/redact.ts";
 import { delay } from "../clock.ts";
 import { isObject } from "../json.ts";
-import type { Pacer } from "../session/pacer.ts";
 
 /** Whose callback it is. */
 export interface Caller {
@@ -119,21 +118,15 @@ export class ServiceClient {
   /** The slots of each origin called so far. */
   readonly #slots = new Map<string, Slots>();
   readonly #client: CallbackHttp;
-  readonly #pacer: Pacer | undefined;
   readonly #stop = new AbortController();
 
-  /**
-   * @param client carries the tries (default `fetch`); closed by {@link close}.
-   * @param pacer where the caller's continuation waits its turn after an answer.
-   */
+  /** @param client carries the tries (default `fetch`); closed by {@link close}. */
   constructor(
     http: SharkConfig["http"],
     metrics: Metrics,
     log: Logger,
     client: CallbackHttp = new FetchCallbackHttp(),
-    pacer?: Pacer,
   ) {
-    this.#pacer = pacer;
     this.#http = http;
     this.#metrics = metrics;
     this.#log = log;
@@ -185,8 +178,6 @@ export class ServiceClient {
       } finally {
         slots.release();
       }
-      // What the caller does with the answer is admitted like the event that asked.
-      await this.#pacer?.turn();
       if (typeof outcome !== "number" && !(outcome instanceof TryFailure)) {
         const seconds = (performance.now() - started) / 1000;
         this.#metrics.callback(callback, outcome.status === "ok" ? "ok" : "error", seconds);

@@ -12,7 +12,6 @@ import type { SharkConfig } from "../config/config.ts";
 import { type Position, recoverPosition } from "../pubsub/history.ts";
 import { type HistoryRead, type Hub, PubSubUnavailable } from "../delivery/hub.ts";
 import type { Lifecycle } from "./lifecycle.ts";
-import type { Pacer } from "./pacer.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import {
   ClientEvent,
@@ -44,8 +43,6 @@ export interface EventDependencies {
   readonly presence: Presence;
   /** The time the subscriptions' rules read; defaults to the runtime's. */
   readonly clock?: Clock;
-  /** Where each event, and the work after a pub/sub join or history read, waits its turn. */
-  readonly pacer?: Pacer;
 }
 
 /**
@@ -83,7 +80,6 @@ export class EventHandler {
 
   /** Handles one frame of a session; never rejects. */
   async handle(session: Session, frame: ClientFrame): Promise<void> {
-    await this.#deps.pacer?.turn();
     const request = this.#parse(session, frame);
     if (!request) return;
     const event = request.event as string;
@@ -209,7 +205,6 @@ export class EventHandler {
     } catch (error) {
       throw this.#unavailable(session, error);
     }
-    await this.#deps.pacer?.turn();
     // From here the topic holds the subscription: unless it is begun, every
     // way out takes it out again. Once before_subscribe was called, the
     // service may have confirmed it and is told it ended, unless it said no.
@@ -222,10 +217,7 @@ export class EventHandler {
         refused = true;
         throw new EventError(errorOf(before, ErrorText.unhandledException), before.data);
       }
-      if (service.history) {
-        history = await hub.readHistory(subscription, from);
-        await this.#deps.pacer?.turn();
-      }
+      if (service.history) history = await hub.readHistory(subscription, from);
       // A member before the ok reply: in every presence read that starts after it.
       if (service.presence && !session.closed) await presence.enter(subscription);
       if (!session.closed) {
