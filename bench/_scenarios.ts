@@ -131,29 +131,25 @@ function shark(context: Context, ...flags: string[]): (port: number) => string[]
     deno(...profile, "main.ts", "--config", config, "--port", String(port), ...flags);
 }
 
-function baseline(context: Context, ...flags: string[]): (port: number) => string[] {
-  return (port) =>
-    deno(
-      "bench/baseline_raw.ts",
-      "--port",
-      String(port),
-      "--redis-url",
-      `redis://127.0.0.1:${context.redisPort}`,
-      ...flags,
-    );
-}
-
-/** The raw Bun baseline (`baseline_bun.ts`), with the same callbacks as Shark. */
-function bunBaseline(context: Context, bun: string): (port: number) => string[] {
-  return (port) => [
-    bun,
-    "bench/baseline_bun.ts",
+/** The arguments of a raw baseline (`baseline_raw.ts` or `baseline_bun.ts`) after its script. */
+function baselineArgs(context: Context, port: number, flags: string[]): string[] {
+  return [
     "--port",
     String(port),
     "--redis-url",
     `redis://127.0.0.1:${context.redisPort}`,
-    `--callbacks=http://127.0.0.1:${context.callbackPort}`,
+    ...flags,
   ];
+}
+
+function baseline(context: Context, ...flags: string[]): (port: number) => string[] {
+  return (port) => deno("bench/baseline_raw.ts", ...baselineArgs(context, port, flags));
+}
+
+/** The raw Bun baseline (`baseline_bun.ts`), with the same callbacks as Shark. */
+function bunBaseline(context: Context, bun: string): (port: number) => string[] {
+  const callbacks = `--callbacks=http://127.0.0.1:${context.callbackPort}`;
+  return (port) => [bun, "bench/baseline_bun.ts", ...baselineArgs(context, port, [callbacks])];
 }
 
 /**

@@ -15,11 +15,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { answer, baselineOptions, type BaselineSession } from "./_baseline_protocol.ts";
 
 /** The parts of Bun's API this file uses (it is type-checked by Deno). */
 interface BunSocket {
-  data: { userId?: unknown };
+  data: { session?: BaselineSession };
   send(text: string): void;
   subscribe(topic: string): void;
 }
@@ -44,26 +44,9 @@ declare const Bun: {
   RedisClient: new (url: string) => BunRedis;
 };
 
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    port: { type: "string", default: "9100" },
-    "redis-url": { type: "string", default: "redis://127.0.0.1:6379" },
-    callbacks: { type: "string" },
-  },
-});
+const options = baselineOptions(process.argv.slice(2));
 
-/** POSTs a JSON body to the callback service and reads its JSON reply. */
-async function callback(path: string, body: unknown): Promise<Record<string, unknown>> {
-  const response = await fetch(`${values.callbacks}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return await response.json();
-}
-
-const redis = new Bun.RedisClient(values["redis-url"]!);
+const redis = new Bun.RedisClient(options.redisUrl);
 await redis.connect();
 /** Redis SUBSCRIBEs done or in flight, by channel. */
 const subscribed = new Map<string, Promise<void>>();
@@ -85,43 +68,19 @@ async function join(topic: string, socket: BunSocket): Promise<void> {
   socket.subscribe(topic);
 }
 
-async function onMessage(socket: BunSocket, message: string | Uint8Array): Promise<void> {
-  let request: Record<string, unknown>;
-  try {
-    request = JSON.parse(String(message));
-  } catch {
-    return;
-  }
-  switch (request.event) {
-    case "auth":
-      if (values.callbacks) {
-        socket.data.userId = (await callback("/auth", { ticket: request.ticket })).user_id;
-      }
-      socket.send('{"event":"auth","status":"ok"}');
-      return;
-    case "ping":
-      socket.send(JSON.stringify({ event: "pong", data: request.data ?? null }));
-      return;
-    case "subscribe": {
-      const topic = String(request.subscription);
-      // As in Shark's bench config, only the `secure` service has callbacks.
-      if (values.callbacks && topic.startsWith("secure.")) {
-        const userId = socket.data.userId;
-        await callback("/authorize", { subscription: topic, user_id: userId });
-        await callback("/before_subscribe", { subscription: topic, user_id: userId });
-      }
-      await join(topic, socket);
-      socket.send(JSON.stringify({ event: "subscribe", subscription: topic, status: "ok" }));
-      return;
-    }
-  }
+function onMessage(socket: BunSocket, message: string | Uint8Array): Promise<void> {
+  const session: BaselineSession = socket.data.session ??= {
+    send: (text) => socket.send(text),
+    join: (topic) => join(topic, socket),
+  };
+  return answer(String(message), session, options);
 }
 
 process.on("SIGTERM", () => process.exit(0));
 
 const server: BunServer = Bun.serve({
   hostname: "127.0.0.1",
-  port: Number(values.port),
+  port: options.port,
   fetch(request, bun) {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       if (bun.upgrade(request, { data: {} })) return undefined;
@@ -132,4 +91,4 @@ const server: BunServer = Bun.serve({
   // 30 s, as `baseline_raw.ts` keeps Deno's default.
   websocket: { idleTimeout: 30, message: onMessage },
 });
-console.error(JSON.stringify({ message: "listening", port: Number(values.port) }));
+console.error(JSON.stringify({ message: "listening", port: options.port }));

@@ -18,36 +18,19 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { createClient } from "@redis/client";
+import { answer, baselineOptions, type BaselineSession } from "./_baseline_protocol.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    port: { type: "string", default: "9100" },
-    "redis-url": { type: "string", default: "redis://127.0.0.1:6379" },
-    // With an origin, auth and subscribe make the same three callbacks as
-    // Shark in the subrate scenario (ticket, authorizer, before_subscribe).
-    callbacks: { type: "string" },
-  },
-});
-
-/** POSTs a JSON body to the callback service and reads its JSON reply, as plainly as possible. */
-async function callback(path: string, body: unknown): Promise<Record<string, unknown>> {
-  const response = await fetch(`${values.callbacks}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return await response.json();
-}
+// With `--callbacks ORIGIN`, auth and subscribe make the same three callbacks
+// as Shark in the subrate scenario (ticket, authorizer, before_subscribe).
+const options = baselineOptions(Deno.args);
 
 /** Sockets by topic; a topic is in the map once its Redis channel is subscribed. */
 const topics = new Map<string, Set<WebSocket>>();
 /** Redis SUBSCRIBEs in flight, so that concurrent first subscribers wait for the same one. */
 const subscribing = new Map<string, Promise<void>>();
 
-const redis = createClient({ url: values["redis-url"] });
+const redis = createClient({ url: options.redisUrl });
 redis.on("error", (error: unknown) => console.error(`baseline: redis error: ${error}`));
 await redis.connect();
 
@@ -84,38 +67,14 @@ async function join(topic: string, socket: WebSocket): Promise<void> {
 
 function session(socket: WebSocket): void {
   const joined = new Set<string>();
-  let userId: unknown;
-  socket.onmessage = async (event) => {
-    let request: Record<string, unknown>;
-    try {
-      request = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    switch (request.event) {
-      case "auth":
-        if (values.callbacks) {
-          userId = (await callback("/auth", { ticket: request.ticket })).user_id;
-        }
-        socket.send('{"event":"auth","status":"ok"}');
-        return;
-      case "ping":
-        socket.send(JSON.stringify({ event: "pong", data: request.data ?? null }));
-        return;
-      case "subscribe": {
-        const topic = String(request.subscription);
-        // As in Shark's bench config, only the `secure` service has callbacks.
-        if (values.callbacks && topic.startsWith("secure.")) {
-          await callback("/authorize", { subscription: topic, user_id: userId });
-          await callback("/before_subscribe", { subscription: topic, user_id: userId });
-        }
-        await join(topic, socket);
-        joined.add(topic);
-        socket.send(JSON.stringify({ event: "subscribe", subscription: topic, status: "ok" }));
-        return;
-      }
-    }
+  const state: BaselineSession = {
+    send: (text) => socket.send(text),
+    async join(topic) {
+      await join(topic, socket);
+      joined.add(topic);
+    },
   };
+  socket.onmessage = (event) => answer(event.data, state, options);
   socket.onclose = () => {
     for (const topic of joined) topics.get(topic)?.delete(socket);
   };
@@ -126,7 +85,7 @@ Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
 
 Deno.serve({
   hostname: "127.0.0.1",
-  port: Number(values.port),
+  port: options.port,
   onListen: ({ port }) => console.error(JSON.stringify({ message: "listening", port })),
 }, (request) => {
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
