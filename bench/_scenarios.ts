@@ -193,6 +193,11 @@ async function scaleTargets(context: Context): Promise<Target[]> {
   return targets;
 }
 
+/** The targets of the server named `only` (`deno task bench --only NAME`); all of them without a name. */
+export function onlyServer(list: readonly Target[], only: string | undefined): Target[] {
+  return list.filter((target) => only === undefined || target.server === only);
+}
+
 /** The servers `scenario` measures, in order, each with its load. */
 export async function targets(scenario: Scenario, context: Context): Promise<Target[]> {
   const both = (spec: Partial<LoadSpec>): Target[] => [

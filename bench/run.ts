@@ -17,6 +17,7 @@
  * deno task bench presence             # two Shark nodes on Redis: presence against none (run only when named)
  * deno task bench fanout --profile bench/results/profiles   # Shark under --cpu-prof, top self time printed
  * deno task bench fanout --shark-config '{"ws_ping":{"interval":0,"timeout":0}}'   # top-level config keys replaced
+ * deno task bench storm --only shark   # one server of each scenario (e.g. to alternate two checkouts' runs)
  * ```
  *
  * @module
@@ -34,6 +35,7 @@ import {
   deno,
   DESCRIPTIONS,
   HELPER_CPUS,
+  onlyServer,
   type Scenario,
   SCENARIOS,
   sharkConfig,
@@ -142,10 +144,13 @@ async function runScenario(
   scenario: Scenario,
   context: Context,
   helpers: Helpers,
+  only?: string,
 ): Promise<Result[]> {
   log(`${scenario}: ${DESCRIPTIONS[scenario]}`);
   const results: Result[] = [];
-  for (const target of await targets(scenario, context)) {
+  const chosen = onlyServer(await targets(scenario, context), only);
+  if (chosen.length === 0) log(`${scenario}: no server named ${only}: nothing run`);
+  for (const target of chosen) {
     let server: { child: Child; port: number };
     try {
       server = await startServer(target);
@@ -343,7 +348,11 @@ async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     args: Deno.args,
     allowPositionals: true,
-    options: { profile: { type: "string" }, "shark-config": { type: "string" } },
+    options: {
+      profile: { type: "string" },
+      "shark-config": { type: "string" },
+      only: { type: "string" },
+    },
   });
   const standalone = positionals.filter((name) => Object.hasOwn(STANDALONE, name));
   const named = positionals.filter((name) => !Object.hasOwn(STANDALONE, name));
@@ -406,7 +415,7 @@ async function main(): Promise<number> {
       fdLimit: Number(facts.fd_limit),
     };
     for (const scenario of chosen) {
-      results.push(...await runScenario(scenario, context, helpers));
+      results.push(...await runScenario(scenario, context, helpers, values.only));
       if (scenario === "subrate") {
         const stats = await fetch(`http://127.0.0.1:${context.callbackPort}/stats`);
         log(`callback service calls so far: ${await stats.text()}`);

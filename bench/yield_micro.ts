@@ -1,9 +1,12 @@
 /**
  * How soon a socket read is served while the event loop runs a chain of
  * 5 ms tasks, by the way each task hands over to the next: `setImmediate`,
- * a `MessageChannel` message, or a 0 ms timer. The pacer
- * (`src/session/pacer.ts`) hops by timer because of what this prints: in
- * Deno only the timer lets a ready read in before the next task.
+ * a `MessageChannel` message, a 0 ms timer, a `crypto.subtle.digest` of
+ * nothing, or a byte through a loopback socket. In Deno only the timer and
+ * the digest let a ready read in before the next task; the timer idles the
+ * loop about 2 ms a hop (a third of the tasks lost), the digest does not.
+ * (The pacers tried for reconnect storms, `bench/RESULTS.md`, hopped by
+ * timer, then by digest.)
  *
  * A child process (this file with `--client PORT`) writes its send time to
  * a loopback socket every 10 ms; this process reads it while the chain runs
@@ -33,6 +36,29 @@ const HOPS: Record<string, () => Hop> = {
     };
   },
   "setTimeout 0": () => (task) => void setTimeout(task, 0),
+  // A web-standard call that completes on another thread: it comes back in
+  // the same poll as the sockets that are ready, without a timer's idle.
+  "subtle.digest": () => {
+    const nothing = new Uint8Array(0);
+    return (task) => void crypto.subtle.digest("SHA-1", nothing).then(task);
+  },
+  // One byte through a loopback socket of its own: its read is served like
+  // any other socket's, and yet it starves them as MessageChannel does.
+  "socket byte": () => {
+    let next = () => {};
+    let writer: net.Socket | undefined;
+    const reader = net.createServer((socket) => void socket.on("data", () => next()));
+    reader.listen(0, "127.0.0.1", () => {
+      writer = net.connect((reader.address() as net.AddressInfo).port, "127.0.0.1");
+      writer.setNoDelay(true);
+    });
+    reader.unref();
+    const byte = new Uint8Array(1);
+    return (task) => {
+      next = task;
+      writer!.write(byte);
+    };
+  },
 };
 
 const TASK_MS = 5;
@@ -96,7 +122,10 @@ if (import.meta.main) {
   if (values.client) {
     await client(Number(values.client));
   } else {
-    for (const [name, make] of Object.entries(HOPS)) console.log(await measure(name, make()));
+    const hops = Object.entries(HOPS).map(([name, make]) => [name, make()] as const);
+    // The socket hop's connection is made before the chains start.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (const [name, hop] of hops) console.log(await measure(name, hop));
     // The MessageChannel's port would keep the process alive.
     Deno.exit(0);
   }
