@@ -103,7 +103,7 @@ export {
 } from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub/pubsub.ts";
 export { redactUrl } from "./src/config/redact.ts";
-export type { Socket, UpgradeWebSocket } from "./src/socket.ts";
+export type { Socket, UpgradeRequest, UpgradeWebSocket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */
 export interface SharkOptions {

@@ -30,6 +30,15 @@ import { parseArgs } from "node:util";
 const CLIENTS = 3000;
 const CONCURRENCY = 200;
 const TIMEOUT_MS = 30_000;
+/**
+ * Source addresses, round-robin: a run opens ~150,000 connections in two
+ * minutes, and each closed one holds its local port for a minute
+ * (TIME_WAIT); eight addresses ran out of ports after ~60,000.
+ */
+const LOCAL_ADDRESSES = Array.from(
+  { length: 64 },
+  (_, index) => `127.0.${index >> 6}.${1 + (index & 63)}`,
+);
 
 type Mode = "subrate" | "connect";
 
@@ -88,7 +97,7 @@ async function round(server: Server, mode: Mode, tag: string): Promise<number> {
         port: server.port,
         sink: { message() {} },
         timeoutMs: TIMEOUT_MS,
-        localAddress: `127.0.0.${1 + (index % 8)}`,
+        localAddress: LOCAL_ADDRESSES[index % LOCAL_ADDRESSES.length],
       });
       if (mode === "connect") {
         connection.send(

@@ -190,6 +190,7 @@ export async function listen(shark: Shark, options: ListenOptions): Promise<List
     onDrop: (reason) => shark.metrics.rejected(reason),
     onFail: (failure) => shark.metrics.closed(failure),
     scheduler,
+    upgrade: (request, info) => shark.upgrade(request, info),
   }, handler);
 }
 

@@ -35,7 +35,7 @@ import { startPubSub } from "./pubsub/start.ts";
 import { type EngineState, PubSubLoss } from "./pubsub/loss.ts";
 import { ServiceClient } from "./callbacks/service_client.ts";
 import { type RequestInfo, Sessions } from "./session/sessions.ts";
-import type { UpgradeWebSocket } from "./socket.ts";
+import type { UpgradeRequest, UpgradeWebSocket } from "./socket.ts";
 
 export type { RequestInfo } from "./session/sessions.ts";
 
@@ -183,6 +183,17 @@ export class Engine {
       return this.#sessions.accept(request, info, this.ready);
     }
     return serveHttp(request, this.#httpHost);
+  }
+
+  /**
+   * Serves a WebSocket upgrade that a transport has already recognized,
+   * given by its header fields alone: Shark's own transport calls this, so
+   * that a handshake builds no `Request` (a third of its allocations). The
+   * request must be one that this engine's `upgradeWebSocket` knows (the
+   * transport's own); any other is answered 400.
+   */
+  upgrade(request: UpgradeRequest, info: RequestInfo = {}): Response {
+    return this.#sessions.accept(request, info, this.ready);
   }
 
   /**

@@ -64,6 +64,15 @@ export interface Socket {
 }
 
 /**
+ * What the engine reads of an upgrade request: its header fields (`Origin`
+ * for `server.allowed_origins` and the log). A `Request` is one; Shark's own
+ * transport hands the engine a lighter one (`Engine.upgrade`).
+ */
+export interface UpgradeRequest {
+  readonly headers: { get(name: string): string | null };
+}
+
+/**
  * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
  * `WebSocket` is a {@link Socket}).
  * `idleTimeout` (seconds, 0 = off): ping after half of it without traffic from

@@ -207,6 +207,50 @@ Deno.test("the 101 answer carries Sec-WebSocket-Accept of RFC 6455's example key
   assert.match(head, /\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/i);
 });
 
+Deno.test("with an upgrade handler, an upgrade reaches it as header fields, no Request built; plain requests still get a Request", async () => {
+  const seen: { origin: string | null; tags: string | null; absent: string | null }[] = [];
+  const plain: string[] = [];
+  const server = await TransportServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 10,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    upgrade: (request) => {
+      assert.ok(!(request instanceof Request), "the upgrade handler gets no Request");
+      seen.push({
+        origin: request.headers.get("Origin"),
+        tags: request.headers.get("x-tag"),
+        absent: request.headers.get("x-absent"),
+      });
+      const { socket, response } = upgradeWebSocket(request, { idleTimeout: 30 });
+      socket.addEventListener("message", (event) => socket.send((event as MessageEvent).data));
+      return response;
+    },
+  }, (request) => {
+    plain.push(new URL(request.url).pathname);
+    return Response.json({ plain: true });
+  });
+  try {
+    const port = server.addr.port;
+    const { raw, head } = await Raw.upgrade(port, {
+      Origin: "https://app.example",
+      "X-Tag": "a",
+      "x-tag": "b",
+    });
+    await using _ = raw;
+    assert.match(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.deepEqual(seen, [{ origin: "https://app.example", tags: "a, b", absent: null }]);
+    await raw.write(masked(Opcode.text, "hello"));
+    await raw.until(() => raw.frames.length > 0);
+    assert.deepEqual(raw.frames[0], [Opcode.text, "hello"]);
+    const answer = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.deepEqual(await answer.json(), { plain: true });
+    assert.deepEqual(plain, ["/healthz"], "the handler saw the plain request only");
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("subprotocols a client offers are not selected: the answer has no Sec-WebSocket-Protocol", async () => {
   await using echo = await echoServer();
   const { raw, head } = await Raw.upgrade(echo.port, {

@@ -8,6 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import type { UpgradeRequest } from "../../src/socket.ts";
 
 /** A request line and its header fields. */
 export interface RequestHead {
@@ -190,6 +191,29 @@ export function errorResponse(error: HeadError): Response {
     status: error.status,
     headers,
   });
+}
+
+/** The header fields of a request head, read as `Headers.get` reads them. */
+class HeadFields {
+  readonly #head: RequestHead;
+
+  constructor(head: RequestHead) {
+    this.#head = head;
+  }
+
+  /** The field's values comma-joined, `null` when absent; the name in any case. */
+  get(name: string): string | null {
+    return field(this.#head, name.toLowerCase()) ?? null;
+  }
+}
+
+/**
+ * An upgrade request for the engine's `upgrade`: its header fields alone
+ * (~0.3 KB), where a `Request` with its URL and `Headers` is ~7 KB and ~9 µs
+ * of a handshake.
+ */
+export function headRequest(head: RequestHead): UpgradeRequest {
+  return { headers: new HeadFields(head) };
 }
 
 /** A `Request` for the engine, as `Deno.serve` would have built it. */

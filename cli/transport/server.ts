@@ -19,6 +19,7 @@ import { TransportScheduler } from "./scheduler.ts";
 import {
   errorResponse,
   type HeadError,
+  headRequest,
   isUpgrade,
   parseHead,
   type RequestHead,
@@ -30,6 +31,7 @@ import {
 import { type Handler, PlainHttp } from "./plain_http.ts";
 import { MAX_HEAD_BYTES, readHead } from "./read_head.ts";
 import { type PendingUpgrade, upgrades } from "./upgrade.ts";
+import type { UpgradeRequest } from "../../src/socket.ts";
 
 export type { Handler } from "./plain_http.ts";
 export { upgradeWebSocket } from "./upgrade.ts";
@@ -70,7 +72,19 @@ export interface TransportOptions {
    * own, whose writer the start-up self-check chooses.
    */
   readonly scheduler?: TransportScheduler;
+  /**
+   * Where upgrade requests go, as their header fields alone (the engine's
+   * `upgrade`): no `Request` is built for them. Without it the handler gets
+   * every request, upgrades too, as a `Request`.
+   */
+  readonly upgrade?: UpgradeHandler;
 }
+
+/** Answers an upgrade request given by its header fields (the engine's `upgrade`). */
+export type UpgradeHandler = (
+  request: UpgradeRequest,
+  info: { readonly remoteAddr: Deno.NetAddr },
+) => Response | Promise<Response>;
 
 /** The options a server runs with: its scheduler chosen. */
 type ServerOptions = TransportOptions & { readonly scheduler: TransportScheduler };
@@ -252,7 +266,12 @@ export class TransportServer {
 
   async #upgrade(conn: net.Socket, head: RequestHead, leftover: Uint8Array): Promise<void> {
     const problem = upgradeProblem(head);
-    const request = problem ? undefined : toRequest(head, this.#options.tls ? "https" : "http");
+    const light = this.#options.upgrade;
+    const request = problem
+      ? undefined
+      : light
+      ? headRequest(head)
+      : toRequest(head, this.#options.tls ? "https" : "http");
     if (!request) {
       this.#options.onDrop?.("bad_request");
       await this.#refuse(conn, problem ?? { status: 400, message: "Bad request target." });
@@ -268,11 +287,12 @@ export class TransportServer {
     let response: Response;
     try {
       // Looked up only when the engine reads it (a log line, a per-address limit).
-      response = await this.#handler(request, {
+      const info = {
         get remoteAddr() {
           return remoteAddr(conn);
         },
-      });
+      };
+      response = await (light ? light(request, info) : this.#handler(request as Request, info));
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });
     }

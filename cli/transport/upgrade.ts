@@ -10,6 +10,7 @@ import type net from "node:net";
 import { WebSocketConnection } from "./connection.ts";
 import type { TransportFailure } from "./failure.ts";
 import type { TransportScheduler } from "./scheduler.ts";
+import type { UpgradeRequest } from "../../src/socket.ts";
 
 /** What an upgraded connection takes from its server's options. */
 export interface UpgradeOptions {
@@ -27,8 +28,8 @@ export interface PendingUpgrade {
   accepted?: { readonly socket: WebSocketConnection; readonly response: Response };
 }
 
-/** Upgrade requests of every server in this isolate, while their handler runs. */
-export const upgrades = new WeakMap<Request, PendingUpgrade>();
+/** Upgrade requests of every server in this isolate (a `Request`, or header fields alone), while their handler runs. */
+export const upgrades = new WeakMap<Request | UpgradeRequest, PendingUpgrade>();
 
 /**
  * `Deno.upgradeWebSocket` for the requests of a `TransportServer`
@@ -42,7 +43,7 @@ export const upgrades = new WeakMap<Request, PendingUpgrade>();
  * ```
  */
 export function upgradeWebSocket(
-  request: Request,
+  request: Request | UpgradeRequest,
   options: { idleTimeout?: number } = {},
 ): { socket: WebSocketConnection; response: Response } {
   const pending = upgrades.get(request);

@@ -12,6 +12,7 @@ import type { ServerConfig } from "../config/config.ts";
 import { errorResponse } from "./respond.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { HttpErrorText } from "../protocol.ts";
+import type { UpgradeRequest } from "../socket.ts";
 
 /**
  * The resident memory of the process in bytes, as the runtime measures it
@@ -78,7 +79,7 @@ export class Admission {
   }
 
   /** The answer refusing this upgrade, or `undefined` when it may proceed. */
-  refusal(request: Request, candidate: Candidate): Response | undefined {
+  refusal(request: UpgradeRequest, candidate: Candidate): Response | undefined {
     const server = this.#server;
     if (!candidate.ready) {
       this.#metrics.rejected("not_ready");

@@ -17,7 +17,7 @@ import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type CloseReason, HttpErrorText } from "../protocol.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
-import { idleTimeoutOf, type UpgradeWebSocket } from "../socket.ts";
+import { idleTimeoutOf, type UpgradeRequest, type UpgradeWebSocket } from "../socket.ts";
 
 /** Connection details of a request, for logs. */
 export interface RequestInfo {
@@ -98,8 +98,12 @@ export class Sessions implements Iterable<Session> {
     return this.#open.values();
   }
 
-  /** Upgrades a request to a session, unless `Admission` refuses it (or the engine is not `ready`). */
-  accept(request: Request, info: RequestInfo, ready: boolean): Response {
+  /**
+   * Upgrades a request to a session, unless `Admission` refuses it (or the
+   * engine is not `ready`). `request` goes to the `upgrade` seam as it is: a
+   * `Request`, or the transport's own kind that its seam knows.
+   */
+  accept(request: UpgradeRequest, info: RequestInfo, ready: boolean): Response {
     // Read before the upgrade: the runtime's request info is gone after it.
     const logged = this.#log.isEnabledFor("info");
     const remoteAddr = logged || this.#admission.countsAddresses ? info.remoteAddr : undefined;
@@ -110,7 +114,9 @@ export class Sessions implements Iterable<Session> {
     const origin = logged ? request.headers.get("origin") : undefined;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
-      upgraded = this.#upgrade(request, { idleTimeout: idleTimeoutOf(this.#config.ws_ping) });
+      upgraded = this.#upgrade(request as Request, {
+        idleTimeout: idleTimeoutOf(this.#config.ws_ping),
+      });
     } catch (error) {
       return errorResponse(400, `${HttpErrorText.badUpgrade}: ${error}`);
     }
