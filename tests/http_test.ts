@@ -3,6 +3,7 @@
  * (Prometheus listener and the `log` provider).
  */
 import assert from "node:assert/strict";
+import { MemoryPubSub, Shark } from "../mod.ts";
 import { TestClient } from "./helpers/client.ts";
 import { freePort } from "./helpers/loopback.ts";
 import { SharkProcess } from "./helpers/process.ts";
@@ -128,4 +129,26 @@ Deno.test("the log metrics provider prints the counters every interval", async (
   );
   assert.equal(line.properties?.connections_total, 1);
   assert.equal(line.properties?.ready, 1);
+});
+
+Deno.test("Engine.upgrade: header fields alone; refused like any upgrade, and a request the upgrade seam does not know gets 400, not a crash", async () => {
+  // The default seam is Deno.upgradeWebSocket, which knows only the runtime's own requests.
+  const shark = new Shark(
+    { server: { allowed_origins: ["https://app.example"] } },
+    { pubsub: new MemoryPubSub() },
+  );
+  try {
+    await shark.started;
+    const fields = (origin: string | null) => ({
+      headers: { get: (name: string) => name.toLowerCase() === "origin" ? origin : null },
+    });
+    const refused = shark.upgrade(fields("https://evil.example"));
+    assert.equal(refused.status, 403);
+    const unknown = shark.upgrade(fields("https://app.example"));
+    assert.equal(unknown.status, 400);
+    assert.match((await unknown.json()).error, /^Bad WebSocket upgrade/);
+    assert.equal(shark.connections, 0);
+  } finally {
+    await shark.shutdown();
+  }
 });
