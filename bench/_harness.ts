@@ -11,9 +11,9 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
-import { freePort } from "../tests/helpers/loopback.ts";
+import { answersOk, freePort } from "../tests/helpers/loopback.ts";
 import { RedisServer } from "../tests/helpers/redis_server.ts";
-import { delay, Inbox } from "../tests/helpers/wait.ts";
+import { delay, Inbox, waitUntil } from "../tests/helpers/wait.ts";
 import { Child, rssKiB } from "./_proc.ts";
 
 export { freePort } from "../tests/helpers/loopback.ts";
@@ -31,6 +31,44 @@ const MIB = 1024 * 1024;
 
 /** No start waits longer than this. */
 const START_TIMEOUT_MS = 30_000;
+
+/** Pins this process, every thread, to the helper CPU: a load generator stays off Shark's core. */
+export async function pinToHelperCpu(): Promise<void> {
+  await new Deno.Command("taskset", { args: ["-a", "-p", "-c", HELPER_CPUS, String(Deno.pid)] })
+    .output();
+}
+
+/**
+ * `bench/callback_service.ts` (the services' callbacks of `subrate`, `storm`
+ * and `bench/ab.ts`) on a free port of the helper CPU, once it answers
+ * `GET /stats`. Throws with its last stderr lines when it does not.
+ */
+export async function startCallbackService(): Promise<{ callbacks: Child; callbackPort: number }> {
+  const callbackPort = freePort();
+  const callbacks = new Child({
+    name: "callback service",
+    command: [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "bench/callback_service.ts",
+      "--port",
+      `${callbackPort}`,
+    ],
+    cpus: HELPER_CPUS,
+    cwd: ROOT,
+  });
+  try {
+    await waitUntil(
+      () => answersOk(`http://127.0.0.1:${callbackPort}/stats`),
+      START_TIMEOUT_MS,
+      "callback service answering /stats",
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}:\n${callbacks.tail()}`);
+  }
+  return { callbacks, callbackPort };
+}
 
 /**
  * A seeded pseudo-random source (mulberry32): the same seed gives the same

@@ -23,9 +23,19 @@
  */
 import { connectClient } from "./_raw_ws.ts";
 import { Child, cpuMs } from "./_proc.ts";
-import { delay, freePort, HELPER_CPUS, log, ROOT, SHARK_CPUS } from "./_harness.ts";
+import {
+  delay,
+  freePort,
+  log,
+  pinToHelperCpu,
+  ROOT,
+  SHARK_CPUS,
+  startCallbackService,
+} from "./_harness.ts";
 import { deno } from "./_scenarios.ts";
 import { parseArgs } from "node:util";
+import { answersOk } from "../tests/helpers/loopback.ts";
+import { waitUntil } from "../tests/helpers/wait.ts";
 
 const CLIENTS = 3000;
 const CONCURRENCY = 200;
@@ -35,10 +45,7 @@ const TIMEOUT_MS = 30_000;
  * minutes, and each closed one holds its local port for a minute
  * (TIME_WAIT); eight addresses ran out of ports after ~60,000.
  */
-const LOCAL_ADDRESSES = Array.from(
-  { length: 64 },
-  (_, index) => `127.0.${index >> 6}.${1 + (index & 63)}`,
-);
+const LOCAL_ADDRESSES = Array.from({ length: 64 }, (_, index) => `127.0.0.${index + 1}`);
 
 type Mode = "subrate" | "connect";
 
@@ -72,16 +79,13 @@ function config(callbackPort: number): string {
   return path;
 }
 
-async function listening(port: number, child: Child): Promise<void> {
-  for (let tries = 0; tries < 200; tries++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await delay(50);
-    }
+/** Waits until `server` answers `GET /healthz` with 200 (ready), or throws with its stderr. */
+async function ready(server: Server): Promise<void> {
+  try {
+    await waitUntil(() => answersOk(`http://127.0.0.1:${server.port}/healthz`), 30_000, "ready");
+  } catch {
+    throw new Error(`${server.label} did not get ready:\n${server.child.tail()}`);
   }
-  throw new Error(`${child.name} did not listen on ${port}:\n${child.tail()}`);
 }
 
 /** One round against `server`: Shark's CPU per client in microseconds. */
@@ -157,15 +161,8 @@ async function main(): Promise<void> {
     throw new Error("usage: bench/ab.ts --base DIR [--mode subrate|connect] [--rounds N]");
   }
   // The load generator shares the helper core with the callback service, as in `bench/run.ts`.
-  await new Deno.Command("taskset", { args: ["-a", "-p", "-c", HELPER_CPUS, String(Deno.pid)] })
-    .output();
-  const callbackPort = freePort();
-  const callbacks = new Child({
-    name: "callback service",
-    command: deno("bench/callback_service.ts", "--port", String(callbackPort)),
-    cpus: HELPER_CPUS,
-    cwd: ROOT,
-  });
+  await pinToHelperCpu();
+  const { callbacks, callbackPort } = await startCallbackService();
   const configPath = config(callbackPort);
   const servers: Server[] = [values.base, ROOT].map((tree, index) => {
     const port = freePort();
@@ -175,8 +172,7 @@ async function main(): Promise<void> {
     return { label, child, port, rounds: [] };
   });
   try {
-    await listening(callbackPort, callbacks);
-    for (const server of servers) await listening(server.port, server.child);
+    for (const server of servers) await ready(server);
     // A warm-up round each: JIT and the callback pools.
     for (const server of servers) await round(server, mode, "warm");
     for (let index = 0; index < rounds; index++) {

@@ -28,6 +28,7 @@ import { answersOk, freePort } from "../tests/helpers/loopback.ts";
 import { RedisServer } from "../tests/helpers/redis_server.ts";
 import { tempDir } from "../tests/helpers/temp.ts";
 import { waitUntil } from "../tests/helpers/wait.ts";
+import { pinToHelperCpu, startCallbackService } from "./_harness.ts";
 import { Child, clockTicks, fdHardLimit, machineBusyPct } from "./_proc.ts";
 import { ratios, ratioTable, saveResults, table } from "./_report.ts";
 import {
@@ -304,22 +305,7 @@ async function startHelpers(): Promise<Helpers> {
     ],
     spawn: (command) => new Child({ name: "redis", command, cpus: HELPER_CPUS }).process,
   });
-  const callbackPort = freePort();
-  const callbacks = new Child({
-    name: "callback service",
-    command: deno("bench/callback_service.ts", "--port", String(callbackPort)),
-    cpus: HELPER_CPUS,
-    cwd: ROOT,
-  });
-  try {
-    await waitUntil(
-      () => answersOk(`http://127.0.0.1:${callbackPort}/stats`),
-      START_TIMEOUT_MS,
-      "callback service answering /stats",
-    );
-  } catch (error) {
-    throw new Error(`${(error as Error).message}:\n${callbacks.tail()}`);
-  }
+  const { callbacks, callbackPort } = await startCallbackService();
   return { redis, callbackPort, callbacks };
 }
 
@@ -378,8 +364,7 @@ async function main(): Promise<number> {
   if (standalone.length > 0 && named.length === 0) return 0;
   const chosen = named.length > 0 ? named as Scenario[] : [...SCENARIOS];
   // The orchestrator stays off the server's CPU too.
-  await new Deno.Command("taskset", { args: ["-a", "-p", "-c", HELPER_CPUS, String(Deno.pid)] })
-    .output();
+  await pinToHelperCpu();
   const facts = await machine();
   log(`machine: ${JSON.stringify(facts)}`);
   console.log(JSON.stringify({ machine: facts }));

@@ -266,10 +266,10 @@ export class TransportServer {
 
   async #upgrade(conn: net.Socket, head: RequestHead, leftover: Uint8Array): Promise<void> {
     const problem = upgradeProblem(head);
-    const light = this.#options.upgrade;
+    const upgradeHandler = this.#options.upgrade;
     const request = problem
       ? undefined
-      : light
+      : upgradeHandler
       ? headRequest(head)
       : toRequest(head, this.#options.tls ? "https" : "http");
     if (!request) {
@@ -292,7 +292,9 @@ export class TransportServer {
           return remoteAddr(conn);
         },
       };
-      response = await (light ? light(request, info) : this.#handler(request as Request, info));
+      response = await (upgradeHandler
+        ? upgradeHandler(request, info)
+        : this.#handler(request as Request, info));
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });
     }

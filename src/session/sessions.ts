@@ -114,6 +114,7 @@ export class Sessions implements Iterable<Session> {
     const origin = logged ? request.headers.get("origin") : undefined;
     let upgraded: ReturnType<UpgradeWebSocket>;
     try {
+      // The seam is typed for `Request`s; a transport's own kind is one its seam knows (else 400).
       upgraded = this.#upgrade(request as Request, {
         idleTimeout: idleTimeoutOf(this.#config.ws_ping),
       });
