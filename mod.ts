@@ -35,6 +35,7 @@ import { Engine } from "./src/engine.ts";
 import type { UpgradeWebSocket } from "./src/socket.ts";
 import type { PubSub } from "./src/pubsub/pubsub.ts";
 import type { Logger } from "@logtape/logtape";
+import type { Pressure } from "./src/session/catch_up_gate.ts";
 
 export {
   type BroadcastChannelOptions,
@@ -56,6 +57,8 @@ export {
   type SharkConfigInput,
 } from "./src/config/config.ts";
 export type { MemoryUsage } from "./src/http/admission.ts";
+export type { Pressure } from "./src/session/catch_up_gate.ts";
+export type { Gateway } from "./src/session/sessions.ts";
 export type { Clock } from "./src/clock.ts";
 export type {
   CallbackAnswer,
@@ -125,6 +128,12 @@ export interface SharkOptions {
   readonly clock?: Clock;
   /** Carries the service callbacks; defaults to `fetch`. */
   readonly callbackHttp?: CallbackHttp;
+  /**
+   * Whether the runtime's I/O is behind now: new connections then wait while
+   * `server.catch_up_sessions` sessions are busy (the CLI probes it with
+   * `IoProbe`). Without it they never wait.
+   */
+  readonly pressure?: Pressure;
 }
 
 /**
@@ -174,6 +183,7 @@ export class Shark extends Engine {
       memoryUsage: options.memoryUsage ?? (() => Deno.memoryUsage().rss),
       clock: options.clock,
       callbackHttp: options.callbackHttp,
+      pressure: options.pressure,
     });
   }
 }

@@ -40,7 +40,7 @@ function figure(result: Result): string {
 
 function latency(result: Result): string {
   if (typeof result.bystander_p99_ms === "number") {
-    return `bystander p50 ${result.bystander_p50_ms} / p99 ${result.bystander_p99_ms} / max ` +
+    return `bystander p50 ${result.bystander_p50_ms} / p90 ${result.bystander_p90_ms} / p99 ${result.bystander_p99_ms} / max ` +
       `${result.bystander_max_ms} ms (quiet p99 ${result.bystander_quiet_p99_ms})`;
   }
   const parts = [];

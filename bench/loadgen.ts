@@ -960,6 +960,7 @@ async function startBystander(spec: LoadSpec) {
       return {
         [`${prefix}_messages`]: sorted.length,
         [`${prefix}_p50_ms`]: round1(percentile(sorted, 0.5)),
+        [`${prefix}_p90_ms`]: round1(percentile(sorted, 0.9)),
         [`${prefix}_p99_ms`]: round1(percentile(sorted, 0.99)),
         [`${prefix}_max_ms`]: round1(sorted.at(-1) ?? null),
       };

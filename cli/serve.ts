@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { IoProbe } from "./io_probe.ts";
 import { configure, getLogger, getStreamSink, type Logger, type LogLevel } from "@logtape/logtape";
 import { defaultPubSub, type PubSub, Shark, type SharkConfig } from "../mod.ts";
 import { logFormatter } from "./log_format.ts";
@@ -111,7 +112,10 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
     })
     : undefined;
   const pubsub = await createPubSub(config, logContext);
+  // How far behind the runtime's I/O is, for the catch-up gate (closed with it).
+  const probe = config.server.catch_up_sessions === null ? undefined : await IoProbe.start();
   const shark = new Shark(config, {
+    pressure: probe,
     pubsub,
     logger: log,
     upgradeWebSocket: config.server.transport === "shark" ? upgradeWebSocket : undefined,
@@ -120,6 +124,7 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
   try {
     await shark.started;
   } catch (error) {
+    probe?.close();
     throw new StartupError(
       `pub/sub adapter ${config.pubsub.adapter} could not start: ${(error as Error).message}`,
       1,
@@ -190,7 +195,8 @@ export async function listen(shark: Shark, options: ListenOptions): Promise<List
     onDrop: (reason) => shark.metrics.rejected(reason),
     onFail: (failure) => shark.metrics.closed(failure),
     scheduler,
-    upgrade: (request, info) => shark.upgrade(request, info),
+    upgrade: (request, info, admitted) => shark.upgrade(request, info, admitted),
+    admission: shark.admission,
   }, handler);
 }
 

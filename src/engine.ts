@@ -34,7 +34,8 @@ import type { PubSub } from "./pubsub/pubsub.ts";
 import { startPubSub } from "./pubsub/start.ts";
 import { type EngineState, PubSubLoss } from "./pubsub/loss.ts";
 import { ServiceClient } from "./callbacks/service_client.ts";
-import { type RequestInfo, Sessions } from "./session/sessions.ts";
+import { type Gateway, type RequestInfo, Sessions } from "./session/sessions.ts";
+import type { Pressure } from "./session/catch_up_gate.ts";
 import type { UpgradeRequest, UpgradeWebSocket } from "./socket.ts";
 
 export type { RequestInfo } from "./session/sessions.ts";
@@ -51,6 +52,12 @@ export interface EngineOptions {
   readonly logger?: Logger;
   /** The process's resident memory, for `server.max_memory_bytes`. */
   readonly memoryUsage?: MemoryUsage;
+  /**
+   * Whether the runtime's I/O is behind now (the CLI probes it with a byte
+   * through a loopback socket): new connections then wait while
+   * `server.catch_up_sessions` or more sessions are busy. Without it they never wait.
+   */
+  readonly pressure?: Pressure;
   /**
    * The time the rules read and the timers they set (renewals, heartbeats, throttles,
    * deadlines, fan-out slices, message timestamps, presence refreshes); defaults to the runtime's.
@@ -132,6 +139,7 @@ export class Engine {
       upgrade: options.upgradeWebSocket,
       lifecycle,
       memoryUsage: options.memoryUsage,
+      pressure: options.pressure,
       handleEvent: (session, frame) => events.handle(session, frame),
     });
     const api = this.#serverApi = new ServerApi({
@@ -163,6 +171,18 @@ export class Engine {
     this.started.catch(() => {});
   }
 
+  readonly #isReady = () => this.ready;
+
+  /**
+   * The catch-up gate, for a transport that holds new connections unread
+   * until it lets them in (Shark's own does): `enter()` before reading a
+   * connection, then `upgrade(request, info, true)`, or `unused()` when it
+   * was no upgrade. See `server.catch_up_sessions`.
+   */
+  get admission(): Gateway {
+    return this.#sessions.admission;
+  }
+
   /** Whether the engine accepts connections: started, pub/sub healthy, not stopping. */
   get ready(): boolean {
     return this.#state === "ready";
@@ -190,10 +210,16 @@ export class Engine {
    * given by its header fields alone: Shark's own transport calls this, so
    * that a handshake builds no `Request` (~7 KB of its allocations). The
    * request must be one that this engine's `upgradeWebSocket` knows (the
-   * transport's own); any other is answered 400.
+   * transport's own); any other is answered 400. While the node catches up
+   * it first waits its turn at the catch-up gate, unless `admitted` (its
+   * transport got a place from {@link admission} before reading it).
    */
-  upgrade(request: UpgradeRequest, info: RequestInfo = {}): Response {
-    return this.#sessions.accept(request, info, this.ready);
+  upgrade(
+    request: UpgradeRequest,
+    info: RequestInfo = {},
+    admitted = false,
+  ): Response | Promise<Response> {
+    return this.#sessions.accept(request, info, this.#isReady, admitted);
   }
 
   /**

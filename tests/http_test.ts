@@ -142,9 +142,9 @@ Deno.test("Engine.upgrade: header fields alone; refused like any upgrade, and a 
     const fields = (origin: string | null) => ({
       headers: { get: (name: string) => name.toLowerCase() === "origin" ? origin : null },
     });
-    const refused = shark.upgrade(fields("https://evil.example"));
+    const refused = await shark.upgrade(fields("https://evil.example"));
     assert.equal(refused.status, 403);
-    const unknown = shark.upgrade(fields("https://app.example"));
+    const unknown = await shark.upgrade(fields("https://app.example"));
     assert.equal(unknown.status, 400);
     assert.match((await unknown.json()).error, /^Bad WebSocket upgrade/);
     assert.equal(shark.connections, 0);

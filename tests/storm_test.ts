@@ -1,10 +1,10 @@
 /**
  * A reconnect storm's rules (issue 23), on fakes and a fake clock: history
  * reads shared by the subscriptions that ask for the same one, never joined
- * once sent (SPEC section 10's no-gap rule), and admission by turns (the
- * pacer), which runs every task in order and none refused while letting the
- * event loop turn between budgets. End to end: clients recovering one topic
- * from one position share reads and each still gets every offset once.
+ * once sent (SPEC section 10's no-gap rule). End to end: clients recovering
+ * one topic from one position share reads and each still gets every offset
+ * once. (The catch-up gate, which holds newcomers while the node is behind,
+ * is `catch_up_test.ts`.)
  */
 import assert from "node:assert/strict";
 import { SharedReads } from "../src/delivery/shared_reads.ts";

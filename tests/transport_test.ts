@@ -251,6 +251,55 @@ Deno.test("with an upgrade handler, an upgrade reaches it as header fields, no R
   }
 });
 
+Deno.test("with an admission gate, a connection is not read until it is let in; its upgrade arrives admitted, a plain request gives its place back", async () => {
+  const held: PromiseWithResolvers<void>[] = [];
+  const gate = {
+    entered: 0,
+    unused: 0,
+    enter() {
+      this.entered++;
+      const turn = Promise.withResolvers<void>();
+      held.push(turn);
+      return turn.promise;
+    },
+    unusedPlace() {
+      this.unused++;
+    },
+  };
+  const admittedFlags: boolean[] = [];
+  const server = await TransportServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 10,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    admission: { enter: () => gate.enter(), unused: () => gate.unusedPlace() },
+    upgrade: (request, _info, admitted) => {
+      admittedFlags.push(admitted);
+      return upgradeWebSocket(request, { idleTimeout: 30 }).response;
+    },
+  }, () => Response.json({ plain: true }));
+  try {
+    const port = server.addr.port;
+    const raw = await Raw.connect(port);
+    await using _ = raw;
+    await raw.write(upgradeRequest(port, "dGhlIHNhbXBsZSBub25jZQ==", {}));
+    await waitUntil(() => gate.entered === 1, 5000, "the gate asked");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(raw.text, "", "no answer while the gate holds it");
+    assert.deepEqual(admittedFlags, []);
+    held[0].resolve();
+    assert.match(await raw.head(), /^HTTP\/1\.1 101/);
+    assert.deepEqual(admittedFlags, [true]);
+    const answer = fetch(`http://127.0.0.1:${port}/healthz`);
+    await waitUntil(() => gate.entered === 2, 5000, "the gate asked again");
+    held[1].resolve();
+    assert.deepEqual(await (await answer).json(), { plain: true });
+    await waitUntil(() => gate.unused === 1, 5000, "the plain request's place given back");
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("subprotocols a client offers are not selected: the answer has no Sec-WebSocket-Protocol", async () => {
   await using echo = await echoServer();
   const { raw, head } = await Raw.upgrade(echo.port, {

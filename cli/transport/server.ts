@@ -78,12 +78,32 @@ export interface TransportOptions {
    * every request, upgrades too, as a `Request`.
    */
   readonly upgrade?: UpgradeHandler;
+  /**
+   * Asked before a plain (not TLS) connection is read (the engine's
+   * catch-up gate, `admission`): it stays unread, its request in the
+   * kernel's buffers, until let in. Its upgrade reaches the `upgrade`
+   * handler with `admitted` true; a connection let in that is no upgrade
+   * gives its place back with `unused()`.
+   */
+  readonly admission?: ConnectionGate;
 }
 
-/** Answers an upgrade request given by its header fields (the engine's `upgrade`). */
+/** A gate a connection passes before it is read. */
+export interface ConnectionGate {
+  /** Resolves when the connection may be read (`undefined`: at once); it then holds a place. */
+  enter(): Promise<void> | undefined;
+  /** A connection let in did not become an upgrade: its place is free. */
+  unused(): void;
+}
+
+/**
+ * Answers an upgrade request given by its header fields (the engine's
+ * `upgrade`); `admitted`: the connection holds a place from the `admission` gate.
+ */
 export type UpgradeHandler = (
   request: UpgradeRequest,
   info: { readonly remoteAddr: Deno.NetAddr },
+  admitted: boolean,
 ) => Response | Promise<Response>;
 
 /** The options a server runs with: its scheduler chosen. */
@@ -115,6 +135,8 @@ export class TransportServer {
   readonly #plain: PlainHttp;
   readonly #sockets = new Set<WebSocketConnection>();
   readonly #handshakes = new Set<net.Socket>();
+  /** Connections let in by the `admission` gate whose upgrade has not reached the handler. */
+  readonly #admitted = new WeakSet<net.Socket>();
   /** TCP connections whose TLS handshake is not done yet, by client address. */
   readonly #tlsPending = new Map<string, net.Socket>();
   /** The handshake timeouts, on one timer. */
@@ -142,6 +164,7 @@ export class TransportServer {
     listener.on(options.tls ? "secureConnection" : "connection", (conn: net.Socket) => {
       if (options.tls) this.#tlsPending.delete(clientKey(conn));
       if (this.#closing) conn.destroy();
+      else if (options.admission && !options.tls) this.#admitThenServe(conn, options.admission);
       else this.#serve(conn).catch(() => this.#forget(conn, true));
     });
     if (options.tls) listener.on("connection", (raw: net.Socket) => this.#awaitTls(raw));
@@ -154,7 +177,7 @@ export class TransportServer {
     const scheduler = options.scheduler ?? await TransportScheduler.start();
     const listener = options.tls
       ? tls.createServer({ cert: options.tls.cert, key: options.tls.key })
-      : net.createServer();
+      : net.createServer({ pauseOnConnect: options.admission !== undefined });
     // Ends once the listener is closed and every connection it accepted is gone.
     const finished = new Promise<void>((resolve) => listener.once("close", () => resolve()));
     await new Promise<void>((resolve, reject) => {
@@ -227,6 +250,31 @@ export class TransportServer {
     if (close) conn.destroy();
   }
 
+  /**
+   * Reads `conn` once `gate` lets it in. While it waits it is in
+   * `#handshakes` (shutdown destroys it) but has no deadline: the gate
+   * bounds its wait (`handshake_timeout`), and its deadline starts when it
+   * is read.
+   */
+  async #admitThenServe(conn: net.Socket, gate: ConnectionGate): Promise<void> {
+    const wait = gate.enter();
+    if (wait) {
+      this.#handshakes.add(conn);
+      await wait;
+      if (conn.destroyed || this.#closing) {
+        gate.unused();
+        this.#forget(conn, true);
+        return;
+      }
+    }
+    this.#admitted.add(conn);
+    conn.resume();
+    this.#serve(conn).catch(() => this.#forget(conn, true)).finally(() => {
+      // Still here: it never reached the upgrade handler.
+      if (this.#admitted.delete(conn)) gate.unused();
+    });
+  }
+
   async #serve(conn: net.Socket): Promise<void> {
     this.#handshakes.add(conn);
     let timedOut = false;
@@ -292,8 +340,9 @@ export class TransportServer {
           return remoteAddr(conn);
         },
       };
+      const admitted = this.#admitted.delete(conn);
       response = await (upgradeHandler
-        ? upgradeHandler(request, info)
+        ? upgradeHandler(request, info, admitted)
         : this.#handler(request as Request, info));
     } catch {
       response = Response.json({ status: "error", error: "Internal error." }, { status: 500 });

@@ -26,6 +26,7 @@ export interface ServerConfig {
   readonly max_subscriptions: number;
   readonly idle_timeout: number | null;
   readonly max_fanout_queue_bytes: number;
+  readonly catch_up_sessions: number | null;
   readonly max_buffered_bytes: number;
   readonly handshake_timeout: number;
   readonly shutdown_timeout: number;

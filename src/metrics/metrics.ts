@@ -64,6 +64,10 @@ export class Metrics {
   historyPublished = 0;
   /** Recovered envelopes handed to subscriptions (before the rules of SPEC section 4). */
   replayed = 0;
+  /** Connections waiting at the catch-up gate now (`server.catch_up_sessions`). */
+  catchUpWaiting = 0;
+  /** Connections that waited at the catch-up gate since start. */
+  catchUpWaited = 0;
   /** Service callbacks waiting for a slot of `http.max_concurrent` now. */
   callbacksQueued = 0;
   /** Presence members held by this node's subscriptions now (SPEC section 12). */

@@ -176,6 +176,20 @@ export const ROWS: readonly Row[] = [
     key: "history_replayed",
   },
   {
+    name: "shark_catch_up_waiting",
+    help: "New connections held unread by the catch-up gate (server.catch_up_sessions)",
+    type: "gauge",
+    field: "catchUpWaiting",
+    key: "catch_up_waiting",
+  },
+  {
+    name: "shark_catch_up_waited_total",
+    help: "New connections that waited at the catch-up gate",
+    type: "counter",
+    field: "catchUpWaited",
+    key: "catch_up_waited",
+  },
+  {
     name: "shark_callbacks_queued",
     help: "Service callbacks waiting for one of the http.max_concurrent slots of their origin",
     type: "gauge",

@@ -27,6 +27,13 @@ const SESSION_CLOSED = new DOMException("the session closed", "AbortError");
 /** A frame as it comes off the socket: text, or bytes with `binaryType` "arraybuffer". */
 export type ClientFrame = string | ArrayBuffer;
 
+/** Told of a session's busy spells: the events it handles, one after the other. */
+export interface BusyListener {
+  started(session: Session): void;
+  finished(session: Session): void;
+  closed(session: Session): void;
+}
+
 /** What a session needs of the engine that accepted it. */
 export interface SessionHost {
   readonly metrics: Metrics;
@@ -38,6 +45,8 @@ export interface SessionHost {
   sessionClosed(session: Session): Promise<void>;
   /** The timers of credential expiry; tests pass a fake clock. Default the runtime's. */
   readonly clock?: Clock;
+  /** Told when the session starts and stops handling events, and when it closes. */
+  readonly busy?: BusyListener;
 }
 
 /**
@@ -267,7 +276,9 @@ export class Session implements Subscriber, EventListenerObject {
       return;
     }
     pending.push(frame);
-    this.#handling ??= this.#handlePending(pending);
+    if (this.#handling) return;
+    this.#host.busy?.started(this);
+    this.#handling = this.#handlePending(pending);
   }
 
   async #handlePending(pending: ClientFrame[]): Promise<void> {
@@ -276,11 +287,13 @@ export class Session implements Subscriber, EventListenerObject {
     }
     this.#pending = undefined;
     this.#handling = undefined;
+    this.#host.busy?.finished(this);
   }
 
   #end(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#host.busy?.closed(this);
     this.#closing?.abort(SESSION_CLOSED);
     this.expireAuthIn(undefined);
     this.#host.sessionClosed(this).catch((error) =>

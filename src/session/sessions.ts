@@ -13,6 +13,7 @@ import type { Clock } from "../clock.ts";
 import type { SharkConfig } from "../config/config.ts";
 import { errorResponse } from "../http/respond.ts";
 import { IdleSweep } from "./idle.ts";
+import { CatchUpGate, NO_PRESSURE, type Pressure } from "./catch_up_gate.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type CloseReason, HttpErrorText } from "../protocol.ts";
@@ -25,6 +26,14 @@ export interface RequestInfo {
   readonly remoteAddr?: { readonly hostname?: string; readonly port?: number };
 }
 
+/** The catch-up gate as a transport asks it before reading a connection. */
+export interface Gateway {
+  /** Resolves when a connection may be read (`undefined`: at once); it then holds a place. */
+  enter(): Promise<void> | undefined;
+  /** A connection let in did not become an upgrade: its place is free. */
+  unused(): void;
+}
+
 /** What {@link Sessions} is built from. */
 export interface SessionsOptions {
   readonly config: SharkConfig;
@@ -34,6 +43,8 @@ export interface SessionsOptions {
   readonly upgrade: UpgradeWebSocket;
   readonly lifecycle: Lifecycle;
   readonly memoryUsage?: MemoryUsage;
+  /** Whether the runtime's I/O is behind: new connections may wait (see {@link CatchUpGate}). */
+  readonly pressure?: Pressure;
   /** Handles one client event; never rejects. */
   handleEvent(session: Session, frame: ClientFrame): Promise<void>;
 }
@@ -44,7 +55,7 @@ export interface SessionsOptions {
  * @example
  * ```ts
  * const sessions = new Sessions({ config, metrics, log, clock, upgrade, lifecycle, handleEvent });
- * Deno.serve((request) => sessions.accept(request, {}, true));
+ * Deno.serve((request) => sessions.accept(request, {}, () => true));
  * await sessions.closeAll(CloseReason.shutdown);
  * ```
  */
@@ -60,6 +71,7 @@ export class Sessions implements Iterable<Session> {
   readonly #admission: Admission;
   readonly #idle: IdleSweep | undefined;
   readonly #host: SessionHost;
+  readonly #gate: CatchUpGate<Session>;
 
   constructor(options: SessionsOptions) {
     const { config, metrics, log, clock } = options;
@@ -76,7 +88,20 @@ export class Sessions implements Iterable<Session> {
     });
     const idleTimeout = config.server.idle_timeout;
     this.#idle = idleTimeout === null ? undefined : new IdleSweep(idleTimeout, clock);
+    const catchUp = config.server.catch_up_sessions;
+    const gate = this.#gate = new CatchUpGate<Session>({
+      limit: catchUp ?? 1,
+      // Without a reading of the runtime's I/O, or with catch_up_sessions null, it holds nobody.
+      maxWaitMs: config.server.handshake_timeout * 1000,
+      pressure: (catchUp !== null && options.pressure) || NO_PRESSURE,
+      clock,
+      onWait: (change) => {
+        metrics.catchUpWaiting += change;
+        if (change > 0) metrics.catchUpWaited++;
+      },
+    });
     this.#host = {
+      busy: gate,
       metrics,
       clock,
       limits: {
@@ -99,17 +124,45 @@ export class Sessions implements Iterable<Session> {
   }
 
   /**
-   * Upgrades a request to a session, unless `Admission` refuses it (or the
-   * engine is not `ready`). `request` goes to the `upgrade` seam as it is: a
-   * `Request`, or the transport's own kind that its seam knows.
+   * Where a transport that holds new connections unread asks first (see
+   * {@link CatchUpGate}): `enter()` resolves when one may be read, and the
+   * place it takes is given back by {@link accept} with `admitted`, or by
+   * `unused()` when the connection was no upgrade.
    */
-  accept(request: UpgradeRequest, info: RequestInfo, ready: boolean): Response {
+  readonly admission: Gateway = {
+    enter: () => this.#gate.enter(),
+    unused: () => this.#gate.opened(undefined),
+  };
+
+  /**
+   * Upgrades a request to a session, unless `Admission` refuses it (or the
+   * engine is not `ready`, read when the request goes on). `request` goes to
+   * the `upgrade` seam as it is: a `Request`, or the transport's own kind
+   * that its seam knows. It first waits its turn at the catch-up gate,
+   * unless `admitted` (its transport asked {@link admission} before reading it).
+   */
+  accept(
+    request: UpgradeRequest,
+    info: RequestInfo,
+    ready: () => boolean,
+    admitted = false,
+  ): Response | Promise<Response> {
+    const wait = admitted ? undefined : this.#gate.enter();
+    if (!wait) return this.#openSession(request, info, ready());
+    return wait.then(() => this.#openSession(request, info, ready()));
+  }
+
+  /** Opens the session, and gives its place at the gate to it (or back). */
+  #openSession(request: UpgradeRequest, info: RequestInfo, ready: boolean): Response {
     // Read before the upgrade: the runtime's request info is gone after it.
     const logged = this.#log.isEnabledFor("info");
     const remoteAddr = logged || this.#admission.countsAddresses ? info.remoteAddr : undefined;
     const address = remoteAddr?.hostname;
     const refused = this.#admission.refusal(request, { ready, open: this.#open.size, address });
-    if (refused) return refused;
+    if (refused) {
+      this.#gate.opened(undefined);
+      return refused;
+    }
     const remote = logged && remoteAddr ? `${address}:${remoteAddr.port}` : undefined;
     const origin = logged ? request.headers.get("origin") : undefined;
     let upgraded: ReturnType<UpgradeWebSocket>;
@@ -119,9 +172,11 @@ export class Sessions implements Iterable<Session> {
         idleTimeout: idleTimeoutOf(this.#config.ws_ping),
       });
     } catch (error) {
+      this.#gate.opened(undefined);
       return errorResponse(400, `${HttpErrorText.badUpgrade}: ${error}`);
     }
     const session = new Session(upgraded.socket, this.#host, this.#log);
+    this.#gate.opened(session);
     this.#open.add(session);
     this.#admission.admit(session, address);
     this.#idle?.watch(session);
@@ -141,9 +196,10 @@ export class Sessions implements Iterable<Session> {
     return Promise.all(sessions.map((session) => session.close(reason))).then(() => {});
   }
 
-  /** Stops watching for idle connections. */
+  /** Stops watching for idle connections; lets every connection waiting at the gate go on. */
   close(): void {
     this.#idle?.close();
+    this.#gate.close();
   }
 
   async #closed(session: Session): Promise<void> {
