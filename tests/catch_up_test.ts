@@ -113,7 +113,7 @@ Deno.test("catch-up gate: a connection waits at most maxWaitMs, then goes in alt
   catchUp.close();
 });
 
-Deno.test("catch-up gate: nobody waits while I/O keeps up, and the window grows only while it holds connections back", () => {
+Deno.test("catch-up gate: a steady load does not wait while I/O keeps up: the window grows ahead of it, never past twice the sessions busy", () => {
   const { clock, pressure, gate: catchUp } = gate(8, false);
   // Twenty sessions busy, I/O keeping up: each one goes in, the window
   // growing by limit/8 per RECHECK_MS (never past twice the sessions busy).
@@ -131,6 +131,24 @@ Deno.test("catch-up gate: nobody waits while I/O keeps up, and the window grows 
   assert.equal(catchUp.window, 10);
   clock.tick(RECHECK_MS);
   assert.equal(catchUp.window, 8, "never below catch_up_sessions");
+  catchUp.close();
+});
+
+Deno.test("catch-up gate: once I/O keeps up again, a backlog goes in at the window's pace, newcomers behind it", async () => {
+  const { clock, pressure, gate: catchUp } = gate(4);
+  for (let i = 0; i < 4; i++) openBusy(catchUp);
+  const waiting = [catchUp.enter()!, catchUp.enter()!, catchUp.enter()!];
+  pressure.behindNow = false;
+  const newcomer = catchUp.enter();
+  assert.ok(newcomer, "a newcomer queues behind the ones waiting");
+  const inside = async () =>
+    (await Promise.all([...waiting, newcomer].map(settled))).filter(Boolean).length;
+  clock.tick(RECHECK_MS);
+  assert.equal(await inside(), 1, "the window grew by one: one goes in");
+  clock.tick(RECHECK_MS);
+  assert.equal(await inside(), 2);
+  clock.tick(RECHECK_MS * 2);
+  assert.equal(await inside(), 4, "the newcomer last");
   catchUp.close();
 });
 

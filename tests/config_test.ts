@@ -27,7 +27,7 @@ Deno.test("defaults are the ones SPEC section 6 lists", () => {
     max_fanout_queue_bytes: 16777216,
     max_buffered_bytes: 4194304,
     handshake_timeout: 10,
-    catch_up_sessions: 64,
+    catch_up_sessions: 128,
     shutdown_timeout: 30,
     transport: "shark",
   });

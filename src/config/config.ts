@@ -92,7 +92,7 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
         .describe("A client with more unsent output is closed with 1008."),
       handshake_timeout: positiveSeconds.default(10)
         .describe("Seconds to send a whole HTTP request or upgrade, else the connection closes."),
-      catch_up_sessions: z.int().min(1).nullable().default(64).describe(
+      catch_up_sessions: z.int().min(1).nullable().default(128).describe(
         "While the runtime's I/O is behind (a storm of connections), new connections wait unread, never refused, while this many sessions or more are busy connecting, authenticating or subscribing (the bound grows while I/O keeps up); a connection waits at most handshake_timeout. null: connections never wait.",
       ),
       shutdown_timeout: seconds.default(30)

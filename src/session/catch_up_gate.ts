@@ -7,13 +7,15 @@
  * newcomer's: measured in a storm of 5,000, a message was on the wire to
  * Shark within a millisecond of its publish and read 100–200 ms later.
  *
- * The gate bounds the sessions at work at once. While the runtime's I/O is
- * behind (the `pressure` reading: a probe of the transport) and `window`
- * sessions are busy, a new connection waits, unread, until one of them is
- * done. The window starts at `limit`, halves (never below `limit`) while
- * I/O is behind and grows by an eighth of `limit` per
- * {@link RECHECK_MS} while it keeps up, never past twice the sessions busy
- * (it only grows while it is what holds connections back). Nobody is
+ * The gate bounds the sessions at work at once: a new connection goes in
+ * while fewer than a window of sessions are busy, else it waits, unread,
+ * until one is done or the window grows. The window starts at `limit`; each
+ * {@link RECHECK_MS} it halves (never below `limit`) while the runtime's I/O
+ * is behind (the `pressure` reading: a probe of the transport), and grows
+ * by an eighth of `limit` while I/O keeps up, never past twice the sessions
+ * busy. So a steady load does not wait (the window keeps ahead of it), a
+ * burst of thousands goes in at the window's pace, in arrival order, and
+ * while I/O is behind the sessions at work come down to `limit`. Nobody is
  * refused: a connection waits at most `maxWaitMs`, then goes in.
  *
  * A session is busy from the moment it is let in until it sends its first
@@ -64,7 +66,7 @@ interface Waiter {
 }
 
 /**
- * Counts busy sessions and holds new connections while the node is behind.
+ * Counts busy sessions and holds new connections beyond a window of them.
  * A place taken by {@link CatchUpGate.enter} is given back by
  * {@link CatchUpGate.opened}, with the session it became or `undefined`.
  *
@@ -128,8 +130,8 @@ export class CatchUpGate<S extends object> {
 
   /**
    * Takes a place for a new connection: at once (`undefined`, no promise)
-   * unless connections already wait or the node is under pressure with a
-   * window of sessions busy; else the promise resolves when it may go in.
+   * unless connections already wait or a window of sessions is busy; else
+   * the promise resolves when it may go in.
    */
   enter(): Promise<void> | undefined {
     if (this.#open) return undefined;
@@ -185,6 +187,7 @@ export class CatchUpGate<S extends object> {
     for (const waiter of waiting) this.#go(waiter);
   }
 
+  /** Whether a new connection may go in: fewer sessions than the window are busy. */
   #hasRoom(): boolean {
     this.#adjust();
     return this.busy < this.#window;
