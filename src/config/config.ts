@@ -93,7 +93,7 @@ export function configSchema(env: EnvLookup): z.ZodType<SharkConfig, unknown> {
       handshake_timeout: positiveSeconds.default(10)
         .describe("Seconds to send a whole HTTP request or upgrade, else the connection closes."),
       catch_up_sessions: z.int().min(1).nullable().default(128).describe(
-        "While the runtime's I/O is behind (a storm of connections), new connections wait unread, never refused, while this many sessions or more are busy connecting, authenticating or subscribing (the bound grows while I/O keeps up); a connection waits at most handshake_timeout. null: connections never wait.",
+        "New connections wait unread (never refused, at most handshake_timeout) while a window of sessions is busy connecting, authenticating or subscribing: the window starts at this many, grows while the runtime's I/O keeps up and halves back to it while I/O is behind (a reconnect storm). null: connections never wait.",
       ),
       shutdown_timeout: seconds.default(30)
         .describe("Seconds graceful shutdown waits for unsubscribe callbacks."),
