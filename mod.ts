@@ -58,7 +58,6 @@ export {
 } from "./src/config/config.ts";
 export type { MemoryUsage } from "./src/http/admission.ts";
 export type { Pressure } from "./src/session/catch_up_gate.ts";
-export type { Gateway } from "./src/session/sessions.ts";
 export type { Clock } from "./src/clock.ts";
 export type {
   CallbackAnswer,
@@ -106,7 +105,7 @@ export {
 } from "./src/protocol.ts";
 export type { PubSub, PubSubListener } from "./src/pubsub/pubsub.ts";
 export { redactUrl } from "./src/config/redact.ts";
-export type { Socket, UpgradeRequest, UpgradeWebSocket } from "./src/socket.ts";
+export type { Gateway, Socket, UpgradeRequest, UpgradeWebSocket } from "./src/socket.ts";
 
 /** Options of a {@link Shark}; every one has a Deno default. */
 export interface SharkOptions {

@@ -34,9 +34,9 @@ import type { PubSub } from "./pubsub/pubsub.ts";
 import { startPubSub } from "./pubsub/start.ts";
 import { type EngineState, PubSubLoss } from "./pubsub/loss.ts";
 import { ServiceClient } from "./callbacks/service_client.ts";
-import { type Gateway, type RequestInfo, Sessions } from "./session/sessions.ts";
+import { type RequestInfo, Sessions } from "./session/sessions.ts";
 import type { Pressure } from "./session/catch_up_gate.ts";
-import type { UpgradeRequest, UpgradeWebSocket } from "./socket.ts";
+import type { Gateway, UpgradeRequest, UpgradeWebSocket } from "./socket.ts";
 
 export type { RequestInfo } from "./session/sessions.ts";
 

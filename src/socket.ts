@@ -73,6 +73,18 @@ export interface UpgradeRequest {
 }
 
 /**
+ * The engine's catch-up gate, as a transport that holds new connections
+ * unread asks it (`Engine.admission`): `enter()` resolves when a
+ * connection may be read (`undefined`: at once) and holds a place, which
+ * its upgrade (passed to `Engine.upgrade` with `admitted`) takes over, or
+ * `unused()` gives back when it was no upgrade.
+ */
+export interface Gateway {
+  enter(): Promise<void> | undefined;
+  unused(): void;
+}
+
+/**
  * Upgrades a request to a WebSocket, as `Deno.upgradeWebSocket` does (whose
  * `WebSocket` is a {@link Socket}).
  * `idleTimeout` (seconds, 0 = off): ping after half of it without traffic from

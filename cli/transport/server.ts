@@ -31,7 +31,7 @@ import {
 import { type Handler, PlainHttp } from "./plain_http.ts";
 import { MAX_HEAD_BYTES, readHead } from "./read_head.ts";
 import { type PendingUpgrade, upgrades } from "./upgrade.ts";
-import type { UpgradeRequest } from "../../src/socket.ts";
+import type { Gateway, UpgradeRequest } from "../../src/socket.ts";
 
 export type { Handler } from "./plain_http.ts";
 export { upgradeWebSocket } from "./upgrade.ts";
@@ -85,15 +85,7 @@ export interface TransportOptions {
    * handler with `admitted` true; a connection let in that is no upgrade
    * gives its place back with `unused()`.
    */
-  readonly admission?: ConnectionGate;
-}
-
-/** A gate a connection passes before it is read. */
-export interface ConnectionGate {
-  /** Resolves when the connection may be read (`undefined`: at once); it then holds a place. */
-  enter(): Promise<void> | undefined;
-  /** A connection let in did not become an upgrade: its place is free. */
-  unused(): void;
+  readonly admission?: Gateway;
 }
 
 /**
@@ -256,7 +248,7 @@ export class TransportServer {
    * bounds its wait (`handshake_timeout`), and its deadline starts when it
    * is read.
    */
-  async #admitThenServe(conn: net.Socket, gate: ConnectionGate): Promise<void> {
+  async #admitThenServe(conn: net.Socket, gate: Gateway): Promise<void> {
     const wait = gate.enter();
     if (wait) {
       this.#handshakes.add(conn);

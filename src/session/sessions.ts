@@ -18,20 +18,17 @@ import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type CloseReason, HttpErrorText } from "../protocol.ts";
 import { type ClientFrame, Session, type SessionHost } from "./session.ts";
-import { idleTimeoutOf, type UpgradeRequest, type UpgradeWebSocket } from "../socket.ts";
+import {
+  type Gateway,
+  idleTimeoutOf,
+  type UpgradeRequest,
+  type UpgradeWebSocket,
+} from "../socket.ts";
 
 /** Connection details of a request, for logs. */
 export interface RequestInfo {
   /** The client's address, as `Deno.serve` hands it to its handler. */
   readonly remoteAddr?: { readonly hostname?: string; readonly port?: number };
-}
-
-/** The catch-up gate as a transport asks it before reading a connection. */
-export interface Gateway {
-  /** Resolves when a connection may be read (`undefined`: at once); it then holds a place. */
-  enter(): Promise<void> | undefined;
-  /** A connection let in did not become an upgrade: its place is free. */
-  unused(): void;
 }
 
 /** What {@link Sessions} is built from. */
