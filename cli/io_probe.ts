@@ -1,7 +1,7 @@
 /**
  * How far behind the runtime's I/O is, for the catch-up gate
- * (`server.catch_up_sessions`): a byte sent through a loopback TCP
- * connection from this process to itself, and the time until it is read.
+ * (`server.catch_up_sessions`): a byte sent through a connection from this
+ * process to itself (a Unix socket), and the time until it is read.
  * The runtime serves ready sockets in turn, so this byte waits as long as a
  * pub/sub socket's read does; a timer cannot tell (timers fire between the
  * turns, however many sockets wait).
@@ -60,17 +60,37 @@ export class IoProbe {
     receiver.unref();
   }
 
-  /** Connects the probe's two ends on 127.0.0.1 (through a listener closed once they are). */
+  /**
+   * Connects the probe's two ends through a Unix socket in a temporary
+   * directory, removed once they are (no TCP port taken: a port a
+   * deployment or a test chose stays free); where Unix sockets are missing,
+   * through 127.0.0.1 on a port the system picks.
+   */
   static async start(): Promise<IoProbe> {
+    const directory = await Deno.makeTempDir({ prefix: "shark-probe-" });
+    try {
+      return await IoProbe.#connect({ path: `${directory}/probe.sock` });
+    } catch {
+      return await IoProbe.#connect({ host: "127.0.0.1", port: 0 });
+    } finally {
+      await Deno.remove(directory, { recursive: true }).catch(() => {});
+    }
+  }
+
+  static async #connect(
+    where: { path: string } | { host: string; port: number },
+  ): Promise<IoProbe> {
     const listener = net.createServer();
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
-      listener.listen({ host: "127.0.0.1", port: 0 }, resolve);
+      listener.listen(where, resolve);
     });
     try {
-      const { port } = listener.address() as net.AddressInfo;
+      const address = listener.address();
       const accepted = new Promise<net.Socket>((resolve) => listener.once("connection", resolve));
-      const sender = net.connect({ host: "127.0.0.1", port, noDelay: true });
+      const sender = typeof address === "string" || address === null
+        ? net.connect({ path: (where as { path: string }).path })
+        : net.connect({ host: "127.0.0.1", port: address.port, noDelay: true });
       await new Promise<void>((resolve, reject) => {
         sender.once("connect", resolve).once("error", reject);
       });
