@@ -54,7 +54,7 @@ export interface EngineOptions {
   readonly memoryUsage?: MemoryUsage;
   /**
    * Whether the runtime's I/O is behind now (the CLI probes it with a byte
-   * through a loopback socket): new connections then wait while
+   * through a Unix socket): new connections then wait while
    * `server.catch_up_sessions` or more sessions are busy. Without it they never wait.
    */
   readonly pressure?: Pressure;

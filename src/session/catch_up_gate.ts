@@ -27,7 +27,7 @@ import type { Clock } from "../clock.ts";
 
 /**
  * Whether the runtime's I/O is behind now (a socket read waits longer than
- * it should); the CLI's is a probe through a loopback socket (`cli/io_probe.ts`).
+ * it should); the CLI's is a probe through a Unix socket (`cli/io_probe.ts`).
  * Closed with the gate.
  */
 export interface Pressure {
