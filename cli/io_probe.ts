@@ -63,17 +63,20 @@ export class IoProbe {
   /**
    * Connects the probe's two ends through a Unix socket in a temporary
    * directory, removed once they are (no TCP port taken: a port a
-   * deployment or a test chose stays free); where Unix sockets are missing,
+   * deployment or a test chose stays free); where Unix sockets are missing
+   * or no temporary directory may be written (`--allow-write` not granted),
    * through 127.0.0.1 on a port the system picks.
    */
   static async start(): Promise<IoProbe> {
-    const directory = await Deno.makeTempDir({ prefix: "shark-probe-" });
+    let directory: string | undefined;
     try {
+      directory = await Deno.makeTempDir({ prefix: "shark-probe-" });
       return await IoProbe.#connect({ path: `${directory}/probe.sock` });
     } catch {
+      // No Unix sockets here, or no permission to write a temporary directory.
       return await IoProbe.#connect({ host: "127.0.0.1", port: 0 });
     } finally {
-      await Deno.remove(directory, { recursive: true }).catch(() => {});
+      if (directory) await Deno.remove(directory, { recursive: true }).catch(() => {});
     }
   }
 

@@ -113,7 +113,14 @@ export async function prepare(config: SharkConfig, options: ServeOptions = {}): 
     : undefined;
   const pubsub = await createPubSub(config, logContext);
   // How far behind the runtime's I/O is, for the catch-up gate (closed with it).
-  const probe = config.server.catch_up_sessions === null ? undefined : await IoProbe.start();
+  const probe = config.server.catch_up_sessions === null
+    ? undefined
+    : await IoProbe.start().catch((error) => {
+      log.warn("catch-up gate off: the I/O probe could not start: {error}", {
+        error: String(error),
+      });
+      return undefined;
+    });
   const shark = new Shark(config, {
     pressure: probe,
     pubsub,
