@@ -128,9 +128,9 @@ export interface SharkOptions {
   /** Carries the service callbacks; defaults to `fetch`. */
   readonly callbackHttp?: CallbackHttp;
   /**
-   * Whether the runtime's I/O is behind now: new connections then wait while
-   * `server.catch_up_sessions` sessions are busy (the CLI probes it with
-   * `IoProbe`). Without it they never wait.
+   * Whether the runtime's I/O is behind now, for the catch-up gate
+   * (`server.catch_up_sessions`, docs/storms.md; the CLI probes it with
+   * `cli/io_probe.ts`). Without it new connections never wait.
    */
   readonly pressure?: Pressure;
 }

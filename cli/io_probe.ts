@@ -89,11 +89,12 @@ export class IoProbe {
       listener.listen(where, resolve);
     });
     try {
-      const address = listener.address();
       const accepted = new Promise<net.Socket>((resolve) => listener.once("connection", resolve));
-      const sender = typeof address === "string" || address === null
-        ? net.connect({ path: (where as { path: string }).path })
-        : net.connect({ host: "127.0.0.1", port: address.port, noDelay: true });
+      const sender = "path" in where ? net.connect({ path: where.path }) : net.connect({
+        ...where,
+        port: (listener.address() as net.AddressInfo).port,
+        noDelay: true,
+      });
       await new Promise<void>((resolve, reject) => {
         sender.once("connect", resolve).once("error", reject);
       });

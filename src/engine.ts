@@ -54,8 +54,9 @@ export interface EngineOptions {
   readonly memoryUsage?: MemoryUsage;
   /**
    * Whether the runtime's I/O is behind now (the CLI probes it with a byte
-   * through a Unix socket): new connections then wait while
-   * `server.catch_up_sessions` or more sessions are busy. Without it they never wait.
+   * through a Unix socket), for the catch-up gate: new connections wait
+   * while a window of sessions is busy, which halves back to
+   * `server.catch_up_sessions` while I/O is behind. Without it they never wait.
    */
   readonly pressure?: Pressure;
   /**

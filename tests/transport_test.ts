@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import {
   type DropReason,
+  type Handler,
   LISTEN_BACKLOG,
+  type TransportOptions,
   TransportServer,
   upgradeWebSocket,
 } from "../cli/transport/server.ts";
@@ -31,6 +33,20 @@ interface Echo extends AsyncDisposable {
   readonly fails: TransportFailure[];
 }
 
+/** A transport server on a free loopback port with the tests' limits, and `options` on top. */
+function listenLoopback(
+  options: Partial<TransportOptions>,
+  handler: Handler,
+): Promise<TransportServer> {
+  return TransportServer.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 10,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    ...options,
+  }, handler);
+}
+
 /**
  * An echo server: every message comes back as it came; `close:CODE` makes
  * the server close with that code. Plain requests get their method and path.
@@ -40,11 +56,8 @@ async function echoServer(
 ): Promise<Echo> {
   const drops: DropReason[] = [];
   const fails: TransportFailure[] = [];
-  const server: TransportServer = await TransportServer.listen({
-    hostname: "127.0.0.1",
-    port: 0,
+  const server = await listenLoopback({
     handshakeTimeout: options.handshakeTimeout ?? 10,
-    maxMessageBytes: MAX_MESSAGE_BYTES,
     tls: options.tls,
     onDrop: (reason) => drops.push(reason),
     onFail: (failure) => fails.push(failure),
@@ -210,11 +223,7 @@ Deno.test("the 101 answer carries Sec-WebSocket-Accept of RFC 6455's example key
 Deno.test("with an upgrade handler, an upgrade reaches it as header fields, no Request built; plain requests still get a Request", async () => {
   const seen: { origin: string | null; tags: string | null; absent: string | null }[] = [];
   const plain: string[] = [];
-  const server = await TransportServer.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    handshakeTimeout: 10,
-    maxMessageBytes: MAX_MESSAGE_BYTES,
+  const server = await listenLoopback({
     upgrade: (request) => {
       assert.ok(!(request instanceof Request), "the upgrade handler gets no Request");
       seen.push({
@@ -253,26 +262,17 @@ Deno.test("with an upgrade handler, an upgrade reaches it as header fields, no R
 
 Deno.test("with an admission gate, a connection is not read until it is let in; its upgrade arrives admitted, a plain request gives its place back", async () => {
   const held: PromiseWithResolvers<void>[] = [];
-  const gate = {
-    entered: 0,
-    unused: 0,
-    enter() {
-      this.entered++;
-      const turn = Promise.withResolvers<void>();
-      held.push(turn);
-      return turn.promise;
-    },
-    unusedPlace() {
-      this.unused++;
-    },
-  };
+  let unused = 0;
   const admittedFlags: boolean[] = [];
-  const server = await TransportServer.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    handshakeTimeout: 10,
-    maxMessageBytes: MAX_MESSAGE_BYTES,
-    admission: { enter: () => gate.enter(), unused: () => gate.unusedPlace() },
+  const server = await listenLoopback({
+    admission: {
+      enter() {
+        const turn = Promise.withResolvers<void>();
+        held.push(turn);
+        return turn.promise;
+      },
+      unused: () => void unused++,
+    },
     upgrade: (request, _info, admitted) => {
       admittedFlags.push(admitted);
       return upgradeWebSocket(request, { idleTimeout: 30 }).response;
@@ -283,7 +283,7 @@ Deno.test("with an admission gate, a connection is not read until it is let in; 
     const raw = await Raw.connect(port);
     await using _ = raw;
     await raw.write(upgradeRequest(port, "dGhlIHNhbXBsZSBub25jZQ==", {}));
-    await waitUntil(() => gate.entered === 1, 5000, "the gate asked");
+    await waitUntil(() => held.length === 1, 5000, "the gate asked");
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(raw.text, "", "no answer while the gate holds it");
     assert.deepEqual(admittedFlags, []);
@@ -291,10 +291,10 @@ Deno.test("with an admission gate, a connection is not read until it is let in; 
     assert.match(await raw.head(), /^HTTP\/1\.1 101/);
     assert.deepEqual(admittedFlags, [true]);
     const answer = fetch(`http://127.0.0.1:${port}/healthz`);
-    await waitUntil(() => gate.entered === 2, 5000, "the gate asked again");
+    await waitUntil(() => held.length === 2, 5000, "the gate asked again");
     held[1].resolve();
     assert.deepEqual(await (await answer).json(), { plain: true });
-    await waitUntil(() => gate.unused === 1, 5000, "the plain request's place given back");
+    await waitUntil(() => unused === 1, 5000, "the plain request's place given back");
   } finally {
     await server.shutdown();
   }
